@@ -1,0 +1,257 @@
+"""Typed parameters: params.yaml, the chosen profile deep-merged over the base, then `--set key=value` overrides.
+
+Every number the project uses lives in params.yaml; this module only checks and types it. Unknown keys are errors,
+so a typo in an override fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A params file or override that cannot be used; the message says which key and why."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(Strict):
+    world: str
+    curated: str
+    metrics: str
+    mlflow_uri: str
+    mlflow_artifacts: str
+    experiment: str
+
+
+class Weights(Strict):
+    clip_model: str
+    clip_pretrained: str | None = None
+    aesthetic_head: str | None = None
+    coca_model: str
+    coca_pretrained: str | None = None
+    video_captioner: str | None = None
+    llm: str | None = None
+    craft: str | None = "package"
+
+
+class EvalWorld(Strict):
+    colours: list[str]
+    shapes: list[str]
+    directions: list[str]
+    videos_per_class: int = Field(ge=1)
+    action_frames: int = Field(ge=2)
+    action_fps: int = Field(ge=1)
+    action_size: int = Field(ge=16)
+    orbit_objects: int = Field(ge=1)
+    orbit_frames: int = Field(ge=2)
+    orbit_size: int = Field(ge=16)
+    orbit_elevation: tuple[float, float]
+
+
+class World(Strict):
+    videos: int = Field(ge=1)
+    sizes: list[tuple[int, int]]
+    fps: list[int]
+    shots_per_video: tuple[int, int]
+    shot_seconds: tuple[float, float]
+    short_shot_seconds: tuple[float, float]
+    short_shot_prob: float = Field(ge=0, le=1)
+    fade_prob: float = Field(ge=0, le=1)
+    fade_seconds: tuple[float, float]
+    static_prob: float = Field(ge=0, le=1)
+    text_prob: float = Field(ge=0, le=1)
+    low_quality_prob: float = Field(ge=0, le=1)
+    gop_seconds: float = Field(gt=0)
+    crf: int = Field(ge=0, le=51)
+    broken_inputs: bool
+    eval: EvalWorld
+
+    @field_validator("sizes")
+    @classmethod
+    def _even_sizes(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for w, h in v:
+            if w % 2 or h % 2 or w < 32 or h < 32:
+                raise ValueError(f"video sizes must be even and at least 32 px, got {w}x{h}")
+        return v
+
+
+class CutLevel(Strict):
+    detector: Literal["content", "adaptive", "histogram", "hash", "threshold"]
+    fps: float = Field(ge=0)  # 0 = the video's native rate
+    threshold: float = Field(gt=0)
+    min_scene_frames: int = Field(ge=1)
+
+
+class Cuts(Strict):
+    levels: list[CutLevel] = Field(min_length=1)
+    merge_tolerance_s: float = Field(ge=0)
+    trim_threshold: float = Field(gt=0)
+    min_clip_s: float = Field(gt=0)
+    max_clip_s: float = Field(gt=0)
+    snap_to_keyframes: bool
+
+
+class Motion(Strict):
+    enabled: bool
+    fps: float = Field(gt=0)
+    flow_short_side: int = Field(ge=4)
+    compute_short_side: int = Field(ge=16)
+
+
+class Text(Strict):
+    enabled: bool
+    short_side: int = Field(ge=32)
+    text_threshold: float = Field(gt=0, lt=1)
+    low_text: float = Field(gt=0, lt=1)
+    link_threshold: float = Field(gt=0, lt=1)
+
+
+class Clip(Strict):
+    enabled: bool
+
+
+class Captions(Strict):
+    enabled: bool
+    coca: bool
+    video: bool
+    llm: bool
+    max_new_tokens: int = Field(ge=1)
+
+
+class Filters(Strict):
+    motion_bottom: float = Field(ge=0, lt=1)
+    aesthetic_bottom: float = Field(ge=0, lt=1)
+    clip_score_bottom: float = Field(ge=0, lt=1)
+    text_top: float = Field(ge=0, lt=1)
+    text_area_max: float = Field(gt=0, le=1)
+
+
+class Expectations(Strict):
+    min_fps: float = Field(gt=0)
+    max_fps: float = Field(gt=0)
+    max_clip_s: float = Field(gt=0)
+
+
+class Curate(Strict):
+    workers: int = Field(ge=1)
+    analysis_short_side: int = Field(ge=16)
+    cuts: Cuts
+    motion: Motion
+    text: Text
+    clip: Clip
+    captions: Captions
+    filters: Filters
+    expectations: Expectations
+    write_clips: bool
+
+
+class Params(Strict):
+    profile: str
+    seed: int
+    threads: int = Field(ge=1)
+    paths: Paths
+    weights: Weights
+    world: World
+    curate: Curate
+
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """Recursively merge `over` into a copy of `base`; dicts merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (['a','b','c'], value parsed as YAML, so numbers, bools, lists and null work)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+    return key.split("."), value
+
+
+def apply_override(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for i, part in enumerate(path[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"unknown parameter {'.'.join(path)!r}: {'.'.join(path[: i + 1])!r} is not a section")
+        node = node[part]
+    if path[-1] not in node:
+        raise ConfigError(f"unknown parameter {'.'.join(path)!r}")
+    node[path[-1]] = value
+
+
+def load_raw(path: Path | str = DEFAULT_PARAMS) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return raw
+
+
+def resolve(raw: dict, profile: str | None = None, overrides: list[str] | None = None) -> dict:
+    """Merge the profile over the base values and apply overrides; returns the plain resolved dict."""
+    raw = copy.deepcopy(raw)
+    profiles = raw.pop("profiles", {}) or {}
+    name = profile or raw.get("profile", "tiny")
+    if name not in profiles:
+        raise ConfigError(f"unknown profile {name!r}; params.yaml defines: {', '.join(sorted(profiles)) or 'none'}")
+    merged = deep_merge(raw, profiles[name] or {})
+    merged["profile"] = name
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        if keys == ["profile"]:
+            raise ConfigError("choose the profile with --profile, not --set profile=...")
+        apply_override(merged, keys, value)
+    return merged
+
+
+def load_params(
+    path: Path | str = DEFAULT_PARAMS, profile: str | None = None, overrides: list[str] | None = None
+) -> Params:
+    merged = resolve(load_raw(path), profile, overrides)
+    try:
+        return Params.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid parameter {where!r}: {first['msg']} ({len(exc.errors())} error(s) in all)") from None
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {'a.b.c': value}, the form MLflow params take."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
