@@ -1,0 +1,163 @@
+"""The `svd` command: a thin typer layer over the library; every step is a plain function elsewhere."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from svd.config import ConfigError, Params, load_params
+from svd.errors import SvdError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Stable Video Diffusion as a pipeline: world -> curate -> train -> evaluate, tracked and versioned.",
+    pretty_exceptions_enable=False,
+)
+
+
+class State:
+    params_file: Path = Path("params.yaml")
+    profile: Optional[str] = None
+    overrides: list[str] = []
+
+    def params(self) -> Params:
+        return load_params(self.params_file, self.profile, self.overrides)
+
+
+state = State()
+
+
+@app.callback()
+def _global(
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Profile from params.yaml (default: its `profile`)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a parameter: --set curate.cuts.min_clip_s=1.5"),
+) -> None:
+    state.params_file, state.profile, state.overrides = params, profile, list(set_)
+
+
+def _setup() -> Params:
+    from svd.runtime import set_threads
+
+    params = state.params()
+    set_threads(params.threads)
+    return params
+
+
+@app.command()
+def world(
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: paths.world)."),
+    videos: Optional[int] = typer.Option(None, min=1, help="Number of long videos (default: world.videos)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default: seed)."),
+    track: bool = typer.Option(True, help="Record an MLflow run."),
+) -> None:
+    """Render the synthetic shapes world: long videos with truth, a held-aside eval set and broken inputs."""
+    from svd import tracking
+    from svd.world import generate_world
+
+    params = _setup()
+    out = out or Path(params.paths.world)
+    seed = params.seed if seed is None else seed
+    run = tracking.stage_run(params, "world") if track else _null()
+    with run:
+        summary = generate_world(params.world, out, seed=seed, videos=videos)
+        _write_metrics(params, "world", summary)
+        if track:
+            tracking.log_metrics(summary)
+            tracking.log_artifacts(out / "world.json")
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def curate(
+    input: Optional[Path] = typer.Option(None, "--input", help="Folder of videos (default: <paths.world>/videos)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: paths.curated)."),
+    truth: Optional[Path] = typer.Option(
+        None, help="World truth folder for source descriptions and cut scoring (default: the input's parent if it has shots.parquet)."
+    ),
+    track: bool = typer.Option(True, help="Record an MLflow run."),
+) -> None:
+    """Curate videos: cascaded cuts, clips, annotations, expectations, the paper's filters."""
+    from svd import tracking
+    from svd.curation.pipeline import curate as run_curation
+
+    params = _setup()
+    input = input or Path(params.paths.world) / "videos"
+    out = out or Path(params.paths.curated)
+    if truth is None and (input.parent / "shots.parquet").is_file():
+        truth = input.parent
+    run = tracking.stage_run(params, "curate", inputs={"videos": input}) if track else _null()
+    with run:
+        summary = run_curation(params, input, out, truth=truth)
+        _write_metrics(params, "curate", summary)
+        if track:
+            tracking.log_metrics(_numeric(summary))
+            for name in ("summary.json", "clips.parquet", "quarantine.parquet", "expectations"):
+                tracking.log_artifacts(out / name, None if name != "expectations" else "expectations")
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def doctor() -> None:
+    """Report the environment: versions, threads, and which pretrained weights are configured and found."""
+    from svd.doctor import report
+
+    params = _setup()
+    ok = report(params)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def pipeline(
+    stages: List[str] = typer.Argument(None, help="Stages to run (default: all in dvc.yaml, in graph order)."),
+) -> None:
+    """Run the dvc.yaml stages as the Prefect flow `svd` (a temporary local Prefect server if none is configured)."""
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        from flows.pipeline import svd_flow
+    except ImportError as exc:
+        raise SvdError(f"run `svd pipeline` from the project root (flows/ not importable: {exc})") from None
+    state_ = svd_flow(stages=list(stages) if stages else None)
+    typer.echo(json.dumps(state_, indent=2, default=str))
+
+
+def _write_metrics(params: Params, stage: str, summary: dict) -> None:
+    path = Path(params.paths.metrics) / f"{stage}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_numeric(summary), indent=2, sort_keys=True) + "\n")
+
+
+def _numeric(summary: dict, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_numeric(value, name + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def main() -> None:
+    try:
+        app()
+    except (SvdError, ConfigError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""MLflow: one run per stage execution, nested under the pipeline run, with the lineage tags that make a result traceable.
+
+Store: `sqlite:///mlruns/mlflow.db` with artifacts under `mlruns/artifacts` (MLflow 3 refuses the plain file store).
+The Prefect flow opens the pipeline run and hands its id to the stages through SVD_PARENT_RUN_ID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+from svd.config import Params, flatten
+
+PARENT_ENV = "SVD_PARENT_RUN_ID"
+_HASH_CHUNK = 1 << 20
+
+
+def _mlflow():
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow
+
+
+def configure(params: Params) -> str:
+    """Point MLflow at the project store and make sure the experiment exists; returns the experiment id."""
+    mlflow = _mlflow()
+    uri = params.paths.mlflow_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    artifacts = Path(params.paths.mlflow_artifacts).resolve()
+    experiment = mlflow.get_experiment_by_name(params.paths.experiment)
+    if experiment is None:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return mlflow.create_experiment(params.paths.experiment, artifact_location=artifacts.as_uri())
+    return experiment.experiment_id
+
+
+def git_state(cwd: Path | str = ".") -> dict[str, str]:
+    def run(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = run("rev-parse", "HEAD") or "unknown"
+    dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+
+
+def hash_path(path: Path | str) -> str:
+    """Content hash of a file or a folder (relative names + bytes, sorted), so lineage names the exact inputs."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_file():
+        files = [path]
+        root = path.parent
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        root = path
+    else:
+        return "missing"
+    for file in files:
+        digest.update(str(file.relative_to(root)).encode())
+        with open(file, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def pipeline_run(params: Params, name: str = "pipeline") -> Iterator[str]:
+    """The parent run of a pipeline execution; yields its id (export it as SVD_PARENT_RUN_ID to the stages)."""
+    mlflow = _mlflow()
+    experiment_id = configure(params)
+    tags = {**git_state(), "svd.kind": "pipeline", "svd.profile": params.profile}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        yield run.info.run_id
+
+
+@contextlib.contextmanager
+def stage_run(params: Params, stage: str, inputs: dict[str, Path | str] | None = None) -> Iterator[Any]:
+    """One run per stage execution: params, lineage tags (commit, DVC stage, input hashes), nested if a parent is set."""
+    mlflow = _mlflow()
+    experiment_id = configure(params)
+    tags = {**git_state(), "svd.kind": "stage", "dvc.stage": stage, "svd.profile": params.profile}
+    for key, value in (inputs or {}).items():
+        tags[f"input.{key}.path"] = str(value)
+        tags[f"input.{key}.sha256"] = hash_path(value)
+    parent = os.environ.get(PARENT_ENV)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+        flat = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in flatten(params.model_dump()).items()}
+        mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+        yield run
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    mlflow = _mlflow()
+    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if clean:
+        mlflow.log_metrics(clean)
+
+
+def log_artifacts(path: Path | str, artifact_path: str | None = None) -> None:
+    mlflow = _mlflow()
+    path = Path(path)
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+    elif path.is_file():
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
