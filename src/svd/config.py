@@ -91,9 +91,11 @@ class CutLevel(Strict):
 
 
 class Cuts(Strict):
+    short_side: int = Field(ge=16)
     levels: list[CutLevel] = Field(min_length=1)
     merge_tolerance_s: float = Field(ge=0)
     trim_threshold: float = Field(gt=0)
+    max_trim_s: float = Field(ge=0)
     min_clip_s: float = Field(gt=0)
     max_clip_s: float = Field(gt=0)
     snap_to_keyframes: bool
@@ -142,7 +144,7 @@ class Expectations(Strict):
 
 class Curate(Strict):
     workers: int = Field(ge=1)
-    analysis_short_side: int = Field(ge=16)
+    decode_short_side: int = Field(ge=16)
     cuts: Cuts
     motion: Motion
     text: Text

@@ -1,0 +1,122 @@
+"""Great Expectations suite over the clip metadata: a failing suite stops curation with a readable report.
+
+The suite, its validation results and the rendered data docs live under OUT/expectations/ (a file data context),
+so the report is an artifact of the run (MLflow logs the folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from svd.config import Curate
+from svd.errors import SvdError
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+class ExpectationsFailed(SvdError):
+    """The clip metadata broke the suite; the message lists each failed expectation."""
+
+
+# column -> pandas dtype the suite requires
+COLUMN_TYPES = {
+    "video": "object",
+    "clip_id": "object",
+    "start_frame": "int64",
+    "end_frame": "int64",
+    "start_s": "float64",
+    "end_s": "float64",
+    "fps": "float64",
+    "width": "int64",
+    "height": "int64",
+    "motion_score": "float64",
+    "text_area": "float64",
+    "keep": "bool",
+}
+
+
+def build_suite(gx, cfg: Curate):
+    E = gx.expectations
+    suite = gx.ExpectationSuite(name="clip_metadata")
+    for column, dtype in COLUMN_TYPES.items():
+        suite.add_expectation(E.ExpectColumnToExist(column=column))
+        suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=column, type_=dtype if dtype != "object" else "str"))
+    for column in ("video", "clip_id", "start_frame", "end_frame", "fps", "width", "height", "keep"):
+        suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=column))
+    suite.add_expectation(E.ExpectColumnValuesToBeUnique(column="clip_id"))
+    suite.add_expectation(E.ExpectCompoundColumnsToBeUnique(column_list=["video", "start_frame"]))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="start_frame", min_value=0))
+    suite.add_expectation(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="end_frame", column_B="start_frame"))
+    suite.add_expectation(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="end_s", column_B="start_s"))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="fps", min_value=cfg.expectations.min_fps,
+                                                          max_value=cfg.expectations.max_fps))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0,
+                                                          max_value=cfg.expectations.max_clip_s))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="width", min_value=2))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="height", min_value=2))
+    # annotations may be null when their annotator is switched off, never out of range
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="motion_score", min_value=0, mostly=1.0))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="text_area", min_value=0, max_value=1))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="clip_score", min_value=-1, max_value=1))
+    suite.add_expectation(E.ExpectColumnValuesToBeInSet(
+        column="drop_reason", value_set=["", "too_short", "keyframe_snap", "motion", "aesthetic", "clip_score", "text", "text_area"]))
+    return suite
+
+
+def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path) -> dict:
+    """Run the suite; write data docs under out_dir; raise ExpectationsFailed with a readable report on failure."""
+    import logging
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    import great_expectations as gx
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    context = gx.get_context(mode="file", project_root_dir=str(out_dir))
+    try:
+        context.variables.progress_bars = {"globally": False}
+    except Exception:  # noqa: BLE001 - progress bars are cosmetic; older/newer GX shapes differ
+        pass
+    asset = context.data_sources.add_pandas("curation").add_dataframe_asset("clips")
+    batch = asset.add_batch_definition_whole_dataframe("all_clips")
+    suite = context.suites.add(build_suite(gx, cfg))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name="clips", data=batch, suite=suite))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name="clips", validation_definitions=[definition],
+                      actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")])
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": clips})
+    failures = []
+    checked = 0
+    for run in result.run_results.values():
+        for item in run.results:
+            checked += 1
+            if not item.success:
+                cfg_ = item.expectation_config
+                detail = item.result or {}
+                sample = detail.get("partial_unexpected_list") or detail.get("observed_value")
+                failures.append(f"{cfg_.type}({_kwargs(cfg_.kwargs)}): unexpected={detail.get('unexpected_count', '?')} "
+                                f"e.g. {str(sample)[:120]}")
+    docs = next(out_dir.rglob("local_site/index.html"), None)
+    report = {"expectations": checked, "failed": len(failures), "data_docs": str(docs) if docs else ""}
+    (out_dir / "report.txt").write_text(
+        f"{checked} expectations, {len(failures)} failed\n" + "".join(f"  FAILED {f}\n" for f in failures)
+    )
+    if failures:
+        raise ExpectationsFailed(
+            f"clip metadata failed {len(failures)} of {checked} expectations (report: {out_dir / 'report.txt'}): "
+            + "; ".join(failures[:5])
+        )
+    return report
+
+
+def _kwargs(kwargs: dict) -> str:
+    keep = {k: v for k, v in kwargs.items() if k in ("column", "column_A", "column_B", "column_list", "min_value",
+                                                      "max_value", "type_")}
+    return ", ".join(f"{k}={v}" for k, v in keep.items())

@@ -1,0 +1,301 @@
+"""`svd curate`: videos in, a curated clip set out.
+
+Per video, one streaming decode feeds the cut cascade and the segmenter, which hands each finished clip (with its
+frames) to the annotators; broken inputs go to the quarantine with a one-line reason and the batch goes on. Then the
+dataset-level steps: the paper's filters (they need every clip's score), the expectations suite, the clip files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from svd.config import Params
+from svd.curation.annotate import Annotators, ClipFrames
+from svd.curation.cuts import score_boundaries
+from svd.curation.filters import apply_filters, auroc
+from svd.curation.segment import Segmenter, boundary_rows
+from svd.errors import InputError
+from svd.io.video import VideoReadError, iter_frames, probe, remux_clip, reencode_clip, write_gif
+
+MEDIA_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".m4a", ".mp3", ".wav"}
+
+
+def list_videos(input_dir: Path) -> list[Path]:
+    input_dir = Path(input_dir)
+    if not input_dir.exists():
+        raise InputError(f"input folder not found: {input_dir}")
+    if not input_dir.is_dir():
+        raise InputError(f"input must be a folder of videos, got a file: {input_dir}")
+    files = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+    if not files:
+        raise InputError(f"no video files ({', '.join(sorted(MEDIA_SUFFIXES))}) in {input_dir}")
+    return files
+
+
+def video_name(path: Path, root: Path) -> str:
+    return str(path.relative_to(root).with_suffix("")).replace("/", "__")
+
+
+class TruthIndex:
+    """The world's per-shot truth, for source descriptions (matched to clips by frame overlap) and scoring."""
+
+    def __init__(self, folder: Path | None):
+        self.shots = pd.DataFrame()
+        self.transitions = pd.DataFrame()
+        if folder is None:
+            return
+        folder = Path(folder)
+        if (folder / "shots.parquet").is_file():
+            self.shots = pd.read_parquet(folder / "shots.parquet")
+        if (folder / "transitions.parquet").is_file():
+            self.transitions = pd.read_parquet(folder / "transitions.parquet")
+
+    def shot_for(self, video: str, start: int, end: int) -> dict | None:
+        """The truth shot overlapping [start, end) most, if it covers at least half the clip."""
+        if self.shots.empty:
+            return None
+        shots = self.shots[self.shots["video"] == video]
+        if shots.empty:
+            return None
+        overlap = (np.minimum(shots["end_frame"], end) - np.maximum(shots["start_frame"], start)).clip(lower=0)
+        best = overlap.idxmax()
+        if overlap[best] * 2 < (end - start):
+            return None
+        return shots.loc[best].to_dict()
+
+
+def curate_video(path: Path, name: str, params: Params, annotators: Annotators, truth: TruthIndex) -> dict:
+    """One decode pass over one video -> clip rows and detected boundaries. Raises VideoReadError."""
+    cfg = params.curate
+    info = probe(path)
+    segmenter = Segmenter(cfg.cuts, info.fps, cut_short_side=cfg.cuts.short_side)
+    min_frames = max(2, int(round(cfg.cuts.min_clip_s * info.fps)))
+    rows: list[dict] = []
+
+    def handle(pieces) -> None:
+        for piece in pieces:
+            row = {
+                "video": name,
+                "clip_id": f"{name}_{len(rows):04d}",
+                "shot": piece.shot,
+                "start_frame": piece.start,
+                "end_frame": piece.end,
+                "start_s": piece.start / info.fps,
+                "end_s": piece.end / info.fps,
+                "duration_s": (piece.end - piece.start) / info.fps,
+                "fps": float(info.fps),
+                "width": info.width,
+                "height": info.height,
+                "split": piece.split,
+                "drop_reason": "" if piece.end - piece.start >= min_frames else "too_short",
+            }
+            match = truth.shot_for(name, piece.start, piece.end)
+            if row["drop_reason"] == "":
+                row.update(annotators.annotate(ClipFrames(piece.frames, info.fps),
+                                               match["description"] if match else None))
+            rows.append(row)
+
+    count = 0
+    for index, frame in enumerate(iter_frames(path, short_side=cfg.decode_short_side)):
+        handle(segmenter.push(index, frame))
+        count += 1
+    if count == 0:
+        raise VideoReadError("video stream holds no frames")
+    handle(segmenter.finish())
+    boundaries = [{"video": name, **b} for b in boundary_rows(segmenter.shots)]
+    return {"clips": rows, "boundaries": boundaries, "frames": count, "fps": info.fps, "info": info.to_dict()}
+
+
+# -- process-pool plumbing: annotators are built once per worker process ----------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(params: Params, truth_dir: str | None) -> None:
+    from svd.runtime import set_threads
+
+    set_threads(max(1, params.threads // max(1, params.curate.workers)))
+    _WORKER["params"] = params
+    _WORKER["annotators"] = Annotators(params)
+    _WORKER["truth"] = TruthIndex(Path(truth_dir) if truth_dir else None)
+
+
+def _run_one(args: tuple[str, str]) -> dict:
+    path, name = args
+    try:
+        return curate_video(Path(path), name, _WORKER["params"], _WORKER["annotators"], _WORKER["truth"])
+    except VideoReadError as exc:
+        return {"error": str(exc)}
+
+
+def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = None) -> dict:
+    started = time.perf_counter()
+    files = list_videos(input_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(p), video_name(p, Path(input_dir))) for p in files]
+    truth_dir = str(truth) if truth else None
+
+    if params.curate.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(params.curate.workers, initializer=_init_worker,
+                                 initargs=(params, truth_dir)) as pool:
+            results = list(pool.map(_run_one, jobs))
+    else:
+        _init_worker(params, truth_dir)
+        results = [_run_one(job) for job in jobs]
+    annotators: Annotators = _WORKER.get("annotators") or Annotators(params)
+
+    clips, boundaries, quarantine, frames = [], [], [], 0
+    for (path, name), result in zip(jobs, results):
+        if "error" in result:
+            quarantine.append({"video": name, "file": path, "reason": result["error"]})
+            continue
+        clips.extend(result["clips"])
+        boundaries.extend(result["boundaries"])
+        frames += result["frames"]
+
+    clips_df = _frame_clips(clips, annotators)
+    clips_df, filter_report = apply_filters(clips_df, params.curate.filters, annotators.real)
+    for name, item in filter_report.items():
+        item["backend"] = _filter_backend(name, annotators)
+
+    if params.curate.write_clips:
+        clips_df = _write_clip_files(clips_df, dict(jobs_by_name(jobs)), out_dir, params)
+
+    from svd.curation.expectations import validate_clips
+
+    expectations = validate_clips(clips_df, params.curate, out_dir / "expectations")
+
+    shots_df = pd.DataFrame(boundaries, columns=["video", "frame", "span_start", "kind", "level", "detected_frame"])
+    quarantine_df = pd.DataFrame(quarantine, columns=["video", "file", "reason"])
+    clips_df.to_parquet(out_dir / "clips.parquet", index=False)
+    shots_df.to_parquet(out_dir / "shots.parquet", index=False)
+    quarantine_df.to_parquet(out_dir / "quarantine.parquet", index=False)
+
+    seconds = time.perf_counter() - started
+    summary = {
+        "videos": len(files),
+        "videos_ok": len(files) - len(quarantine),
+        "quarantined": len(quarantine),
+        "frames": frames,
+        "clips": int(len(clips_df)),
+        "kept": int(clips_df["keep"].sum()) if len(clips_df) else 0,
+        "filters": filter_report,
+        "backends": annotators.backends,
+        "expectations": expectations,
+        "seconds": round(seconds, 2),
+    }
+    if truth is not None:
+        summary["truth"] = score_against_truth(clips_df, shots_df, TruthIndex(Path(truth)))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def jobs_by_name(jobs: list[tuple[str, str]]):
+    for path, name in jobs:
+        yield name, path
+
+
+def _frame_clips(rows: list[dict], annotators: Annotators) -> pd.DataFrame:
+    columns = ["video", "clip_id", "shot", "start_frame", "end_frame", "start_s", "end_s", "duration_s", "fps",
+               "width", "height", "split", "motion_score", "text_area", "aesthetic", "clip_score", "caption",
+               "caption_source", "caption_coca", "caption_video", "caption_llm", "source_description", "drop_reason"]
+    df = pd.DataFrame(rows)
+    for column in columns:
+        if column not in df:
+            df[column] = None
+    df = df[columns]
+    for column in ("start_frame", "end_frame", "width", "height", "shot"):
+        df[column] = df[column].astype("int64")
+    for column in ("start_s", "end_s", "duration_s", "fps", "motion_score", "text_area", "aesthetic", "clip_score"):
+        df[column] = df[column].astype("float64")
+    df["split"] = df["split"].astype(bool)
+    for column in ("video", "clip_id", "drop_reason"):
+        df[column] = df[column].astype(object)
+    for name in ("motion", "text", "clip", "caption_coca", "caption_video", "caption_llm"):
+        df[f"backend_{name}"] = annotators.backends.get(name, "disabled")
+    return df
+
+
+def _filter_backend(name: str, annotators: Annotators) -> str:
+    key = {"motion": "motion", "text": "text", "text_area": "text", "aesthetic": "clip", "clip_score": "clip"}[name]
+    return annotators.backends.get(key, "disabled")
+
+
+def _write_clip_files(df: pd.DataFrame, sources: dict[str, str], out_dir: Path, params: Params) -> pd.DataFrame:
+    """Kept clips as their own mp4 (stream copy from the next keyframe, or frame-exact re-encode), plus GIF previews
+    of the first few so a person can look."""
+    df = df.copy()
+    clip_dir = out_dir / "clips"
+    preview_dir = out_dir / "previews"
+    df["file"], df["file_start_frame"], df["file_end_frame"] = None, pd.NA, pd.NA
+    min_s = params.curate.cuts.min_clip_s
+    previews = 0
+    for i, row in df[df["keep"]].iterrows():
+        src, dst = sources[row["video"]], clip_dir / f"{row['clip_id']}.mp4"
+        try:
+            if params.curate.cuts.snap_to_keyframes:
+                s, e = remux_clip(src, dst, int(row["start_frame"]), int(row["end_frame"]))
+            else:
+                s, e = reencode_clip(src, dst, int(row["start_frame"]), int(row["end_frame"]))
+        except ValueError:
+            s, e = int(row["end_frame"]), int(row["end_frame"])
+        if (e - s) / row["fps"] < min_s:
+            dst.unlink(missing_ok=True)
+            df.loc[i, ["keep", "drop_reason"]] = [False, "keyframe_snap"]
+            df.loc[i, "drop_reasons"] = "keyframe_snap"
+            continue
+        df.loc[i, ["file", "file_start_frame", "file_end_frame"]] = [str(dst.relative_to(out_dir)), s, e]
+        if previews < 8:
+            frames = list(iter_frames(dst, short_side=128))
+            write_gif(preview_dir / f"{row['clip_id']}.gif", frames[:: max(1, len(frames) // 24)], fps=8)
+            previews += 1
+    df["file_start_frame"] = df["file_start_frame"].astype("Int64")
+    df["file_end_frame"] = df["file_end_frame"].astype("Int64")
+    return df
+
+
+def score_against_truth(clips: pd.DataFrame, shots: pd.DataFrame, truth: TruthIndex) -> dict:
+    """Cut F1 (tolerance 2 frames), clips leaking across true transitions, and how well the motion and text scores
+    separate the world's static and text shots (AUROC)."""
+    out: dict = {}
+    if not truth.transitions.empty:
+        totals = {"tp": 0, "predicted": 0, "truth": 0}
+        for video, t in truth.transitions.groupby("video"):
+            p = shots[shots["video"] == video]
+            s = score_boundaries(list(zip(p["span_start"], p["frame"])), list(zip(t["span_start"], t["frame"])))
+            for k in totals:
+                totals[k] += s[k]
+        precision = totals["tp"] / totals["predicted"] if totals["predicted"] else 1.0
+        recall = totals["tp"] / totals["truth"] if totals["truth"] else 1.0
+        f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+        out["cuts"] = {**totals, "precision": precision, "recall": recall, "f1": f1}
+        leaks = 0
+        for _, c in clips.iterrows():
+            t = truth.transitions[truth.transitions["video"] == c["video"]]
+            inside = (t["frame"] > c["start_frame"]) & (t["frame"] < c["end_frame"])
+            fade = t["kind"] == "fade"
+            overlap = (np.minimum(t["frame"], c["end_frame"]) - np.maximum(t["span_start"], c["start_frame"]))
+            leaks += int((inside | (fade & (overlap > 2))).any())
+        out["clips_across_transitions"] = leaks
+    if not truth.shots.empty and len(clips):
+        matched = [truth.shot_for(r["video"], r["start_frame"], r["end_frame"]) for _, r in clips.iterrows()]
+        has = [m is not None for m in matched]
+        sub = clips[has]
+        m = [x for x in matched if x is not None]
+        if len(sub) and sub["motion_score"].notna().all():
+            moving = np.array([bool(x["moving"]) for x in m])
+            out["motion_auroc_moving_vs_static"] = auroc(sub["motion_score"].to_numpy(), moving)
+        if len(sub) and sub["text_area"].notna().all():
+            texted = np.array([float(x["text_area"]) > 0 for x in m])
+            out["text_auroc_text_vs_none"] = auroc(sub["text_area"].to_numpy(), texted)
+        kept = sub["keep"].to_numpy()
+        out["kept_static_shots"] = int(sum(k and not x["moving"] for k, x in zip(kept, m)))
+        out["kept_text_shots"] = int(sum(k and float(x["text_area"]) > 0.0 for k, x in zip(kept, m)))
+        out["matched_clips"] = int(len(sub))
+    return out

@@ -1,0 +1,176 @@
+"""Streaming segmentation: frames in, finished clips out, with memory bounded by the longest clip.
+
+The decoded stream passes through once. Frames wait in a buffer only until the cut cascade can no longer place a
+boundary among them (its delay is known); then the shot before the boundary is trimmed of transition frames, split
+into clips of at most `max_clip_s`, and handed on with its frames so every annotator reads from this one pass. A shot
+longer than `max_clip_s` is emitted piece by piece, so a ten-minute single take never sits in memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from svd.config import Cuts
+from svd.curation.cuts import Boundary, CutCascade, Detection, frame_histogram, merge_detections
+
+
+@dataclass
+class Piece:
+    """A clip candidate: frames [start, end) of shot `shot`, with the frames themselves (decode size, RGB)."""
+
+    shot: int
+    start: int
+    end: int
+    frames: list[np.ndarray] = field(repr=False)
+    split: bool  # one of several pieces of a shot longer than max_clip_s
+
+
+@dataclass
+class Shot:
+    index: int
+    start: int  # first clean frame (after trimming)
+    end: int  # exclusive, after trimming
+    boundary: Boundary | None  # the boundary that opened this shot (None for the first)
+
+
+class Segmenter:
+    def __init__(self, cfg: Cuts, fps: float, cut_short_side: int = 96):
+        self.cfg = cfg
+        self.fps = fps
+        self.cascade = CutCascade(cfg.levels, fps, short_side=cut_short_side)
+        self.max_clip = max(2, int(round(cfg.max_clip_s * fps)))
+        self.max_trim = max(0, int(round(cfg.max_trim_s * fps)))
+        self.merge_gap = int(round(cfg.merge_tolerance_s * fps))
+        self.delay = self.cascade.max_delay + self.merge_gap + 2
+        self._buffer: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
+        self._detections: list[Detection] = []
+        self._open = 0  # first frame of the open (not yet emitted) part of the current shot
+        self._open_boundary: Boundary | None = None
+        self._shot_started = True  # the open part begins its shot (so its start edge may be trimmed)
+        self._shot_index = 0
+        self._shot_first = 0  # trimmed start of the current shot
+        self._extra_start_trim = 0  # a gradual boundary's span: the shot opens at its start and trims past it
+        self.shots: list[Shot] = []
+        self.detections: list[Detection] = []
+        self.last_index = -1
+
+    def push(self, index: int, frame: np.ndarray) -> list[Piece]:
+        self.last_index = index
+        self._buffer.append((index, frame, frame_histogram(frame)))
+        found = self.cascade.push(index, frame)
+        self._detections.extend(found)
+        self.detections.extend(found)
+        return self._drain(final_limit=index - self.delay, at_end=False)
+
+    def finish(self) -> list[Piece]:
+        if self.last_index < 0:
+            return []
+        found = self.cascade.flush(self.last_index)
+        self._detections.extend(found)
+        self.detections.extend(found)
+        return self._drain(final_limit=self.last_index + 1, at_end=True)
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _drain(self, final_limit: int, at_end: bool) -> list[Piece]:
+        out: list[Piece] = []
+        while True:
+            boundaries = [b for b in merge_detections(self._detections, merge_gap=self.merge_gap)
+                          if b.span_start > self._open]
+            nxt = boundaries[0] if boundaries else None
+            if nxt is not None and nxt.frame <= final_limit:
+                out.extend(self._close_shot(end=max(self._open, nxt.span_start)))
+                self._start_shot(nxt)
+                continue
+            horizon = nxt.span_start if nxt is not None else final_limit
+            if horizon - self._open > self.max_clip + self.max_trim and self._open + self.max_clip <= final_limit:
+                out.extend(self._emit_piece(self._open, self._open + self.max_clip, trim_start=self._shot_started))
+                continue
+            if at_end:
+                out.extend(self._close_shot(end=self.last_index + 1))
+            return out
+
+    def _frames(self, start: int, end: int) -> list[np.ndarray]:
+        return [f for i, f, _ in self._buffer if start <= i < end]
+
+    def _hists(self, start: int, end: int) -> np.ndarray:
+        return np.stack([h for i, _, h in self._buffer if start <= i < end])
+
+    def _drop_before(self, frame: int) -> None:
+        while self._buffer and self._buffer[0][0] < frame:
+            self._buffer.popleft()
+        self._detections = [d for d in self._detections if d.frame >= frame - 64]
+
+    def _trim(self, start: int, end: int, trim_start: bool, trim_end: bool) -> tuple[int, int]:
+        """Move the edges inwards past frames whose colour histogram is far from the segment's core: the dark or
+        blended frames of a fade or dissolve that the boundary's sampling interval did not cover."""
+        n = end - start
+        if n < 4 or self.max_trim == 0:
+            return start, end
+        hists = self._hists(start, end)
+        core = np.median(hists[n // 4 : n - n // 4], axis=0)
+        dist = 0.5 * np.abs(hists - core).sum(axis=1)
+        s, e = 0, n
+        start_limit = min(self.max_trim + self._extra_start_trim, n // 2)
+        end_limit = min(self.max_trim, n // 2)
+        while trim_start and s < start_limit and dist[s] > self.cfg.trim_threshold:
+            s += 1
+        while trim_end and n - e < end_limit and e - 1 > s and dist[e - 1] > self.cfg.trim_threshold:
+            e -= 1
+        return start + s, start + e
+
+    def _emit_piece(self, start: int, end: int, trim_start: bool) -> list[Piece]:
+        s, e = self._trim(start, end, trim_start=trim_start, trim_end=False)
+        if self._shot_started:
+            self._shot_first = s
+        piece = Piece(self._shot_index, s, e, self._frames(s, e), split=True)
+        self._shot_started = False
+        self._extra_start_trim = 0
+        self._open = end
+        self._drop_before(end)
+        return [piece]
+
+    def _close_shot(self, end: int) -> list[Piece]:
+        start = self._open
+        out: list[Piece] = []
+        if end > start:
+            s, e = self._trim(start, end, trim_start=self._shot_started, trim_end=True)
+            if self._shot_started:
+                self._shot_first = s
+            out.append(Piece(self._shot_index, s, e, self._frames(s, e), split=not self._shot_started))
+            shot_end = e
+        else:
+            shot_end = start
+            if self._shot_started:
+                self._shot_first = start
+        self.shots.append(Shot(self._shot_index, self._shot_first, shot_end, self._open_boundary))
+        self._extra_start_trim = 0
+        return out
+
+    def _start_shot(self, boundary: Boundary) -> None:
+        # A gradual transition's detections only bound it, so the new shot opens at the span's first frame and
+        # trimming walks past the transition frames; a hard cut opens exactly at its frame.
+        self._shot_index += 1
+        self._open = boundary.span_start if boundary.gradual else boundary.frame
+        self._extra_start_trim = boundary.frame - self._open
+        self._open_boundary = boundary
+        self._shot_started = True
+        self._drop_before(self._open)
+
+
+def boundary_rows(shots: list[Shot]) -> list[dict]:
+    """Detected shot boundaries after trimming: `frame` = first clean frame of the new shot, `span_start` = first
+    frame after the previous shot's clean frames; a fade when only coarse levels saw it or trimming removed frames."""
+    rows = []
+    for prev, shot in zip(shots, shots[1:]):
+        b = shot.boundary
+        if b is None:
+            continue
+        span_start = min(prev.end, shot.start)
+        gap = shot.start - span_start
+        kind = "fade" if (b.gradual or gap >= 3) else "cut"
+        rows.append({"frame": shot.start, "span_start": span_start, "kind": kind, "level": b.level,
+                     "detected_frame": b.frame})
+    return rows
