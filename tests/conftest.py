@@ -38,3 +38,15 @@ def _threads():
 @pytest.fixture
 def params_file() -> Path:
     return PARAMS
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One temporary Prefect server (SQLite) for the whole session: starting one costs seconds, so never per test."""
+    from prefect.settings import PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    with temporary_settings({PREFECT_HOME: home, PREFECT_LOCAL_STORAGE_PATH: home / "storage"}):
+        with prefect_test_harness(server_startup_timeout=60):
+            yield home

@@ -84,7 +84,7 @@ class World(Strict):
 
 
 class CutLevel(Strict):
-    detector: Literal["content", "adaptive", "histogram", "hash", "threshold"]
+    detector: Literal["content", "adaptive", "histogram", "hash", "threshold", "colour_histogram"]
     fps: float = Field(ge=0)  # 0 = the video's native rate
     threshold: float = Field(gt=0)
     min_scene_frames: int = Field(ge=1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scenedetect.common import FrameTimecode
-from scenedetect.detector import FlashFilter
+from scenedetect.detector import FlashFilter, SceneDetector
 from scenedetect.detectors import AdaptiveDetector, ContentDetector, HashDetector, HistogramDetector, ThresholdDetector
 
 from svd.config import CutLevel
@@ -34,6 +34,39 @@ def level_stride(level: CutLevel, fps: float) -> int:
     return max(1, int(round(fps / level.fps)))
 
 
+class ColourHistogramDetector(SceneDetector):
+    """A PySceneDetect detector on HSV colour histograms (total-variation distance between samples).
+
+    Why: per-pixel detectors (content, hash) score a camera pan over a textured background as high as a dissolve,
+    because every pixel changes; a colour histogram barely moves under pans, zooms and moving objects but follows
+    the mix of two shots. Measured on the world (see README): at 2 fps it separates every transition from every
+    within-shot pair, where ContentDetector at any size cannot. Twin-comparison shot detection rests on the same idea.
+    """
+
+    def __init__(self, threshold: float = 0.6, min_scene_len: int = 1):
+        super().__init__()
+        self.threshold = threshold
+        self.min_scene_len = min_scene_len
+        self._last_hist: np.ndarray | None = None
+        self._last_cut: int | None = None
+        self.last_score: float | None = None
+
+    def process_frame(self, timecode: FrameTimecode, frame_img: np.ndarray) -> list[FrameTimecode]:
+        hist = frame_histogram(np.ascontiguousarray(frame_img[:, :, ::-1]))  # BGR in, as PySceneDetect passes
+        cuts: list[FrameTimecode] = []
+        if self._last_hist is not None:
+            self.last_score = 0.5 * float(np.abs(hist - self._last_hist).sum())
+            n = timecode.frame_num
+            if self.last_score >= self.threshold and (self._last_cut is None or n - self._last_cut >= self.min_scene_len):
+                cuts.append(timecode)
+                self._last_cut = n
+        self._last_hist = hist
+        return cuts
+
+    def get_metrics(self) -> list[str]:
+        return ["colour_hist_distance"]
+
+
 def _make_detector(level: CutLevel):
     # Integer min-scene lengths in the level's own samples; SUPPRESS reports a cut when it happens (no look-ahead
     # delay), which keeps the streaming segmenter's finalisation delay known.
@@ -46,6 +79,8 @@ def _make_detector(level: CutLevel):
         return HistogramDetector(threshold=level.threshold, min_scene_len=n)
     if level.detector == "hash":
         return HashDetector(threshold=level.threshold, min_scene_len=n)
+    if level.detector == "colour_histogram":
+        return ColourHistogramDetector(threshold=level.threshold, min_scene_len=n)
     if level.detector == "threshold":
         return ThresholdDetector(threshold=level.threshold, min_scene_len=n)
     raise ValueError(f"unknown detector {level.detector!r}")

@@ -53,6 +53,7 @@ class Segmenter:
         self._shot_index = 0
         self._shot_first = 0  # trimmed start of the current shot
         self._extra_start_trim = 0  # a gradual boundary's span: the shot opens at its start and trims past it
+        self._fragment_of: Boundary | None = None
         self.shots: list[Shot] = []
         self.detections: list[Detection] = []
         self.last_index = -1
@@ -89,7 +90,7 @@ class Segmenter:
                 out.extend(self._emit_piece(self._open, self._open + self.max_clip, trim_start=self._shot_started))
                 continue
             if at_end:
-                out.extend(self._close_shot(end=self.last_index + 1))
+                out.extend(self._close_shot(end=self.last_index + 1, final=True))
             return out
 
     def _frames(self, start: int, end: int) -> list[np.ndarray]:
@@ -104,21 +105,36 @@ class Segmenter:
         self._detections = [d for d in self._detections if d.frame >= frame - 64]
 
     def _trim(self, start: int, end: int, trim_start: bool, trim_end: bool) -> tuple[int, int]:
-        """Move the edges inwards past frames whose colour histogram is far from the segment's core: the dark or
-        blended frames of a fade or dissolve that the boundary's sampling interval did not cover."""
+        """Move the edges inwards past frames whose colour histogram is far from the shot's own frames next to the
+        edge: the dark or blended frames of a fade or dissolve that the boundary's sampling interval did not cover.
+        The reference is the second just past the furthest an edge may move (not the shot's middle), so a zoom
+        or pan that slowly changes the colours over the shot is not mistaken for a transition."""
         n = end - start
         if n < 4 or self.max_trim == 0:
             return start, end
         hists = self._hists(start, end)
-        core = np.median(hists[n // 4 : n - n // 4], axis=0)
-        dist = 0.5 * np.abs(hists - core).sum(axis=1)
-        s, e = 0, n
+        window = max(2, int(round(self.fps)))
         start_limit = min(self.max_trim + self._extra_start_trim, n // 2)
         end_limit = min(self.max_trim, n // 2)
-        while trim_start and s < start_limit and dist[s] > self.cfg.trim_threshold:
-            s += 1
-        while trim_end and n - e < end_limit and e - 1 > s and dist[e - 1] > self.cfg.trim_threshold:
-            e -= 1
+
+        def reference(lo: int, hi: int) -> np.ndarray:
+            lo, hi = max(0, lo), min(n, hi)
+            if hi - lo < 2:
+                lo, hi = n // 4, n - n // 4
+            return np.median(hists[lo:hi], axis=0)
+
+        def distance(ref: np.ndarray) -> np.ndarray:
+            return 0.5 * np.abs(hists - ref).sum(axis=1)
+
+        s, e = 0, n
+        if trim_start:
+            dist = distance(reference(start_limit, start_limit + window))
+            while s < start_limit and dist[s] > self.cfg.trim_threshold:
+                s += 1
+        if trim_end:
+            dist = distance(reference(n - end_limit - window, n - end_limit))
+            while n - e < end_limit and e - 1 > s and dist[e - 1] > self.cfg.trim_threshold:
+                e -= 1
         return start + s, start + e
 
     def _emit_piece(self, start: int, end: int, trim_start: bool) -> list[Piece]:
@@ -132,11 +148,25 @@ class Segmenter:
         self._drop_before(end)
         return [piece]
 
-    def _close_shot(self, end: int) -> list[Piece]:
+    def _is_fragment(self, s: int, e: int) -> bool:
+        """A short run between two boundaries that is itself part of a transition: a long fade or dissolve fires
+        several detectors at several moments. Real short shots hold steady content; fragments don't."""
+        if self._open_boundary is None or e - s > self.max_trim:
+            return False
+        if e - s < 2:
+            return True
+        hists = self._hists(s, e)
+        drift = 0.5 * float(np.abs(hists[0] - hists[-1]).sum())
+        return drift > self.cfg.trim_threshold or (self._open_boundary.gradual and e - s < self.merge_gap)
+
+    def _close_shot(self, end: int, final: bool = False) -> list[Piece]:
         start = self._open
         out: list[Piece] = []
         if end > start:
             s, e = self._trim(start, end, trim_start=self._shot_started, trim_end=True)
+            if self._shot_started and not final and self._is_fragment(s, e):
+                self._fragment_of = self._open_boundary  # the next boundary absorbs this one
+                return out
             if self._shot_started:
                 self._shot_first = s
             out.append(Piece(self._shot_index, s, e, self._frames(s, e), split=not self._shot_started))
@@ -152,7 +182,12 @@ class Segmenter:
     def _start_shot(self, boundary: Boundary) -> None:
         # A gradual transition's detections only bound it, so the new shot opens at the span's first frame and
         # trimming walks past the transition frames; a hard cut opens exactly at its frame.
-        self._shot_index += 1
+        if self._fragment_of is not None:  # one transition seen as several boundaries: merge them
+            first = self._fragment_of
+            boundary = Boundary(boundary.frame, boundary.span_start, min(first.level, boundary.level), True)
+            self._fragment_of = None
+        else:
+            self._shot_index += 1
         self._open = boundary.span_start if boundary.gradual else boundary.frame
         self._extra_start_trim = boundary.frame - self._open
         self._open_boundary = boundary

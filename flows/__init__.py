@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration over the DVC stage graph (see flows/pipeline.py)."""
