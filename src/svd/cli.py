@@ -70,7 +70,7 @@ def world(
         if track:
             tracking.log_metrics(summary)
             tracking.log_artifacts(out / "world.json")
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(summary, indent=2, default=_jsonable))
 
 
 @app.command()
@@ -99,7 +99,7 @@ def curate(
             tracking.log_metrics(_numeric(summary))
             for name in ("summary.json", "clips.parquet", "quarantine.parquet", "expectations"):
                 tracking.log_artifacts(out / name, None if name != "expectations" else "expectations")
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(summary, indent=2, default=_jsonable))
 
 
 @app.command()
@@ -115,14 +115,19 @@ def doctor() -> None:
 @app.command()
 def pipeline(
     stages: List[str] = typer.Argument(None, help="Stages to run (default: all in dvc.yaml, in graph order)."),
+    force: bool = typer.Option(False, help="Re-run stages even when DVC says they are up to date."),
 ) -> None:
     """Run the dvc.yaml stages as the Prefect flow `svd` (a temporary local Prefect server if none is configured)."""
+    import os
+
+    # with no server configured Prefect starts a temporary one; keep its state in the project, not in ~
+    os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
     sys.path.insert(0, str(Path.cwd()))
     try:
         from flows.pipeline import svd_flow
     except ImportError as exc:
         raise SvdError(f"run `svd pipeline` from the project root (flows/ not importable: {exc})") from None
-    state_ = svd_flow(stages=list(stages) if stages else None)
+    state_ = svd_flow(stages=list(stages) if stages else None, force=force)
     typer.echo(json.dumps(state_, indent=2, default=str))
 
 
@@ -141,6 +146,13 @@ def _numeric(summary: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = value
     return out
+
+
+def _jsonable(value):
+    """numpy scalars and paths in summaries -> plain JSON."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
 class _null:

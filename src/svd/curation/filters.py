@@ -60,7 +60,7 @@ def apply_filters(clips: pd.DataFrame, cfg: Filters, applicable: dict[str, bool]
         column = {"motion": "motion_score", "text_area": "text_area", "text": "text_area"}.get(name, name)
         has_scores = eligible[column].notna().any() if len(eligible) else False
         applied = bool(applicable.get(name, False)) and has_scores
-        report[name] = {"would_drop": int(len(index)), "applied": applied}
+        report[name] = {"would_drop": int(len(index)), "applied": bool(applied)}
         if applied:
             for i in index:
                 reasons[i].append(name)

@@ -215,8 +215,9 @@ def _frame_clips(rows: list[dict], annotators: Annotators) -> pd.DataFrame:
     for column in ("start_s", "end_s", "duration_s", "fps", "motion_score", "text_area", "aesthetic", "clip_score"):
         df[column] = df[column].astype("float64")
     df["split"] = df["split"].astype(bool)
-    for column in ("video", "clip_id", "drop_reason"):
-        df[column] = df[column].astype(object)
+    for column in ("video", "clip_id", "drop_reason", "caption", "caption_source", "caption_coca", "caption_video",
+                   "caption_llm", "source_description"):
+        df[column] = df[column].astype("string")  # nullable text: an all-null caption column stays text
     for name in ("motion", "text", "clip", "caption_coca", "caption_video", "caption_llm"):
         df[f"backend_{name}"] = annotators.backends.get(name, "disabled")
     return df
@@ -275,15 +276,19 @@ def score_against_truth(clips: pd.DataFrame, shots: pd.DataFrame, truth: TruthIn
         recall = totals["tp"] / totals["truth"] if totals["truth"] else 1.0
         f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
         out["cuts"] = {**totals, "precision": precision, "recall": recall, "f1": f1}
-        leaks = 0
+        leaks = whole = 0
         for _, c in clips.iterrows():
             t = truth.transitions[truth.transitions["video"] == c["video"]]
-            inside = (t["frame"] > c["start_frame"]) & (t["frame"] < c["end_frame"])
-            fade = t["kind"] == "fade"
+            cut = (t["kind"] == "cut") & (t["frame"] > c["start_frame"]) & (t["frame"] < c["end_frame"])
             overlap = (np.minimum(t["frame"], c["end_frame"]) - np.maximum(t["span_start"], c["start_frame"]))
-            leaks += int((inside | (fade & (overlap > 2))).any())
-        out["clips_across_transitions"] = leaks
+            fade = (t["kind"] == "fade") & (overlap > 2)  # more transition frames than the cut tolerance
+            spans_both = (t["span_start"] > c["start_frame"]) & (t["frame"] < c["end_frame"])
+            leaks += int((cut | fade).any())
+            whole += int(spans_both.any())
+        out["clips_with_transition_frames"] = leaks  # a cut inside, or > 2 frames of a fade/dissolve
+        out["clips_spanning_a_whole_transition"] = whole
     if not truth.shots.empty and len(clips):
+        clips = clips[clips["drop_reason"] != "too_short"]  # not annotated
         matched = [truth.shot_for(r["video"], r["start_frame"], r["end_frame"]) for _, r in clips.iterrows()]
         has = [m is not None for m in matched]
         sub = clips[has]
