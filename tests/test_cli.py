@@ -1,0 +1,36 @@
+"""CLI contract: every command has --help; doctor reports weights; the world command's summary."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from svd.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ["world", "curate", "doctor", "pipeline"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(command):
+    args = ["--help"] if command is None else [command, "--help"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    if command is None:
+        assert all(c in result.output for c in COMMANDS)
+
+
+def test_doctor_reports_weights_and_threads():
+    result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "doctor"])
+    assert result.exit_code == 0, result.output
+    assert "weights.craft" in result.output and "found" in result.output
+    assert "weights.clip_pretrained" in result.output and "not configured" in result.output
+    assert "threads" in result.output
+
+
+def test_doctor_flags_missing_configured_weights(tmp_path):
+    result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "--set",
+                                      f"weights.aesthetic_head={tmp_path}/head.pth", "doctor"])
+    assert result.exit_code == 1
+    assert "MISSING" in result.output
