@@ -156,7 +156,13 @@ class VideoCaptioner:
     """Frame-wise transformers image-to-text captions merged into one caption per clip (see module docstring)."""
 
     def __init__(self, weights: Weights, max_new_tokens: int = 30, device="cpu"):
-        from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+        from transformers import (
+            AutoConfig,
+            AutoImageProcessor,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
 
         src = _source(weights.video_captioner, "video_captioner")
         self.device = torch.device(device)

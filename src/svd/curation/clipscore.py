@@ -63,7 +63,9 @@ def head_from_state(state: dict[str, torch.Tensor], embed_dim: int) -> tuple[tor
             if w is None or b is None or w.ndim != 2:
                 raise ValueError(f"layers.{idx} is not a linear layer")
             if linears and linears[-1].out_features != w.shape[1]:
-                raise ValueError(f"layers.{idx} takes {w.shape[1]} inputs, the layer before gives {linears[-1].out_features}")
+                raise ValueError(
+                    f"layers.{idx} takes {w.shape[1]} inputs, the layer before gives {linears[-1].out_features}"
+                )
             lin = torch.nn.Linear(w.shape[1], w.shape[0])
             lin.load_state_dict({"weight": w, "bias": b})
             linears.append(lin)

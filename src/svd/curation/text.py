@@ -2,19 +2,18 @@
 
 The network and its post-processing are easyocr's (CRAFT weights `craft_mlt_25k.pth`, `getDetBoxes` with our
 text/link/low-text thresholds, `group_text_box` to merge characters into word/line boxes, exactly as
-`easyocr.Reader.detect` does). What differs is the way there, to make it ~3x cheaper on a CPU with the same boxes
-(numbers: benchmarks/craft.py):
+`easyocr.Reader.detect` does). What differs is the way there, ~2.4x cheaper on a CPU for 320x576 frames with the
+same boxes (numbers: benchmarks/craft.py; at the same input size our output is identical to easyocr's):
 - frames larger than `text.short_side` px on the short side are downscaled to it (easyocr's default runs at native
   size up to 2560); smaller frames run at their own size, like easyocr's default;
-- BatchNorm folded into the convolutions, channels_last memory layout, `torch.inference_mode`;
-- the key frames of a clip go through the network as one batch.
+- BatchNorm folded into the convolutions, channels_last memory layout, `torch.inference_mode`, the key frames of a
+  clip as one batch (together ~1.2x: CRAFT is compute-bound, ~66 GMAC per 320x576 frame, near one core's peak).
 Boxes come back in the frame's own pixel coordinates; `min_size` (easyocr's 20 px) applies at CRAFT input size so the
 filter does not depend on the decode size.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -25,8 +24,6 @@ import torch
 
 from svd.config import Text
 from svd.errors import WeightsError
-
-log = logging.getLogger(__name__)
 
 CRAFT_FILE = "craft_mlt_25k.pth"
 # easyocr.Reader.detect defaults that our thresholds do not cover (kept identical so the boxes are comparable)

@@ -81,7 +81,9 @@ def load_clip(
             root = logging.getLogger()
             root.addFilter(_quiet_random_init)
             try:
-                model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, **kwargs)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=pretrained, **kwargs
+                )
             finally:
                 root.removeFilter(_quiet_random_init)
     except WeightsError:
