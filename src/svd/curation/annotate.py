@@ -16,7 +16,7 @@ from svd.config import Params
 
 @dataclass
 class ClipFrames:
-    frames: list[np.ndarray]  # every frame of the clip, decode size, RGB uint8
+    frames: Sequence[np.ndarray]  # every frame of the clip, decode size, RGB uint8 (converted when indexed)
     fps: float
 
     def key_frames(self) -> list[np.ndarray]:

@@ -52,7 +52,7 @@ class ColourHistogramDetector(SceneDetector):
         self.last_score: float | None = None
 
     def process_frame(self, timecode: FrameTimecode, frame_img: np.ndarray) -> list[FrameTimecode]:
-        hist = frame_histogram(np.ascontiguousarray(frame_img[:, :, ::-1]))  # BGR in, as PySceneDetect passes
+        hist = frame_histogram(frame_img, bgr=True)
         cuts: list[FrameTimecode] = []
         if self._last_hist is not None:
             self.last_score = 0.5 * float(np.abs(hist - self._last_hist).sum())
@@ -104,24 +104,21 @@ class CutCascade:
         window late: adaptive detectors look ahead a few samples)."""
         return max(s * (lvl.min_scene_frames + 3) for s, lvl in zip(self.strides, self.levels))
 
-    def _small_bgr(self, frame_rgb: np.ndarray) -> np.ndarray:
+    def detector_size(self, height: int, width: int) -> tuple[int, int]:
+        """(width, height) of the frames the detectors see: short side `short_side`."""
         if self._size is None:
-            h, w = frame_rgb.shape[:2]
-            scale = min(1.0, self.short_side / min(h, w))
-            self._size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
-        small = cv2.resize(frame_rgb, self._size, interpolation=cv2.INTER_AREA)
-        return np.ascontiguousarray(small[:, :, ::-1])  # PySceneDetect works in OpenCV's BGR
+            scale = min(1.0, self.short_side / min(height, width))
+            self._size = (max(8, int(round(width * scale))), max(8, int(round(height * scale))))
+        return self._size
 
-    def push(self, index: int, frame_rgb: np.ndarray) -> list[Detection]:
-        small = None
+    def push(self, index: int, small_bgr: np.ndarray) -> list[Detection]:
+        """Feed the next frame, already at detector size and in BGR (PySceneDetect works in OpenCV's order)."""
         found: list[Detection] = []
         for level, (detector, stride) in enumerate(zip(self.detectors, self.strides)):
             if index % stride:
                 continue
-            if small is None:
-                small = self._small_bgr(frame_rgb)
             sample = index // stride
-            for tc in detector.process_frame(FrameTimecode(sample, fps=self._level_fps[level]), small):
+            for tc in detector.process_frame(FrameTimecode(sample, fps=self._level_fps[level]), small_bgr):
                 found.append(Detection(frame=int(tc.frame_num) * stride, level=level, stride=stride))
         return found
 
@@ -187,10 +184,12 @@ def merge_detections(detections: list[Detection], tolerance: int = 2, merge_gap:
     return result
 
 
-def frame_histogram(frame_rgb: np.ndarray, bins: int = 8) -> np.ndarray:
-    """Normalised HSV colour histogram (bins^3), the per-frame signature used to trim transition frames."""
-    small = cv2.resize(frame_rgb, (32, 18), interpolation=cv2.INTER_AREA)
-    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+def frame_histogram(frame: np.ndarray, bins: int = 8, bgr: bool = False) -> np.ndarray:
+    """Normalised HSV colour histogram (bins^3) of a small frame: the per-frame signature of the coarse cascade
+    levels and of transition trimming. Frames above ~100 px are sub-sampled first (a histogram needs no detail)."""
+    step = max(1, min(frame.shape[:2]) // 48)
+    small = frame[::step, ::step]
+    hsv = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_BGR2HSV if bgr else cv2.COLOR_RGB2HSV)
     hist = cv2.calcHist([hsv], [0, 1, 2], None, [bins, bins, bins], [0, 180, 0, 256, 0, 256]).ravel()
     return (hist / max(hist.sum(), 1.0)).astype(np.float32)
 

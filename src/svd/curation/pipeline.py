@@ -21,7 +21,7 @@ from svd.curation.cuts import score_boundaries
 from svd.curation.filters import apply_filters, auroc
 from svd.curation.segment import Segmenter, boundary_rows
 from svd.errors import InputError
-from svd.io.video import VideoReadError, iter_frames, probe, remux_clip, reencode_clip, write_gif
+from svd.io.video import VideoReadError, iter_decoded, iter_frames, probe, remux_clip, reencode_clip, write_gif
 
 MEDIA_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".m4a", ".mp3", ".wav"}
 
@@ -102,7 +102,7 @@ def curate_video(path: Path, name: str, params: Params, annotators: Annotators, 
             rows.append(row)
 
     count = 0
-    for index, frame in enumerate(iter_frames(path, short_side=cfg.decode_short_side)):
+    for index, frame in enumerate(iter_decoded(path, short_side=cfg.decode_short_side)):
         handle(segmenter.push(index, frame))
         count += 1
     if count == 0:

@@ -9,12 +9,29 @@ longer than `max_clip_s` is emitted piece by piece, so a ten-minute single take 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from svd.config import Cuts
 from svd.curation.cuts import Boundary, CutCascade, Detection, frame_histogram, merge_detections
+from svd.io.video import ArrayFrame, YuvFrame
+
+
+class LazyFrames(Sequence):
+    """A clip's frames, converted to RGB (H, W, 3) uint8 only when indexed: annotators read a few per clip."""
+
+    def __init__(self, frames: list[YuvFrame | ArrayFrame]):
+        self._frames = frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return [f.rgb() for f in self._frames[item]]
+        return self._frames[item].rgb()
 
 
 @dataclass
@@ -24,7 +41,7 @@ class Piece:
     shot: int
     start: int
     end: int
-    frames: list[np.ndarray] = field(repr=False)
+    frames: LazyFrames = field(repr=False)
     split: bool  # one of several pieces of a shot longer than max_clip_s
 
 
@@ -58,10 +75,14 @@ class Segmenter:
         self.detections: list[Detection] = []
         self.last_index = -1
 
-    def push(self, index: int, frame: np.ndarray) -> list[Piece]:
+    def push(self, index: int, frame: YuvFrame | ArrayFrame | np.ndarray) -> list[Piece]:
         self.last_index = index
-        self._buffer.append((index, frame, frame_histogram(frame)))
-        found = self.cascade.push(index, frame)
+        if isinstance(frame, np.ndarray):
+            frame = ArrayFrame(frame)
+        h, w = frame.shape[:2]
+        small = frame.bgr(*self.cascade.detector_size(h, w))  # one downscale serves detectors and histogram
+        self._buffer.append((index, frame, frame_histogram(small, bgr=True)))
+        found = self.cascade.push(index, small)
         self._detections.extend(found)
         self.detections.extend(found)
         return self._drain(final_limit=index - self.delay, at_end=False)
@@ -93,8 +114,8 @@ class Segmenter:
                 out.extend(self._close_shot(end=self.last_index + 1, final=True))
             return out
 
-    def _frames(self, start: int, end: int) -> list[np.ndarray]:
-        return [f for i, f, _ in self._buffer if start <= i < end]
+    def _frames(self, start: int, end: int) -> LazyFrames:
+        return LazyFrames([f for i, f, _ in self._buffer if start <= i < end])
 
     def _hists(self, start: int, end: int) -> np.ndarray:
         return np.stack([h for i, _, h in self._buffer if start <= i < end])
@@ -153,11 +174,11 @@ class Segmenter:
         several detectors at several moments. Real short shots hold steady content; fragments don't."""
         if self._open_boundary is None or e - s > self.max_trim:
             return False
-        if e - s < 2:
+        if e - s < max(2, self.merge_gap):  # shorter than a flash of 0.25 s: not a shot anyone would keep
             return True
         hists = self._hists(s, e)
         drift = 0.5 * float(np.abs(hists[0] - hists[-1]).sum())
-        return drift > self.cfg.trim_threshold or (self._open_boundary.gradual and e - s < self.merge_gap)
+        return drift > self.cfg.trim_threshold
 
     def _close_shot(self, end: int, final: bool = False) -> list[Piece]:
         start = self._open
