@@ -105,6 +105,7 @@ def peak_rss_of_curate(video_dir: Path, out: Path) -> float:
     svd = Path(sys.executable).parent / "svd"
     proc = subprocess.Popen([str(svd), "--params", str(ROOT / "params.yaml"), "--set", "curate.write_clips=false",
                              "--set", "curate.text.enabled=false", "--set", "curate.clip.enabled=false",
+                             "--set", f"paths.metrics={out}/metrics",  # never the project's DVC metrics
                              "curate", "--no-track", "--input", str(video_dir), "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     handle = psutil.Process(proc.pid)

@@ -70,3 +70,16 @@ def test_writer_rejects_wrong_frames(tmp_path):
         write_video(tmp_path / "x.mp4", [np.zeros((8, 8, 3), np.float32)], fps=10)
     write_gif(tmp_path / "x.gif", [np.zeros((8, 8, 3), np.uint8)] * 3, fps=5)
     assert (tmp_path / "x.gif").stat().st_size > 0
+
+
+def test_decoded_frames_convert_lazily_to_the_same_pixels(video):
+    from svd.io.video import iter_decoded
+
+    decoded = list(iter_decoded(video, short_side=32))
+    arrays = list(iter_frames(video, short_side=32))
+    assert len(decoded) == len(arrays) == 50
+    assert decoded[0].shape == (32, 48, 3)
+    rgb = decoded[20].rgb()
+    assert rgb.shape == arrays[20].shape and rgb.dtype == np.uint8
+    assert np.abs(rgb.astype(int) - arrays[20].astype(int)).mean() < 3  # YUV->RGB once vs scaled in one step
+    assert decoded[20].bgr(24, 16).shape == (16, 24, 3)

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from svd.config import ConfigError, Params, load_params
+from svd.config import ConfigError, Params, flatten, load_params
 from svd.errors import SvdError
 
 app = typer.Typer(
@@ -137,15 +137,9 @@ def _write_metrics(params: Params, stage: str, summary: dict) -> None:
     path.write_text(json.dumps(_numeric(summary), indent=2, sort_keys=True) + "\n")
 
 
-def _numeric(summary: dict, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in summary.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_numeric(value, name + "."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = value
-    return out
+def _numeric(summary: dict) -> dict[str, float]:
+    """The numbers of a nested summary as flat metrics ('filters.motion.would_drop')."""
+    return {k: v for k, v in flatten(summary).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _jsonable(value):
