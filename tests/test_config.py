@@ -56,3 +56,14 @@ def test_helpers():
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     assert flatten({"a": {"b": 1}, "c": [1]}) == {"a.b": 1, "c": [1]}
     assert parse_override("x.y=null") == (["x", "y"], None)
+
+
+def test_params_noise_presets_match_the_code_and_the_paper(params_file):
+    """params.yaml is the one source of numbers; the code's stage presets and the paper's table must agree."""
+    from svd.diffusion.edm import STAGE_NOISE
+
+    p = load_params(params_file)
+    assert {k: tuple(v) for k, v in p.diffusion.noise.items()} == STAGE_NOISE
+    assert p.diffusion.noise["hq"] == (0.5, 1.4) and p.diffusion.noise["i2v_hq"] == (1.0, 1.6)
+    assert p.diffusion.guidance["frames_14"] == (1.0, 2.5) and p.diffusion.guidance["frames_25"] == (1.5, 3.0)
+    assert (p.diffusion.sampler.steps_14_frames, p.diffusion.sampler.steps_25_frames) == (25, 30)

@@ -155,6 +155,34 @@ class Curate(Strict):
     write_clips: bool
 
 
+class Sampler(Strict):
+    method: Literal["euler", "heun"]
+    sigma_min: float = Field(gt=0)
+    sigma_max: float = Field(gt=0)
+    rho: float = Field(gt=0)
+    steps_14_frames: int = Field(ge=1)
+    steps_25_frames: int = Field(ge=1)
+
+
+class CondAug(Strict):
+    log_sigma_mean: float
+    log_sigma_std: float = Field(gt=0)
+    inference_sigma: float = Field(ge=0)
+
+
+class MotionBucket(Strict):
+    score_at_255: float = Field(gt=0)
+
+
+class Diffusion(Strict):
+    sigma_data: float = Field(gt=0)
+    noise: dict[str, tuple[float, float]]
+    sampler: Sampler
+    guidance: dict[str, tuple[float, float]]
+    cond_aug: CondAug
+    motion_bucket: MotionBucket
+
+
 class Params(Strict):
     profile: str
     seed: int
@@ -163,6 +191,7 @@ class Params(Strict):
     weights: Weights
     world: World
     curate: Curate
+    diffusion: Diffusion
 
 
 DEFAULT_PARAMS = Path("params.yaml")
