@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from svd.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["world", "curate", "doctor", "pipeline"]
+COMMANDS = ["world", "curate", "doctor", "pipeline", "model-info"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -34,3 +34,11 @@ def test_doctor_flags_missing_configured_weights(tmp_path):
                                       f"weights.aesthetic_head={tmp_path}/head.pth", "doctor"])
     assert result.exit_code == 1
     assert "MISSING" in result.output
+
+
+def test_model_info_prints_the_paper_size_for_a100():
+    result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "--profile", "a100", "model-info"])
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if l.startswith("video_unet"))
+    total = int(line.split()[5].replace(",", ""))
+    assert abs(total - 1521e6) / 1521e6 < 0.02  # the paper's 1521M

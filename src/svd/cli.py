@@ -112,6 +112,16 @@ def doctor() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command("model-info")
+def model_info() -> None:
+    """Parameter counts of every model of the profile (built on the meta device: no memory, no weights)."""
+    from svd.models.info import format_report, parameter_report
+
+    params = _setup()
+    typer.echo(f"profile {params.profile}")
+    typer.echo(format_report(parameter_report(params.profile, params.model_dump())))
+
+
 @app.command()
 def pipeline(
     stages: List[str] = typer.Argument(None, help="Stages to run (default: all in dvc.yaml, in graph order)."),

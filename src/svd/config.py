@@ -183,6 +183,27 @@ class Diffusion(Strict):
     motion_bucket: MotionBucket
 
 
+class UNet(Strict):
+    in_channels: int = Field(ge=1)
+    concat_channels: int = Field(ge=0)
+    out_channels: int = Field(ge=1)
+    block_out_channels: list[int] = Field(min_length=1)
+    cross_attention: list[bool] = Field(min_length=1)
+    layers_per_block: int = Field(ge=1)
+    attention_head_dim: int = Field(ge=1)
+    transformer_layers_per_block: int = Field(ge=1)
+    cross_attention_dim: int = Field(ge=1)
+    addition_time_embed_dim: int = Field(ge=1)
+    num_added_ids: int = Field(ge=1)
+    image_class_embedding: bool
+    num_frames: int = Field(ge=1)
+    sample_size: int = Field(ge=1)
+
+
+class Model(Strict):
+    unet: UNet
+
+
 class Params(Strict):
     profile: str
     seed: int
@@ -192,6 +213,7 @@ class Params(Strict):
     world: World
     curate: Curate
     diffusion: Diffusion
+    model: Model
 
 
 DEFAULT_PARAMS = Path("params.yaml")
