@@ -12,6 +12,8 @@ from svd.config import load_params
 from svd.curation.expectations import ExpectationsFailed, validate_clips
 from svd.io.video import iter_frames
 
+pytestmark = pytest.mark.slow  # a world and a full curation run
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["world.videos=3", "world.sizes=[[192, 108]]", "world.shots_per_video=[3, 4]", "curate.text.short_side=128"]
 

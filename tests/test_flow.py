@@ -28,7 +28,7 @@ from flows.pipeline import (  # noqa: E402
     svd_flow,
 )
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 
