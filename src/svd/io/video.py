@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 
 class VideoReadError(Exception):
@@ -113,31 +114,43 @@ def iter_frames(
 ) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames (H, W, 3), scaled by the decoder; one streaming pass."""
     target = size
+    # one reformatter for the stream: a frame's own reformat builds a new swscale context per call (ms each)
+    scaler = VideoReformatter()
     for frame in _decode(path):
         if target is None:
             target = scaled_size(frame.width, frame.height, short_side)
         # swscale's area filter: right for downscaling and faster than its default bicubic
-        yield frame.to_ndarray(format="rgb24", width=target[0], height=target[1], interpolation="AREA")
+        yield scaler.reformat(frame, width=target[0], height=target[1], format="rgb24",
+                              interpolation="AREA").to_ndarray()
 
 
 class YuvFrame:
     """A decoded frame kept as YUV 4:2:0 at the decode size: half the bytes of RGB, and the RGB conversion is paid
     only for the frames an annotator actually reads (a few per clip), not for every frame of the stream."""
 
-    __slots__ = ("frame",)
+    __slots__ = ("frame", "_scalers")
 
-    def __init__(self, frame: av.VideoFrame):
+    def __init__(self, frame: av.VideoFrame, scalers: "_Scalers"):
         self.frame = frame
+        self._scalers = scalers
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.frame.height, self.frame.width, 3
 
     def rgb(self) -> np.ndarray:
-        return self.frame.to_ndarray(format="rgb24")
+        return self._scalers.rgb.reformat(self.frame, format="rgb24").to_ndarray()
 
     def bgr(self, width: int, height: int) -> np.ndarray:
-        return self.frame.to_ndarray(format="bgr24", width=width, height=height, interpolation="FAST_BILINEAR")
+        return self._scalers.small.reformat(self.frame, width=width, height=height, format="bgr24",
+                                            interpolation="FAST_BILINEAR").to_ndarray()
+
+
+class _Scalers:
+    """One swscale context per conversion of a stream (each reformatter caches exactly one)."""
+
+    def __init__(self) -> None:
+        self.decode, self.small, self.rgb = VideoReformatter(), VideoReformatter(), VideoReformatter()
 
 
 class ArrayFrame:
@@ -164,12 +177,14 @@ class ArrayFrame:
 def iter_decoded(path: Path | str, short_side: int | None = None) -> Iterator[YuvFrame]:
     """Like iter_frames, but frames stay YUV at the decode size until someone asks for RGB."""
     target = None
+    scalers = _Scalers()
     for frame in _decode(path):
         if target is None:
             target = scaled_size(frame.width, frame.height, short_side)
         if (frame.width, frame.height) != target or frame.format.name != "yuv420p":
-            frame = frame.reformat(width=target[0], height=target[1], format="yuv420p", interpolation="AREA")
-        yield YuvFrame(frame)
+            frame = scalers.decode.reformat(frame, width=target[0], height=target[1], format="yuv420p",
+                                            interpolation="AREA")
+        yield YuvFrame(frame, scalers)
 
 
 def keyframe_indices(path: Path | str) -> list[int]:
