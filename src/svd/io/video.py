@@ -214,6 +214,7 @@ class VideoWriter:
         self.codec = codec
         self._container = av.open(str(self.path), mode="w")
         self._stream = None
+        self._scaler = VideoReformatter()  # one swscale context for the stream, not one per frame
         self.frames = 0
 
     def _start(self, width: int, height: int) -> None:
@@ -234,6 +235,7 @@ class VideoWriter:
         if self._stream is None:
             self._start(frame.shape[1], frame.shape[0])
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf = self._scaler.reformat(vf, format="yuv420p")
         vf.pts = self.frames
         for packet in self._stream.encode(vf):
             self._container.mux(packet)
