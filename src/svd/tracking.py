@@ -116,3 +116,16 @@ def log_artifacts(path: Path | str, artifact_path: str | None = None) -> None:
         mlflow.log_artifacts(str(path), artifact_path=artifact_path)
     elif path.is_file():
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def step_logger(prefix: str = ""):
+    """A `logger(metrics, step)` for the training loop that writes to the active MLflow run."""
+    mlflow = _mlflow()
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        clean = {f"{prefix}{k}": float(v) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+
+    return log
