@@ -1,0 +1,212 @@
+"""The latent autoencoder: SD 2.1's AutoencoderKL (the paper's), or a tiny one trained here for the CPU profile.
+
+Latents are the encoder's posterior mean times `scaling_factor` (SD 2.1: 0.18215), so diffusion sees roughly unit
+variance; image-to-video conditions on the *unscaled* mean (`encode(..., scale=False)`). SVD decodes with
+`AutoencoderKLTemporalDecoder` (same encoder, a decoder with temporal layers); `load_vae` accepts either class.
+
+Every VAE comes from a local diffusers folder / a hub id already in the local cache (`weights.vae`), or from a
+config with random init; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from svd.errors import WeightsError
+
+# stabilityai/stable-diffusion-2-1 vae/config.json (the SVD VAE has the same encoder): 83,653,863 parameters.
+SD21_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "act_fn": "silu",
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 768,
+    "scaling_factor": 0.18215,
+}
+
+# Ours (tiny): 3 levels = x4 downsampling. The tiny world is seen at 64 px (the eval set's action/orbit size), and
+# 64 / 4 = 16 is the tiny UNet's latent side (model.unet.sample_size). x8 would leave 8x8 latents in which a 10 px
+# shape is one cell; x2 at 32 px would compress only 3x and make the latent nearly the image. 4 x 16 x 16 latents of
+# a 3 x 64 x 64 frame compress 12x (SD: 48x). 16 channels at full resolution (GroupNorm of 16 groups) halve the
+# CPU step time of 32 with no loss per step measured. scaling_factor is a placeholder: `train_vae` measures it.
+TINY_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "block_out_channels": [16, 32, 64],
+    "layers_per_block": 1,
+    "act_fn": "silu",
+    "latent_channels": 4,
+    "norm_num_groups": 16,
+    "sample_size": 64,
+    "scaling_factor": 1.0,
+}
+
+VAE_CLASSES = ("AutoencoderKL", "AutoencoderKLTemporalDecoder")
+PARAMS_KEY = "weights.vae"
+
+
+def _vae_class(name: str):
+    import diffusers
+
+    return getattr(diffusers, name)
+
+
+def build_vae(cfg: dict[str, Any]) -> torch.nn.Module:
+    """A randomly initialised VAE from constructor kwargs; `_class_name` (default AutoencoderKL) picks the class."""
+    cfg = dict(cfg)
+    name = cfg.pop("_class_name", "AutoencoderKL")
+    if name not in VAE_CLASSES:
+        raise ValueError(f"VAE config names class {name!r}; expected one of {VAE_CLASSES}")
+    return _vae_class(name)(**cfg)
+
+
+def _looks_like_path(source: str) -> bool:
+    # hub ids are "name" or "org/name"; anything else with separators, or rooted, is a filesystem path
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def _resolve_hub(source: str) -> Path:
+    """The local snapshot folder of a hub id already in the HF cache (never downloads)."""
+    from huggingface_hub import hf_hub_download
+
+    for name, up in (("config.json", 1), ("vae/config.json", 2)):
+        try:
+            path = Path(hf_hub_download(source, name, local_files_only=True))
+        except Exception:  # LocalEntryNotFoundError, EntryNotFoundError, HFValidationError for odd names
+            continue
+        return path.parents[up - 1]  # the snapshot folder
+    raise WeightsError(f"{PARAMS_KEY}: {source!r} is neither a local folder nor a hub id in the local cache "
+                       "(nothing is downloaded; point it at a folder holding config.json, or vae/config.json)")
+
+
+def _config_file(folder: Path) -> tuple[Path, str | None]:
+    """The config.json to load and the subfolder it lives in (None: the folder itself)."""
+    if (folder / "config.json").is_file():
+        cfg = json.loads((folder / "config.json").read_text())
+        if cfg.get("_class_name") in VAE_CLASSES or not (folder / "vae" / "config.json").is_file():
+            return folder / "config.json", None
+    if (folder / "vae" / "config.json").is_file():
+        return folder / "vae" / "config.json", "vae"
+    raise WeightsError(f"{PARAMS_KEY}: {folder} holds no config.json nor vae/config.json (expected a diffusers "
+                       "save_pretrained folder of a VAE or a pipeline)")
+
+
+def load_vae(source: str | Path | None, cfg: dict[str, Any] | None = None) -> tuple[torch.nn.Module, str]:
+    """(vae in eval mode, backend string). `source`: a local diffusers folder (a VAE, or a pipeline with vae/), or a
+    hub id found in the local cache; None builds from `cfg` with random init.
+
+    backend: "diffusers:<Class>:<source>" or "diffusers:<Class>:random".
+    """
+    if source is None or str(source).strip() == "":
+        if cfg is None:
+            raise WeightsError(f"{PARAMS_KEY} is null and no model.vae config was given: nothing to build a VAE from")
+        vae = build_vae(cfg)
+        return vae.eval(), f"diffusers:{type(vae).__name__}:random"
+
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise WeightsError(f"{PARAMS_KEY}: {path} is a file; expected a diffusers folder (config.json + "
+                               "diffusion_pytorch_model.safetensors)")
+        folder = path
+    elif _looks_like_path(text):
+        raise WeightsError(f"{PARAMS_KEY}: folder not found: {path}")
+    else:
+        folder = _resolve_hub(text)
+
+    config_path, subfolder = _config_file(folder)
+    try:
+        name = json.loads(config_path.read_text()).get("_class_name")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{PARAMS_KEY}: cannot read {config_path} ({exc.__class__.__name__})") from None
+    if name not in VAE_CLASSES:
+        raise WeightsError(f"{PARAMS_KEY}: {config_path} describes a {name or 'model without _class_name'}, not a "
+                           f"VAE ({' or '.join(VAE_CLASSES)}); point it at the VAE's folder")
+    try:
+        vae = _vae_class(name).from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+    except Exception as exc:  # missing/corrupt weights, shape mismatches: one line naming the key
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+        raise WeightsError(f"{PARAMS_KEY}: cannot load {name} from {config_path.parent} ({reason})") from None
+    return vae.eval(), f"diffusers:{name}:{text}"
+
+
+def scaling_factor(vae) -> float:
+    return float(vae.config.scaling_factor)
+
+
+def _frames(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """(N, C, H, W) frames and the (B, T) lead dims to restore, for 4-D or 5-D (B, T, C, H, W) input."""
+    if x.dim() == 5:
+        return x.reshape(-1, *x.shape[2:]), tuple(x.shape[:2])
+    if x.dim() == 4:
+        return x, None
+    raise ValueError(f"expected (N, C, H, W) or (B, T, C, H, W), got shape {tuple(x.shape)}")
+
+
+def encode(vae, images: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None,
+           scale: bool = True, chunk: int = 16) -> torch.Tensor:
+    """Latents of images in [-1, 1], (N, 3, H, W) or (B, T, 3, H, W), encoded `chunk` frames at a time.
+
+    The posterior mean by default (deterministic; what the scaling factor is measured on), a sample with
+    `sample=True`; times `scaling_factor` unless `scale=False` (image-to-video conditioning uses the unscaled mean).
+    """
+    x, lead = _frames(images)
+    param = next(vae.parameters())
+    out = []
+    for part in x.split(chunk):
+        dist = vae.encode(part.to(param.device, param.dtype)).latent_dist
+        out.append(dist.sample(generator) if sample else dist.mode())
+    z = torch.cat(out)
+    if scale:
+        z = z * scaling_factor(vae)
+    return z.reshape(*lead, *z.shape[1:]) if lead else z
+
+
+def decode(vae, latents: torch.Tensor, *, chunk: int = 16) -> torch.Tensor:
+    """Images in [-1, 1] from scaled latents, (N, 4, h, w) or (B, T, 4, h, w), decoded `chunk` frames at a time.
+
+    A temporal decoder sees each chunk as one clip (as diffusers' SVD pipeline does with decode_chunk_size), so 5-D
+    input is chunked within each video, never across two.
+    """
+    z, lead = _frames(latents)
+    param = next(vae.parameters())
+    z = z.to(param.device, param.dtype) / scaling_factor(vae)
+    temporal = type(vae).__name__ == "AutoencoderKLTemporalDecoder"
+    per_video = lead[1] if (lead and temporal) else z.shape[0]
+    out = []
+    for video in z.split(per_video):
+        for part in video.split(chunk):
+            kwargs = {"num_frames": part.shape[0]} if temporal else {}
+            out.append(vae.decode(part, **kwargs).sample)
+    x = torch.cat(out).clamp(-1, 1)
+    return x.reshape(*lead, *x.shape[1:]) if lead else x
+
+
+@torch.no_grad()
+def latent_scale(vae, frames: torch.Tensor, *, chunk: int = 16) -> float:
+    """1 / std of the unscaled latents (posterior means) of `frames`, as SD measured 0.18215 for its VAE."""
+    z = encode(vae, frames, scale=False, chunk=chunk).float()
+    std = z.flatten().std().item()
+    if not std > 0:
+        raise ValueError("latents have zero spread; cannot measure a scaling factor")
+    return 1.0 / std
+
+
+def num_parameters(vae) -> int:
+    return sum(p.numel() for p in vae.parameters())
+
+
+__all__ = ["SD21_VAE", "TINY_VAE", "VAE_CLASSES", "build_vae", "decode", "encode", "latent_scale", "load_vae",
+           "num_parameters", "scaling_factor"]
