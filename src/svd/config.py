@@ -114,6 +114,7 @@ class Text(Strict):
     text_threshold: float = Field(gt=0, lt=1)
     low_text: float = Field(gt=0, lt=1)
     link_threshold: float = Field(gt=0, lt=1)
+    int8: bool = False
 
 
 class Clip(Strict):
