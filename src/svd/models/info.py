@@ -22,18 +22,8 @@ from svd.models.unet import (
     video_unet_config,
 )
 
-# SD 2.1's AutoencoderKL (stabilityai/stable-diffusion-2-1 vae/config.json); SVD uses the same encoder.
-SD21_VAE: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [128, 256, 512, 512],
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "sample_size": 768,
-    "scaling_factor": 0.18215,
-}
+from svd.models.vae import SD21_VAE  # noqa: E402  (one definition of SD 2.1's VAE)
+
 # stabilityai/stable-video-diffusion-img2vid vae/config.json (AutoencoderKLTemporalDecoder)
 SVD_TEMPORAL_VAE: dict[str, Any] = {
     "in_channels": 3,
