@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -127,10 +128,13 @@ def _init_worker(params: Params, truth_dir: str | None) -> None:
 
 def _run_one(args: tuple[str, str]) -> dict:
     path, name = args
+    annotators = _WORKER["annotators"]
+    # which backends produced the values travels with the result, so the parent never builds the models itself
+    described = {"backends": annotators.backends, "real": annotators.real}
     try:
-        return curate_video(Path(path), name, _WORKER["params"], _WORKER["annotators"], _WORKER["truth"])
+        return {**curate_video(Path(path), name, _WORKER["params"], annotators, _WORKER["truth"]), **described}
     except VideoReadError as exc:
-        return {"error": str(exc)}
+        return {"error": str(exc), **described}
 
 
 def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = None) -> dict:
@@ -148,7 +152,7 @@ def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = 
     else:
         _init_worker(params, truth_dir)
         results = [_run_one(job) for job in jobs]
-    annotators: Annotators = _WORKER.get("annotators") or Annotators(params)
+    annotators = SimpleNamespace(backends=results[0]["backends"], real=results[0]["real"])
 
     clips, boundaries, quarantine, frames = [], [], [], 0
     for (path, name), result in zip(jobs, results):
