@@ -50,3 +50,24 @@ def prefect_harness(tmp_path_factory):
     with temporary_settings({PREFECT_HOME: home, PREFECT_LOCAL_STORAGE_PATH: home / "storage"}):
         with prefect_test_harness(server_startup_timeout=60):
             yield home
+
+
+SMALL_WORLD = ["world.videos=2", "world.sizes=[[192, 108]]", "world.broken_inputs=false",
+               "curate.text.enabled=false", "curate.clip.enabled=false"]
+
+
+@pytest.fixture(scope="session")
+def small_curated(tmp_path_factory):
+    """A two-video world, curated without CRAFT and CLIP (seconds): (world dir, curated dir)."""
+    import torch
+
+    from svd.config import load_params
+    from svd.curation.pipeline import curate
+    from svd.world import generate_world
+
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("small-world")
+    params = load_params(PARAMS, overrides=SMALL_WORLD)
+    generate_world(params.world, base / "world", seed=5)
+    curate(params, base / "world" / "videos", base / "curated", truth=base / "world")
+    return base / "world", base / "curated"

@@ -102,6 +102,56 @@ def curate(
     typer.echo(json.dumps(summary, indent=2, default=_jsonable))
 
 
+@app.command("train")
+def train_cmd(
+    stage: str = typer.Option(..., "--stage", help="vae | image | video | hq (Stages I-III after the VAE)."),
+    track: bool = typer.Option(True, help="Record an MLflow run (and register video models)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train one stage into models/<stage>/; a killed run resumes from its newest checkpoint."""
+    from svd import tracking
+    from svd.training import stages as st
+
+    params = _setup()
+    if stage not in st.STAGES:
+        raise SvdError(f"--stage must be one of {', '.join(st.STAGES)}, got {stage!r}")
+    run = tracking.stage_run(params, f"train_{stage}", inputs=st.stage_inputs(params, stage)) if track else _null()
+    with run:
+        logger = tracking.step_logger() if track else None
+        if stage == "vae":
+            summary = st.train_vae_stage(params, logger=logger, progress=progress)
+        else:
+            summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress)
+        _write_metrics(params, f"train_{stage}", summary)
+        if track:
+            tracking.log_metrics(_numeric(summary))
+            st.track_stage(params, stage, summary)
+    typer.echo(json.dumps(summary, indent=2, default=_jsonable))
+
+
+@app.command()
+def sample(
+    prompt: List[str] = typer.Option(..., "--prompt", help="Text prompt (repeat for several videos)."),
+    out: Path = typer.Option(..., "--out", help="Output mp4 (a GIF preview is written beside it); several prompts "
+                                                "get _0, _1, ... suffixes."),
+    model: Optional[str] = typer.Option(None, "--model", help="A model folder (models/hq) or a registered model "
+                                                              "(models:/NAME@ALIAS). Default: the newest "
+                                                              "text-to-video model the pipeline trained."),
+    frames: Optional[int] = typer.Option(None, min=1, help="Frames (default: the model's training frames)."),
+    seed: Optional[int] = typer.Option(None, help="Seed (default: sample.seed); prompt i uses seed + i."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Sampler steps (default: sample.steps)."),
+    guidance: Optional[float] = typer.Option(None, min=0.0, help="Classifier-free guidance (default: sample.guidance)."),
+    scale: int = typer.Option(4, min=1, help="Nearest-neighbour upscale of the written video (tiny models are small)."),
+) -> None:
+    """Generate videos from text with a trained model."""
+    from svd.training import sampling
+
+    params = _setup()
+    written = sampling.sample_to_files(params, prompts=list(prompt), out=out, model=model, frames=frames, seed=seed,
+                                       steps=steps, guidance=guidance, scale=scale)
+    typer.echo(json.dumps(written, indent=2, default=_jsonable))
+
+
 @app.command()
 def doctor() -> None:
     """Report the environment: versions, threads, and which pretrained weights are configured and found."""

@@ -26,6 +26,7 @@ class Paths(Strict):
     world: str
     curated: str
     metrics: str
+    models: str
     mlflow_uri: str
     mlflow_artifacts: str
     experiment: str
@@ -40,6 +41,10 @@ class Weights(Strict):
     video_captioner: str | None = None
     llm: str | None = None
     craft: str | None = "package"
+    vae: str | None = None
+    text_model: str = "svd-tiny-text"
+    text_pretrained: str | None = None
+    unet_image: str | None = None
 
 
 class EvalWorld(Strict):
@@ -205,6 +210,58 @@ class Model(Strict):
     unet: UNet
 
 
+Flip = Literal["hflip", "vflip", "reverse"]
+
+
+class VaeStage(Strict):
+    train: bool                       # False: load weights.vae (a100: SD 2.1's); True: train `config` here
+    config: Literal["tiny"]
+    size: tuple[int, int]             # (H, W) frames the VAE trains on
+    steps: int = Field(ge=1)
+    batch: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    warmup_steps: int = Field(ge=0)
+    frames_per_clip: int = Field(ge=1)
+    kl_weight: float = Field(ge=0)
+    grad_weight: float = Field(ge=0)
+
+
+class DiffusionStage(Strict):
+    data: Literal["curated", "uncurated", "hq"]   # curated: kept clips; uncurated: every clip (the ablation)
+    hq_fraction: float = Field(gt=0, le=1)        # share of the curated set Stage III keeps (svd.data.subset_hq)
+    size: tuple[int, int]             # (H, W) pixels; latents are this / the VAE's downsampling
+    frames: int = Field(ge=1)         # 1: image stage
+    fps: float = Field(gt=0)
+    windows_per_clip: int = Field(ge=1)
+    augment: list[Flip]
+    noise: str                        # a preset of diffusion.noise
+    steps: int = Field(ge=1)
+    batch: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    warmup_steps: int = Field(ge=0)
+    ema: float | None = None
+
+
+class Train(Strict):
+    text_dropout: float = Field(ge=0, lt=1)
+    ckpt_every: int = Field(ge=1)
+    log_every: int = Field(ge=1)
+    keep_last: int = Field(ge=1)
+    mixed_precision: Literal["no", "bf16", "fp16"]
+    gradient_checkpointing: bool
+    vae: VaeStage
+    image: DiffusionStage
+    video: DiffusionStage
+    hq: DiffusionStage
+
+
+class SampleParams(Strict):
+    steps: int = Field(ge=1)
+    guidance: float = Field(ge=0)
+    seed: int
+    eval_prompts: int = Field(ge=1)   # prompts of the world's eval classes scored after each video stage
+
+
 class Params(Strict):
     profile: str
     seed: int
@@ -215,6 +272,8 @@ class Params(Strict):
     curate: Curate
     diffusion: Diffusion
     model: Model
+    train: Train
+    sample: SampleParams
 
 
 DEFAULT_PARAMS = Path("params.yaml")

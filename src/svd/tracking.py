@@ -129,3 +129,58 @@ def step_logger(prefix: str = ""):
             mlflow.log_metrics(clean, step=step)
 
     return log
+
+
+MODEL_ARTIFACT = "model"
+
+
+def register_folder(params: Params, folder: Path | str, name: str, aliases: list[str],
+                    tags: dict[str, str] | None = None) -> str:
+    """Log a model folder as the active run's `model` artifact and register it as a new version of `name` with
+    `aliases`; returns the version. The version's source is the run's artifact, so `models:/NAME@ALIAS` resolves to
+    the files as they were trained."""
+    mlflow = _mlflow()
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("register_folder needs an active MLflow run")
+    mlflow.log_artifacts(str(folder), artifact_path=MODEL_ARTIFACT)
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name)
+    source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
+    version = client.create_model_version(name, source, run_id=run.info.run_id, tags=tags or {})
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+def download_model(params: Params, ref: str) -> Path:
+    """A local folder for `models:/NAME@ALIAS` or `models:/NAME/VERSION` (cached under mlruns/registry/)."""
+    from svd.errors import InputError
+
+    mlflow = _mlflow()
+    configure(params)
+    body = ref.removeprefix("models:/")
+    client = mlflow.MlflowClient()
+    try:
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, number = body.rsplit("/", 1)
+            version = client.get_model_version(name, number)
+    except (ValueError, mlflow.exceptions.MlflowException) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise InputError(f"--model {ref}: not in the MLflow registry at {params.paths.mlflow_uri} ({reason})") from None
+    dest = Path(params.paths.mlflow_artifacts).parent / "registry" / name / str(version.version)
+    if not (dest / "svd_model.json").is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest))
+        nested = dest / MODEL_ARTIFACT
+        if nested.is_dir() and not (dest / "svd_model.json").exists():
+            for item in nested.iterdir():
+                item.rename(dest / item.name)
+            nested.rmdir()
+    return dest

@@ -233,6 +233,17 @@ def check_compatible(path: str | Path, *, model: nn.Module, profile: str) -> Non
                                  f"{live.get('_class_name')} ({diff}); use a separate ckpt_dir or resume=False")
 
 
+def load_weights(path: str | Path, *, model: nn.Module, which: str = "model", profile: str = "tiny") -> None:
+    """Only the weights of a checkpoint: the trained ones (`which="model"`) or their EMA (`"ema"`)."""
+    if which not in ("model", "ema"):
+        raise ValueError(f"which must be 'model' or 'ema', got {which!r}")
+    path = Path(path)
+    check_compatible(path, model=model, profile=profile)
+    if not (path / which).is_dir():
+        raise CheckpointMismatch(f"checkpoint {path} holds no {which} weights")
+    _load_model(path / which, model)
+
+
 def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, lr_scheduler=None, ema: EMA | None = None,
                     profile: str = "tiny", restore_rng: bool = True) -> dict[str, Any]:
     """Restore everything ``save_checkpoint`` wrote into the live objects; returns step, epoch, batches_in_epoch."""

@@ -21,27 +21,32 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from svd.data.clips import CuratedSet, FrameDataset, collate
+from svd.data.clips import CuratedSet, collate
 from svd.models.vae import build_vae, decode, encode, latent_scale, num_parameters
 from svd.training.loop import train
 
 HOLDOUT_EVERY = 8  # ours: one clip in 8 is never trained on
 
 
-class _Cached(Dataset):
-    """Items of a dataset kept after their first read: the loop never calls set_epoch, so item i is always the same
-    frame, and re-decoding a GOP per frame would cost more than the tiny VAE's step."""
+class _Images(Dataset):
+    """Frames held in memory as items {"image": (3, H, W)}: read once, one decode per clip."""
 
-    def __init__(self, dataset: Dataset):
-        self.dataset, self.items = dataset, {}
+    def __init__(self, images: torch.Tensor):
+        self.images = images
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return self.images.shape[0]
 
-    def __getitem__(self, i: int):
-        if i not in self.items:
-            self.items[i] = self.dataset[i]
-        return self.items[i]
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i]}
+
+
+def _frames(curated: CuratedSet, size, per_clip: int, seed: int) -> torch.Tensor:
+    """`per_clip` frames spread evenly over every clip, (N, 3, H, W) in [-1, 1]."""
+    from svd.training.latents import read_windows
+
+    # one-frame windows; fps only sets the minimum clip length (one frame at a 1 fps stride)
+    return read_windows(curated, num_frames=1, fps=1000.0, size=size, windows_per_clip=per_clip, seed=seed).video[:, 0]
 
 
 def _split(curated: CuratedSet) -> tuple[CuratedSet, CuratedSet | None]:
@@ -58,10 +63,14 @@ def _image_grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def vae_loss(vae, images: torch.Tensor, generator: torch.Generator | None = None, *, kl_weight: float = 1e-6,
-             grad_weight: float = 0.5) -> torch.Tensor:
+             grad_weight: float = 0.5, lowpass_weight: float = 0.0, lowpass: int = 4) -> torch.Tensor:
     posterior = vae.encode(images).latent_dist
     recon = vae.decode(posterior.sample(generator)).sample
     loss = F.l1_loss(recon, images)
+    if lowpass_weight:
+        # L1 between box-filtered images: a fine texture averages out, so an object's colour and place count for
+        # as much as the texture around it (a plain L1 spends the first thousands of steps on the texture)
+        loss = loss + lowpass_weight * F.l1_loss(F.avg_pool2d(recon, lowpass), F.avg_pool2d(images, lowpass))
     if grad_weight:
         (rx, ry), (ix, iy) = _image_grads(recon), _image_grads(images)
         loss = loss + grad_weight * (F.l1_loss(rx, ix) + F.l1_loss(ry, iy)) / 2
@@ -100,15 +109,11 @@ def save_recon_grid(vae, images: torch.Tensor, path: Path, n: int = 8) -> Path:
     return path
 
 
-def _stack(dataset: Dataset, limit: int) -> torch.Tensor:
-    return torch.stack([dataset[i]["image"] for i in range(min(limit, len(dataset)))])
-
-
 def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, Any], steps: int, batch_size: int,
               lr: float, size: int | tuple[int, int], seed: int, ckpt_every: int,
               logger: Callable[[dict, int], None] | None = None, resume: bool = True, profile: str = "tiny",
               frames_per_clip: int = 16, kl_weight: float = 1e-6, grad_weight: float = 0.5,
-              warmup_steps: int = 20, eval_frames: int = 32,
+              warmup_steps: int = 20, eval_frames: int = 32, lowpass_weight: float = 0.0,
               progress: bool = False) -> dict[str, Any]:
     """Train a VAE built from `cfg` (EMA off: a few hundred steps would leave the average behind the weights) on frames of the curated clips; write out_dir/{checkpoints,vae,recon.png}.
 
@@ -120,11 +125,10 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
     out_dir = Path(out_dir)
     curated = CuratedSet(curated_dir)
     train_set, held_set = _split(curated)
-    train_data = _Cached(FrameDataset(train_set, size, frames_per_clip=frames_per_clip, seed=seed))
-    # held-out frames: other clips, or (a single clip) other frames of it under another seed
-    held_data = FrameDataset(held_set or curated, size, frames_per_clip=max(1, eval_frames // len(held_set or curated)),
-                             seed=seed + 1)
-    held = _stack(held_data, eval_frames)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    train_data = _Images(_frames(train_set, size, frames_per_clip, seed))
+    # held-out frames: other clips, or (a single clip) frames of it between the training ones
+    held = _frames(held_set or curated, size, max(2, eval_frames // len(held_set or curated)), seed + 1)[:eval_frames]
     batch_size = min(batch_size, len(train_data))  # a tiny set still gives full batches
 
     torch.manual_seed(seed)
@@ -137,7 +141,8 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
 
     def step_fn(model, batch, generator):
-        return vae_loss(model, batch["image"], generator, kl_weight=kl_weight, grad_weight=grad_weight)
+        return vae_loss(model, batch["image"], generator, kl_weight=kl_weight, grad_weight=grad_weight,
+                        lowpass_weight=lowpass_weight)
 
     summary = train(step_fn, vae, optimizer, train_data, max_steps=steps, ckpt_dir=out_dir / "checkpoints",
                     ckpt_every=ckpt_every, lr_scheduler=scheduler, logger=logger, seed=seed,
@@ -145,7 +150,7 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
     vae.eval()
 
     # scale measured on training frames (what diffusion will train on), like SD's first-batch estimate
-    sample = _stack(train_data, 64)
+    sample = train_data.images[:: max(1, len(train_data) // 64)][:64]
     factor = latent_scale(vae, sample)
     vae.register_to_config(scaling_factor=factor)
     final_psnr = psnr(vae, held)

@@ -1,0 +1,422 @@
+"""`svd train --stage vae|image|video|hq`: the recipe's stages as functions of the params, one output folder each.
+
+    models/vae/    vae/ (diffusers AutoencoderKL, frozen afterwards), recon.png, checkpoints/      (tiny profile only)
+    models/image/  unet/ (UNet2DConditionModel), svd_model.json, checkpoints/                      Stage I
+    models/video/  unet/ (UNetSpatioTemporalConditionModel), svd_model.json, samples/, checkpoints/ Stage II
+    models/hq/     same as video                                                                    Stage III
+
+Stage I starts from `weights.unet_image` (a100: SD 2.1's UNet, finetuned to EDM's continuous noise) or from scratch
+(tiny); Stage II inflates Stage I's UNet (svd.models.inflate: spatial weights copied, temporal layers new); Stage III
+continues Stage II on the best-scoring clips (svd.data.subset_hq) with the shifted noise preset and EMA. Every stage
+trains on latents encoded once (svd.training.latents) and resumes from its newest checkpoint after a kill.
+
+`svd_model.json` makes a folder self-describing for `svd sample`: the stage, profile, where the VAE and text encoder
+come from, the training size, frames, fps and median motion bucket (the sampler's defaults).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from svd.config import ConfigError, Params
+from svd.errors import InputError, WeightsError
+
+STAGES = ("vae", "image", "video", "hq")
+PARENT = {"image": "vae", "video": "image", "hq": "video"}
+MODEL_FILE = "svd_model.json"
+Logger = Callable[[dict, int], None]
+
+
+def stage_dir(params: Params, stage: str) -> Path:
+    return Path(params.paths.models) / stage
+
+
+def _require_dir(folder: Path, what: str, fix: str) -> Path:
+    if not folder.is_dir() or not any(folder.iterdir()):
+        raise InputError(f"{what} not found at {folder}: {fix}")
+    return folder
+
+
+# ---------------------------------------------------------------- frozen parts
+VAE_SOURCE_FILE = "source.json"
+
+
+def vae_source(params: Params) -> str:
+    """Where the frozen VAE of Stages I-III comes from, as the VAE stage recorded it: its own trained VAE (tiny) or
+    the weights.vae it checked (a100)."""
+    folder = stage_dir(params, "vae")
+    record = folder / VAE_SOURCE_FILE
+    if not record.is_file():
+        raise InputError(f"no VAE recorded at {record}: run `svd train --stage vae` first")
+    source = json.loads(record.read_text())["source"]
+    return str((folder / source).resolve()) if source == "vae" else source
+
+
+def load_frozen_vae(source: str):
+    from svd.models.vae import load_vae
+
+    vae, backend = load_vae(source)
+    vae.requires_grad_(False)
+    return vae.eval(), backend
+
+
+def vae_downsampling(vae) -> int:
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def load_text(params: Params):
+    from svd.models.text import load_text_encoder
+
+    encoder = load_text_encoder(params.weights.text_model, params.weights.text_pretrained, seed=params.seed)
+    want = params.model.unet.cross_attention_dim
+    if encoder.width != want:
+        raise ConfigError(f"model.unet.cross_attention_dim is {want} but the text encoder "
+                          f"{params.weights.text_model} gives {encoder.width}-wide tokens; make them equal")
+    return encoder
+
+
+# ---------------------------------------------------------------- data
+def stage_clips(params: Params, stage: str):
+    """The clips a diffusion stage trains on: curated (kept) clips, all clips (uncurated ablation) or the HQ subset."""
+    from svd.data.clips import CuratedSet, subset_hq
+
+    cfg = getattr(params.train, stage)
+    root = Path(params.paths.curated)
+    if not (root / "clips.parquet").is_file():
+        raise InputError(f"no curated set at {root} (clips.parquet missing): run `svd curate` first")
+    if cfg.data == "uncurated":
+        clips = CuratedSet(root, curated=False, source_dir=Path(params.paths.world) / "videos")
+    else:
+        clips = CuratedSet(root)
+        if cfg.data == "hq":
+            clips = subset_hq(clips, cfg.hq_fraction)
+    if len(clips) == 0:
+        raise InputError(f"the curated set at {root} holds no clips for stage {stage} (data: {cfg.data}); "
+                         f"check the curate filters")
+    return clips
+
+
+def _latent_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    h, w = size
+    if h % factor or w % factor:
+        raise ConfigError(f"train size {list(size)} is not divisible by the VAE's downsampling {factor}")
+    return h // factor, w // factor
+
+
+# ---------------------------------------------------------------- models
+def _start_unet(params: Params, stage: str):
+    """The UNet a stage starts from (before its own checkpoints, which the loop resumes over it)."""
+    from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel
+
+    from svd.models.inflate import inflate_image_unet
+    from svd.models.unet import build_image_unet, image_unet_config, video_unet_config
+
+    unet_cfg = params.model.unet.model_dump()
+    if stage == "image":
+        if params.weights.unet_image:
+            path = Path(params.weights.unet_image)
+            if not (path / "config.json").is_file():
+                raise WeightsError(f"weights.unet_image: no diffusers UNet (config.json) at {path}")
+            return UNet2DConditionModel.from_pretrained(path), f"diffusers:{path}"
+        torch.manual_seed(params.seed)
+        return build_image_unet(image_unet_config(unet_cfg)), "random"
+    parent = stage_dir(params, PARENT[stage])
+    folder = _require_dir(parent / "unet", f"the Stage {PARENT[stage]} UNet",
+                          f"run `svd train --stage {PARENT[stage]}` first")
+    if stage == "video":
+        image = UNet2DConditionModel.from_pretrained(folder)
+        return inflate_image_unet(image, video_unet_config(unet_cfg), seed=params.seed), f"inflated:{folder}"
+    return UNetSpatioTemporalConditionModel.from_pretrained(folder), f"continued:{folder}"
+
+
+def read_model(folder: str | Path) -> dict:
+    """svd_model.json of a stage folder (InputError when the folder is not a model of ours)."""
+    path = Path(folder) / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"{folder} is not an svd model folder ({MODEL_FILE} missing)")
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------- stages
+def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool = False) -> dict[str, Any]:
+    from svd.models.vae import TINY_VAE
+    from svd.training.vae import train_vae
+
+    cfg = params.train.vae
+    out = stage_dir(params, "vae")
+    if not cfg.train:
+        # a100: nothing to train; check that weights.vae loads and record it for the later stages
+        if not params.weights.vae:
+            raise WeightsError("weights.vae: not set; point it at a diffusers VAE folder (SD 2.1's vae/) or set "
+                               "train.vae.train=true to train one")
+        vae, backend = load_frozen_vae(params.weights.vae)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / VAE_SOURCE_FILE).write_text(json.dumps({"source": params.weights.vae, "backend": backend}) + "\n")
+        from svd.models.vae import num_parameters
+
+        return {"trained": False, "backend": backend, "parameters": num_parameters(vae),
+                "scaling_factor": float(vae.config.scaling_factor)}
+    vae_cfg = dict(TINY_VAE)
+    vae_cfg["sample_size"] = min(cfg.size)
+    stage_clips(params, "video")  # same checks as the diffusion stages: a curated set with clips
+    fresh_checkpoints(out / "checkpoints", fingerprint(params, "vae"))
+    summary = train_vae(params.paths.curated, out, cfg=vae_cfg, steps=cfg.steps,
+                        batch_size=cfg.batch, lr=cfg.lr, size=tuple(cfg.size), seed=params.seed,
+                        ckpt_every=params.train.ckpt_every, logger=logger, profile=params.profile,
+                        frames_per_clip=cfg.frames_per_clip, kl_weight=cfg.kl_weight, grad_weight=cfg.grad_weight,
+                        warmup_steps=cfg.warmup_steps, progress=progress)
+    (out / VAE_SOURCE_FILE).write_text(json.dumps({"source": "vae", "backend": "trained"}) + "\n")
+    return {"trained": True, **summary}
+
+
+def fingerprint(params: Params, stage: str) -> str:
+    """What a stage's checkpoints depend on besides the step count: its params and its inputs' contents. A
+    checkpoint is resumed only under the same fingerprint (a retried or killed run), never after a change."""
+    import hashlib
+
+    from svd import tracking
+
+    cfg = getattr(params.train, stage).model_dump()
+    cfg.pop("steps", None)  # more steps continue the same run
+    parts = {"stage": stage, "cfg": cfg, "seed": params.seed, "profile": params.profile,
+             "unet": params.model.unet.model_dump(), "noise": params.diffusion.noise,
+             "text_dropout": params.train.text_dropout, "text": [params.weights.text_model,
+                                                                 params.weights.text_pretrained],
+             "inputs": {k: tracking.hash_path(v) for k, v in sorted(stage_inputs(params, stage).items())}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fresh_checkpoints(ckpt_dir: Path, print_: str) -> bool:
+    """Keep ckpt_dir for resuming when it was written under the same fingerprint, else empty it; True if kept."""
+    import shutil
+
+    marker = ckpt_dir / "fingerprint.txt"
+    if ckpt_dir.is_dir() and marker.is_file() and marker.read_text().strip() == print_:
+        return True
+    if ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True)
+    marker.write_text(print_ + "\n")
+    return False
+
+
+def eval_prompts(params: Params, n: int | None = None) -> list[str]:
+    """The fixed prompt set: the world's eval classes (colour x shape x direction), cycled to n."""
+    ev = params.world.eval
+    base = [f"a {c} {s} moving {d}" for c in ev.colours for s in ev.shapes for d in ev.directions]
+    n = n or params.sample.eval_prompts
+    return [base[i % len(base)] for i in range(n)]
+
+
+def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = None, progress: bool = False,
+                          sample_hook: Callable[[Path, int], None] | None = None) -> dict[str, Any]:
+    """Train Stage I (image), II (video) or III (hq); write its folder; evaluate video stages on the prompt set."""
+    from svd.diffusion.edm import DenoiserConfig
+    from svd.data.clips import collate
+    from svd.training.denoiser import make_step
+    from svd.training.latents import LatentItems, encode_windows, read_windows
+    from svd.training.loop import train
+
+    if stage not in ("image", "video", "hq"):
+        raise ValueError(f"not a diffusion stage: {stage!r}")
+    started = time.perf_counter()
+    cfg = getattr(params.train, stage)
+    if cfg.noise not in params.diffusion.noise:
+        raise ConfigError(f"train.{stage}.noise: {cfg.noise!r} is not a preset of diffusion.noise "
+                          f"({', '.join(params.diffusion.noise)})")
+    video = stage != "image"
+    if video and cfg.frames < 2:
+        raise ConfigError(f"train.{stage}.frames must be >= 2 for a video stage")
+    if not video and cfg.frames != 1:
+        raise ConfigError("train.image.frames must be 1 (Stage I trains on single frames)")
+    out = stage_dir(params, stage)
+    clips = stage_clips(params, stage)
+    vae_src = vae_source(params)
+    vae, vae_backend = load_frozen_vae(vae_src)
+    text = load_text(params)
+    latent_size = _latent_size(tuple(cfg.size), vae_downsampling(vae))
+    unet, init = _start_unet(params, stage)
+
+    windows = read_windows(clips, num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
+                           windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,
+                           motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=params.seed)
+    data = encode_windows(windows, vae, text)
+    del windows
+    p_mean, p_std = params.diffusion.noise[cfg.noise]
+    noise = DenoiserConfig(params.diffusion.sigma_data, p_mean, p_std)
+    step_fn = make_step(noise, data.text, video=video, text_dropout=params.train.text_dropout)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    warm = max(1, cfg.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
+    batch = min(cfg.batch, len(data.latents))
+    motion = float(np.median(data.motion_bucket.numpy()))
+
+    fresh_checkpoints(out / "checkpoints", fingerprint(params, stage))
+    summary = train(step_fn, unet, optimizer, LatentItems(data), max_steps=cfg.steps, ckpt_dir=out / "checkpoints",
+                    ckpt_every=params.train.ckpt_every, lr_scheduler=scheduler, ema_decay=cfg.ema,
+                    log_every=params.train.log_every, logger=logger, seed=params.seed, profile=params.profile,
+                    batch_size=batch, collate_fn=collate, keep_last=params.train.keep_last,
+                    mixed_precision=params.train.mixed_precision,
+                    gradient_checkpointing=params.train.gradient_checkpointing, progress=progress)
+
+    # the stage's model: the last checkpoint's weights (EMA where used), as a diffusers folder
+    from svd.training.checkpoint import load_weights
+
+    load_weights(summary["checkpoint"], model=unet, which="ema" if cfg.ema else "model", profile=params.profile)
+    unet.eval()
+    unet.save_pretrained(out / "unet", safe_serialization=True)
+    meta = {
+        "stage": stage,
+        "kind": "text-to-video" if video else "text-to-image",
+        "profile": params.profile,
+        "vae": str(Path(vae_src).resolve()) if Path(vae_src).exists() else vae_src,
+        "vae_backend": vae_backend,
+        "text_model": params.weights.text_model,
+        "text_pretrained": params.weights.text_pretrained,
+        "text_backend": text.backend,
+        "text_seed": params.seed,
+        "size": list(cfg.size),
+        "latent_size": list(latent_size),
+        "frames": cfg.frames,
+        "fps": cfg.fps,
+        "motion_bucket": motion,
+        "noise": [p_mean, p_std],
+        "data": cfg.data,
+        "init": init,
+        "steps": summary["steps"],
+        "ema": cfg.ema,
+    }
+    (out / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    result = {
+        "stage": stage,
+        "final_loss": summary["final_loss"],
+        "steps": summary["steps"],
+        "resumed_from": summary["resumed_from"],
+        "train_seconds": summary["seconds"],
+        "samples_per_s": summary["samples_per_s"],
+        "windows": int(data.latents.shape[0]),
+        "clips": len(clips),
+        "captions": int(data.text.shape[0]) - 1,
+        "parameters": sum(p.numel() for p in unet.parameters()),
+        "text_encoder": "pretrained" if text.pretrained else "random",
+        "model_dir": str(out),
+    }
+    if video:
+        result["eval"] = evaluate_model(params, out, vae=vae, text=text, unet=unet)
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def evaluate_model(params: Params, folder: Path, *, vae=None, text=None, unet=None, prompts: list[str] | None = None,
+                   guidance: float | None = None, steps: int | None = None) -> dict[str, Any]:
+    """Generate the prompt set with a video model folder and score it with the world evaluator; samples of the
+    first prompts are written to folder/samples (mp4 + GIF)."""
+    from svd.evaluation.world import evaluate_videos
+    from svd.training.denoiser import generate
+
+    meta = read_model(folder)
+    model = load_model(folder) if unet is None else {"unet": unet, "vae": vae, "text": text, "meta": meta}
+    prompts = prompts or eval_prompts(params)
+    guidance = params.sample.guidance if guidance is None else guidance
+    steps = steps or params.sample.steps
+    sampler = params.diffusion.sampler
+    started = time.perf_counter()
+    videos = generate(model["unet"], model["vae"], model["text"], prompts, latent_size=tuple(meta["latent_size"]),
+                      num_frames=meta["frames"], steps=steps, guidance=guidance, seed=params.sample.seed,
+                      fps=meta["fps"], motion_bucket=meta["motion_bucket"], sigma_min=sampler.sigma_min,
+                      sigma_max=sampler.sigma_max, rho=sampler.rho, method=sampler.method,
+                      sigma_data=params.diffusion.sigma_data)
+    seconds = time.perf_counter() - started
+    scores = evaluate_videos(list(videos), prompts, meta["fps"])
+    write_samples(folder / "samples", videos[:8], prompts[:8], meta["fps"])
+    (folder / "samples" / "eval.json").write_text(json.dumps(scores, indent=2) + "\n")
+    return {"colour_accuracy": scores["colour_accuracy"], "direction_accuracy": scores["direction_accuracy"],
+            "n": scores["n"], "guidance": guidance, "steps": steps, "sample_seconds": seconds}
+
+
+def write_samples(folder: Path, videos: np.ndarray, prompts: list[str], fps: float, scale: int = 4) -> list[Path]:
+    """mp4 + GIF preview per video (nearest-upscaled `scale`x so a person can see them), a prompts.json manifest."""
+    from svd.io.video import write_gif, write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest, paths = {}, []
+    for i, (video, prompt) in enumerate(zip(videos, prompts)):
+        big = video.repeat(scale, axis=1).repeat(scale, axis=2)
+        name = f"{i:02d}_{prompt.replace(' ', '_')[:60]}"
+        write_video(folder / f"{name}.mp4", big, fps)
+        write_gif(folder / f"{name}.gif", big, fps)
+        manifest[f"{name}.mp4"] = prompt
+        paths.append(folder / f"{name}.mp4")
+    (folder / "prompts.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return paths
+
+
+def load_model(folder: str | Path) -> dict[str, Any]:
+    """unet + frozen VAE + text encoder of a stage folder, as svd_model.json names them."""
+    from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel
+
+    from svd.models.text import load_text_encoder
+
+    folder = Path(folder)
+    meta = read_model(folder)
+    cls = UNetSpatioTemporalConditionModel if meta["kind"] == "text-to-video" else UNet2DConditionModel
+    unet_dir = _require_dir(folder / "unet", "the model's UNet", "the folder is incomplete; re-run its stage")
+    try:
+        unet = cls.from_pretrained(unet_dir).eval()
+    except Exception as exc:  # noqa: BLE001 - any unreadable weight file is the same user-facing problem
+        raise InputError(f"cannot load the UNet in {unet_dir} ({exc.__class__.__name__})") from None
+    vae, _ = load_frozen_vae(meta["vae"])
+    text = load_text_encoder(meta["text_model"], meta["text_pretrained"], seed=meta["text_seed"])
+    return {"unet": unet, "vae": vae, "text": text, "meta": meta}
+
+
+__all__ = ["STAGES", "eval_prompts", "evaluate_model", "load_model", "read_model", "stage_dir",
+           "train_diffusion_stage", "train_vae_stage", "write_samples"]
+
+
+# ---------------------------------------------------------------- tracking
+REGISTERED_NAME = {"video": "svd-t2v", "hq": "svd-t2v"}
+
+
+def stage_inputs(params: Params, stage: str) -> dict[str, Path]:
+    """The files a stage's lineage tags hash: the curated clip table and the parent stage's weights."""
+    inputs = {"curated": Path(params.paths.curated) / "clips.parquet"}
+    parent = PARENT.get(stage)
+    if parent == "vae" and not params.train.vae.train:
+        return inputs
+    if parent is not None:
+        sub = "vae" if parent == "vae" else "unet"
+        inputs[parent] = stage_dir(params, parent) / sub
+    return {k: v for k, v in inputs.items() if v.exists()}
+
+
+def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
+    """Tags, artifacts and (video stages) a registry version for the active MLflow run."""
+    import mlflow
+
+    from svd import tracking
+
+    out = stage_dir(params, stage)
+    mlflow.set_tags({"svd.stage": stage, "svd.train_data": getattr(params.train, stage).data if stage != "vae"
+                     else "curated", "svd.text_encoder": summary.get("text_encoder", "n/a")})
+    if stage == "vae":
+        tracking.log_artifacts(out / "recon.png")
+        return
+    tracking.log_artifacts(out / MODEL_FILE)
+    if (out / "samples").is_dir():
+        tracking.log_artifacts(out / "samples", "samples")
+    if stage in REGISTERED_NAME:
+        export = out / "unet"
+        size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
+        if size < 512 * 2**20:  # a100-sized weights stay in DVC's cache only
+            version = tracking.register_folder(
+                params, out, REGISTERED_NAME[stage], [stage, "latest"],
+                tags={"svd.stage": stage, "svd.profile": params.profile, "svd.train_data": summary.get("data", "")})
+            mlflow.set_tag("svd.registered", f"{REGISTERED_NAME[stage]}/{version}")
