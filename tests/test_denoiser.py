@@ -18,7 +18,7 @@ P = copy.deepcopy(TINY_UNET_PARAMS)
 
 def _batch(b=3, t=4):
     g = torch.Generator().manual_seed(0)
-    return {"latents": torch.randn(b, t, 4, 4, 6, generator=g), "text_index": torch.tensor([1, 2, 1][:b]),
+    return {"latents": torch.randn(b, t, P["in_channels"], 4, 6, generator=g), "text_index": torch.tensor([1, 2, 1][:b]),
             "fps_id": torch.tensor([3] * b), "motion_bucket": torch.tensor([10, 100, 255][:b])}
 
 
@@ -60,7 +60,7 @@ def test_step_trains_and_conditioning_matters():
     assert unet.conv_in.weight.grad.abs().sum() > 0
     # the motion bucket reaches the output through add_embedding
     fn = unet_call(unet.eval())
-    x, c = torch.randn(1, 4, 4, 4, 6), torch.zeros(1)
+    x, c = torch.randn(1, 4, P["in_channels"], 4, 6), torch.zeros(1)
     ctx = _table()[1:2]
     a = fn(x, c, context=ctx, added_time_ids=torch.tensor([[3.0, 0.0]]))
     b = fn(x, c, context=ctx, added_time_ids=torch.tensor([[3.0, 255.0]]))
@@ -86,7 +86,7 @@ def test_prompt_noise_is_per_prompt():
 @pytest.fixture(scope="module")
 def parts():
     torch.manual_seed(0)
-    return (build_video_unet(video_unet_config(P)).eval(), build_vae(dict(TINY_VAE, latent_channels=4)).eval(),
+    return (build_video_unet(video_unet_config(P)).eval(), build_vae(TINY_VAE).eval(),
             load_text_encoder("svd-tiny-text", None))
 
 

@@ -45,12 +45,12 @@ def test_read_windows_and_encode(small_curated):
     _, curated = small_curated
     clips = CuratedSet(curated)
     w = read_windows(clips, num_frames=4, fps=6.0, size=(16, 24), windows_per_clip=3, augment=["hflip"])
-    n = w.video.shape[0]
-    assert w.video.shape[1:] == (4, 3, 16, 24) and n % 2 == 0 and n <= len(clips) * 3 * 2
-    assert float(w.video.min()) >= -1 and float(w.video.max()) <= 1
+    n = len(w)
+    assert w.video(0).shape == (4, 3, 16, 24) and n % 2 == 0 and n <= len(clips) * 3 * 2
+    assert float(w.frames.min()) >= -1 and float(w.frames.max()) <= 1
     # every flipped copy follows its original: pixels mirrored, direction words swapped
     for i in range(0, n, 2):
-        assert torch.equal(w.video[i + 1], w.video[i].flip(-1))
+        assert torch.equal(w.video(i + 1), w.video(i).flip(-1))
         assert w.captions[i + 1] == flip_caption(w.captions[i], "hflip")
         assert w.flips[i] == "none" and w.flips[i + 1] == "hflip"
     assert set(w.fps_id.tolist()) == {5}
@@ -66,6 +66,18 @@ def test_read_windows_and_encode(small_curated):
         torch.testing.assert_close(data.text[data.text_index[i]], text.encode([w.captions[i]])[0])
     item = LatentItems(data)[1]
     assert set(item) == {"latents", "text_index", "fps_id", "motion_bucket"}
+
+
+def test_reversed_windows_share_frames(small_curated):
+    _, curated = small_curated
+    w = read_windows(CuratedSet(curated), num_frames=3, fps=6.0, size=(16, 16), windows_per_clip=2,
+                     augment=["reverse", "hflip"])
+    assert w.flips[:4] == ["none", "reverse", "hflip", "reverse+hflip"]
+    assert torch.equal(w.video(1), w.video(0).flip(0))
+    assert torch.equal(w.video(3), w.video(0).flip(0).flip(-1))
+    assert w.captions[1] == flip_caption(w.captions[0], "reverse")
+    # frames are stored once per spatial flip, not once per window
+    assert w.frames.shape[0] <= 2 * len(CuratedSet(curated)) * 2 * 3
 
 
 def test_read_windows_errors(small_curated):

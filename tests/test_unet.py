@@ -53,9 +53,9 @@ def _image_unet(cfg: dict, seed: int = 0):
     return model.eval()
 
 
-def _inputs(cfg: dict, n_ids: int, channels: int = 4, seed: int = 1):
+def _inputs(cfg: dict, n_ids: int, channels: int | None = None, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, T, channels, H, H, generator=g)
+    x = torch.randn(B, T, channels or cfg["in_channels"], H, H, generator=g)
     ctx = torch.randn(B, 7, cfg["cross_attention_dim"], generator=g)
     t = torch.tensor([3.0, 700.0])
     ids = torch.rand(B, n_ids, generator=g) * 100
@@ -137,7 +137,8 @@ def test_inflated_video_unet_is_the_image_unet_frame_by_frame(tmp_path):
 
 
 def test_inflation_copies_class_embedding_and_zeroes_concat_channels():
-    params = {**TINY_UNET_PARAMS, "image_class_embedding": True, "concat_channels": 4, "num_added_ids": 3}
+    params = {**TINY_UNET_PARAMS, "in_channels": 4, "out_channels": 4, "image_class_embedding": True,
+              "concat_channels": 4, "num_added_ids": 3}
     image_cfg, video_cfg = image_unet_config(params), video_unet_config(params)
     assert video_cfg["in_channels"] == 8 and image_cfg["class_embed_type"] == "projection"
     image = _image_unet(image_cfg)
@@ -164,12 +165,12 @@ def test_inflation_fails_loudly():
         inflate_image_unet(image, bad)
 
     image.extra_head = torch.nn.Linear(2, 2)  # a weight with no home in the video UNet
-    image.conv_out = torch.nn.Conv2d(32, 4, kernel_size=1)  # same config, different shape
+    image.conv_out = torch.nn.Conv2d(32, 8, kernel_size=1)  # same config, different shape
     with pytest.raises(InflationError) as err:
         inflate_image_unet(image, TINY_VIDEO_UNET)
     message = str(err.value)
     assert "extra_head.weight" in message and "extra_head.bias" in message
-    assert "conv_out.weight (4, 32, 1, 1) -> conv_out.weight (4, 32, 3, 3)" in message
+    assert "conv_out.weight (8, 32, 1, 1) -> conv_out.weight (8, 32, 3, 3)" in message
 
 
 def test_parameter_report():

@@ -224,6 +224,7 @@ class VaeStage(Strict):
     frames_per_clip: int = Field(ge=1)
     kl_weight: float = Field(ge=0)
     grad_weight: float = Field(ge=0)
+    lowpass_weight: float = Field(ge=0)
 
 
 class DiffusionStage(Strict):

@@ -33,11 +33,11 @@ SD21_VAE: dict[str, Any] = {
     "scaling_factor": 0.18215,
 }
 
-# Ours (tiny): 3 levels = x4 downsampling. The tiny world is seen at 64 px (the eval set's action/orbit size), and
-# 64 / 4 = 16 is the tiny UNet's latent side (model.unet.sample_size). x8 would leave 8x8 latents in which a 10 px
-# shape is one cell; x2 at 32 px would compress only 3x and make the latent nearly the image. 4 x 16 x 16 latents of
-# a 3 x 64 x 64 frame compress 12x (SD: 48x). 16 channels at full resolution (GroupNorm of 16 groups) halve the
-# CPU step time of 32 with no loss per step measured. scaling_factor is a placeholder: `train_vae` measures it.
+# Ours (tiny): 3 levels = x4 downsampling: 32 x 48 frames (train.*.size) -> 8 x 12 latents, where a world object
+# (3-10% of the frame) covers 2-3 cells. 8 latent channels (SD 2.1: 4; later VAEs use 16) compress 6x: with 4, a
+# 4 x 4 patch holding part of an object and part of a textured background has too few numbers for both. GroupNorm of
+# 4 groups: with 16 groups over 16 channels every channel is normalised on its own per image, which throws away
+# the absolute colour levels the decoder has to reproduce. scaling_factor is a placeholder: `train_vae` measures it.
 TINY_VAE: dict[str, Any] = {
     "in_channels": 3,
     "out_channels": 3,
@@ -46,9 +46,9 @@ TINY_VAE: dict[str, Any] = {
     "block_out_channels": [16, 32, 64],
     "layers_per_block": 1,
     "act_fn": "silu",
-    "latent_channels": 4,
-    "norm_num_groups": 16,
-    "sample_size": 64,
+    "latent_channels": 8,
+    "norm_num_groups": 4,
+    "sample_size": 32,
     "scaling_factor": 1.0,
 }
 

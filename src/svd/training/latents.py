@@ -66,16 +66,29 @@ def flip_combinations(enabled: Sequence[str]) -> list[tuple[str, ...]]:
     return [c for r in range(len(enabled) + 1) for c in itertools.combinations(enabled, r)]
 
 
+SPATIAL = ("hflip", "vflip")
+
+
 @dataclass
 class Windows:
-    """Pixel windows before encoding: video (N, T, 3, H, W) in [-1, 1] and per-window conditioning."""
+    """Pixel windows before encoding, stored as a bank of distinct frames (F, 3, H, W) in [-1, 1] and one row of
+    frame indices per window, `index` (N, T): windows of a clip share frames, and a reversed window is its reversed
+    row, so each frame is encoded once per spatial flip. Per window: caption, fps_id, motion_bucket, clip, flips."""
 
-    video: torch.Tensor
+    frames: torch.Tensor
+    index: torch.Tensor
     captions: list[str]
     fps_id: torch.Tensor
     motion_bucket: torch.Tensor
     clip_ids: list[str]
     flips: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.index.shape[0]
+
+    def video(self, i: int) -> torch.Tensor:
+        """Window i as (T, 3, H, W)."""
+        return self.frames[self.index[i]]
 
 
 def read_windows(curated: CuratedSet, *, num_frames: int, fps: float, size: tuple[int, int], windows_per_clip: int,
@@ -88,29 +101,44 @@ def read_windows(curated: CuratedSet, *, num_frames: int, fps: float, size: tupl
     items = VideoClipDataset(curated, num_frames, fps, size, caption_probs=caption_probs,
                              motion_score_at_255=motion_score_at_255, seed=seed)
     combos = flip_combinations(augment)
-    videos, captions, fps_ids, buckets, clip_ids, flips = [], [], [], [], [], []
+    spatial_variants = sorted({tuple(f for f in combo if f in SPATIAL) for combo in combos})
+    bank: list[torch.Tensor] = []
+    offset = 0
+    rows, captions, fps_ids, buckets, clip_ids, flips = [], [], [], [], [], []
     for index, (ref, stride) in enumerate(items.items):
         span = (num_frames - 1) * stride + 1
-        frames = curated.read(ref, list(range(ref.n_frames)), size)  # one decode per clip
         starts = np.unique(np.linspace(0, ref.n_frames - span, windows_per_clip).round().astype(int))
+        used = sorted({int(s) + k * stride for s in starts for k in range(num_frames)})
+        frames = _to_tensor(curated.read(ref, used, size))  # one decode per clip, only the frames windows use
+        where = {f: i for i, f in enumerate(used)}
+        base = {}
+        for variant in spatial_variants:
+            v = frames
+            for f in variant:
+                v = flip_video(v, f)
+            bank.append(v)
+            base[variant] = offset
+            offset += len(used)
         rng = np.random.default_rng([seed, index])
         bucket = int(motion_bucket(ref.motion_score, motion_score_at_255))
         for start in starts:
-            window = _to_tensor(frames[start:start + span:stride])
+            local = torch.tensor([where[int(start) + k * stride] for k in range(num_frames)])
             caption = items.caption_for(ref, rng)
             for combo in combos:
-                v, c = window, caption
+                row = local + base[tuple(f for f in combo if f in SPATIAL)]
+                c = caption
                 for f in combo:
-                    v, c = flip_video(v, f), flip_caption(c, f)
-                videos.append(v)
+                    c = flip_caption(c, f)
+                rows.append(row.flip(0) if "reverse" in combo else row)
                 captions.append(c)
                 fps_ids.append(int(round(fps)) - 1)
                 buckets.append(bucket)
                 clip_ids.append(ref.clip_id)
                 flips.append("+".join(combo) or "none")
-    if not videos:
+    if not rows:
         raise InputError(f"no clip of {curated.root} gives a window of {num_frames} frames at {fps} fps")
-    return Windows(torch.stack(videos), captions, torch.tensor(fps_ids), torch.tensor(buckets), clip_ids, flips)
+    return Windows(torch.cat(bank), torch.stack(rows), captions, torch.tensor(fps_ids), torch.tensor(buckets),
+                   clip_ids, flips)
 
 
 @dataclass
@@ -130,11 +158,9 @@ class LatentSet:
 
 @torch.no_grad()
 def encode_windows(windows: Windows, vae, text_encoder, chunk: int = 64) -> LatentSet:
-    """Latent means of every window (scaled by the VAE's factor) and one embedding per distinct caption."""
-    n, t = windows.video.shape[:2]
-    frames = windows.video.reshape(n * t, *windows.video.shape[2:])
-    latents = encode(vae, frames, chunk=chunk).float()
-    latents = latents.reshape(n, t, *latents.shape[1:])
+    """Latent means of every window (scaled by the VAE's factor; each distinct frame encoded once) and one embedding
+    per distinct caption."""
+    latents = encode(vae, windows.frames, chunk=chunk).float()[windows.index]  # (N, T, C, h, w)
     table = [""] + sorted(set(windows.captions) - {""})
     row = {c: i for i, c in enumerate(table)}
     text = torch.cat([text_encoder.encode(table[i:i + 256]) for i in range(0, len(table), 256)]).float()

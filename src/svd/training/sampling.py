@@ -51,8 +51,11 @@ def sample_to_files(params: Params, *, prompts: list[str], out: Path, model: str
     if out.suffix.lower() != ".mp4":
         raise InputError(f"--out {out}: the output must be an .mp4 file")
     folder = resolve_model(params, model)
+    meta = read_model(folder)
+    if meta["profile"] != params.profile:
+        raise InputError(f"{folder} was trained with profile {meta['profile']}, this run uses profile "
+                         f"{params.profile}: pass --profile {meta['profile']}")
     loaded = load_model(folder)
-    meta = loaded["meta"]
     video = meta["kind"] == "text-to-video"
     sampler = params.diffusion.sampler
     seed = params.sample.seed if seed is None else seed

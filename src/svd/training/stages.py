@@ -171,6 +171,7 @@ def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool
                         batch_size=cfg.batch, lr=cfg.lr, size=tuple(cfg.size), seed=params.seed,
                         ckpt_every=params.train.ckpt_every, logger=logger, profile=params.profile,
                         frames_per_clip=cfg.frames_per_clip, kl_weight=cfg.kl_weight, grad_weight=cfg.grad_weight,
+                        lowpass_weight=cfg.lowpass_weight,
                         warmup_steps=cfg.warmup_steps, progress=progress)
     (out / VAE_SOURCE_FILE).write_text(json.dumps({"source": "vae", "backend": "trained"}) + "\n")
     return {"trained": True, **summary}
@@ -242,6 +243,9 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     vae, vae_backend = load_frozen_vae(vae_src)
     text = load_text(params)
     latent_size = _latent_size(tuple(cfg.size), vae_downsampling(vae))
+    if vae.config.latent_channels != params.model.unet.in_channels:
+        raise ConfigError(f"model.unet.in_channels is {params.model.unet.in_channels} but the VAE ({vae_src}) has "
+                          f"{vae.config.latent_channels} latent channels; make them equal")
     unet, init = _start_unet(params, stage)
 
     windows = read_windows(clips, num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
@@ -308,16 +312,16 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
         "text_encoder": "pretrained" if text.pretrained else "random",
         "model_dir": str(out),
     }
-    if video:
-        result["eval"] = evaluate_model(params, out, vae=vae, text=text, unet=unet)
+    # the image stage is scored on colour only (a single frame has no direction)
+    result["eval"] = evaluate_model(params, out, vae=vae, text=text, unet=unet)
     result["seconds"] = time.perf_counter() - started
     return result
 
 
 def evaluate_model(params: Params, folder: Path, *, vae=None, text=None, unet=None, prompts: list[str] | None = None,
                    guidance: float | None = None, steps: int | None = None) -> dict[str, Any]:
-    """Generate the prompt set with a video model folder and score it with the world evaluator; samples of the
-    first prompts are written to folder/samples (mp4 + GIF)."""
+    """Generate the prompt set with a model folder and score it with the world evaluator (colour and direction; an
+    image model: colour only); samples of the first prompts are written to folder/samples (mp4 + GIF)."""
     from svd.evaluation.world import evaluate_videos
     from svd.training.denoiser import generate
 
@@ -328,8 +332,9 @@ def evaluate_model(params: Params, folder: Path, *, vae=None, text=None, unet=No
     steps = steps or params.sample.steps
     sampler = params.diffusion.sampler
     started = time.perf_counter()
+    video = meta["kind"] == "text-to-video"
     videos = generate(model["unet"], model["vae"], model["text"], prompts, latent_size=tuple(meta["latent_size"]),
-                      num_frames=meta["frames"], steps=steps, guidance=guidance, seed=params.sample.seed,
+                      num_frames=meta["frames"] if video else None, steps=steps, guidance=guidance, seed=params.sample.seed,
                       fps=meta["fps"], motion_bucket=meta["motion_bucket"], sigma_min=sampler.sigma_min,
                       sigma_max=sampler.sigma_max, rho=sampler.rho, method=sampler.method,
                       sigma_data=params.diffusion.sigma_data)
@@ -337,8 +342,11 @@ def evaluate_model(params: Params, folder: Path, *, vae=None, text=None, unet=No
     scores = evaluate_videos(list(videos), prompts, meta["fps"])
     write_samples(folder / "samples", videos[:8], prompts[:8], meta["fps"])
     (folder / "samples" / "eval.json").write_text(json.dumps(scores, indent=2) + "\n")
-    return {"colour_accuracy": scores["colour_accuracy"], "direction_accuracy": scores["direction_accuracy"],
-            "n": scores["n"], "guidance": guidance, "steps": steps, "sample_seconds": seconds}
+    result = {"colour_accuracy": scores["colour_accuracy"], "n": scores["n"], "guidance": guidance, "steps": steps,
+              "sample_seconds": seconds}
+    if video:
+        result["direction_accuracy"] = scores["direction_accuracy"]
+    return result
 
 
 def write_samples(folder: Path, videos: np.ndarray, prompts: list[str], fps: float, scale: int = 4) -> list[Path]:

@@ -46,7 +46,7 @@ def _frames(curated: CuratedSet, size, per_clip: int, seed: int) -> torch.Tensor
     from svd.training.latents import read_windows
 
     # one-frame windows; fps only sets the minimum clip length (one frame at a 1 fps stride)
-    return read_windows(curated, num_frames=1, fps=1000.0, size=size, windows_per_clip=per_clip, seed=seed).video[:, 0]
+    return read_windows(curated, num_frames=1, fps=1000.0, size=size, windows_per_clip=per_clip, seed=seed).frames
 
 
 def _split(curated: CuratedSet) -> tuple[CuratedSet, CuratedSet | None]:
@@ -60,6 +60,24 @@ def _split(curated: CuratedSet) -> tuple[CuratedSet, CuratedSet | None]:
 
 def _image_grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+INIT_LOGVAR = -8.0  # ours: posterior std exp(-4) = 0.02 at the start
+
+
+def start_near_deterministic(vae) -> None:
+    """Start the posterior nearly deterministic: the logvar half of quant_conv outputs INIT_LOGVAR.
+
+    At diffusers' init the posterior's logvar is ~0, i.e. every latent gets noise of std ~1, larger than the signal;
+    with a KL weight of 1e-6 the encoder takes thousands of steps to shrink it, and until then the decoder learns the
+    blurred, desaturated average it can recover from such latents. Starting the noise small trains as a plain
+    autoencoder from step one; the KL term still shapes the variance afterwards.
+    """
+    conv = vae.quant_conv if getattr(vae, "quant_conv", None) is not None else vae.encoder.conv_out
+    c = vae.config.latent_channels
+    with torch.no_grad():
+        conv.weight[c:].zero_()
+        conv.bias[c:].fill_(INIT_LOGVAR)
 
 
 def vae_loss(vae, images: torch.Tensor, generator: torch.Generator | None = None, *, kl_weight: float = 1e-6,
@@ -133,6 +151,7 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
 
     torch.manual_seed(seed)
     vae = build_vae(cfg)
+    start_near_deterministic(vae)
     psnr_init = psnr(vae, held)
     vae.train()
 

@@ -1,0 +1,205 @@
+"""Stages I-III through the CLI on a two-video world: the chain vae -> image -> video -> hq, `svd sample` from a
+folder and from the registry, SIGKILL + resume of `svd train` (bit-identical), and one-line errors for missing
+inputs, wrong weights, a model of another profile and an empty curated set."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from svd.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["threads=1", "train.vae.steps=6", "train.vae.batch=8", "train.vae.frames_per_clip=4",
+        "train.image.steps=6", "train.image.batch=8", "train.image.windows_per_clip=2",
+        "train.video.steps=6", "train.video.batch=4", "train.video.windows_per_clip=2",
+        "train.hq.steps=4", "train.hq.batch=4", "train.hq.windows_per_clip=2",
+        "train.ckpt_every=3", "train.log_every=2", "sample.eval_prompts=4", "sample.steps=3",
+        "train.video.fps=6.0", "train.hq.fps=6.0"]
+
+
+def write_params(tmp: Path, world: Path, curated: Path) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["paths"].update({"world": str(world), "curated": str(curated), "models": str(tmp / "models"),
+                         "metrics": str(tmp / "metrics"), "mlflow_uri": f"sqlite:///{tmp}/mlruns/mlflow.db",
+                         "mlflow_artifacts": str(tmp / "mlruns" / "artifacts")})
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def svd(params: Path, *args, extra=()):
+    sets = [x for s in [*FAST, *extra] for x in ("--set", s)]
+    return CliRunner().invoke(app, ["--params", str(params), *sets, *args])
+
+
+@pytest.fixture(scope="module")
+def trained(small_curated, tmp_path_factory):
+    world, curated = small_curated
+    tmp = tmp_path_factory.mktemp("stages")
+    params = write_params(tmp, world, curated)
+    for stage in ("vae", "image", "video", "hq"):
+        result = svd(params, "train", "--stage", stage, "--no-progress")
+        assert result.exit_code == 0, result.output
+    return tmp, params
+
+
+@pytest.mark.slow
+def test_chain_writes_models_metrics_and_runs(trained):
+    tmp, params = trained
+    for stage in ("image", "video", "hq"):
+        meta = json.loads((tmp / "models" / stage / "svd_model.json").read_text())
+        assert meta["stage"] == stage and meta["profile"] == "tiny"
+        assert (tmp / "models" / stage / "unet" / "config.json").is_file()
+        metrics = json.loads((tmp / "metrics" / f"train_{stage}.json").read_text())
+        assert metrics["steps"] >= 4 and metrics["final_loss"] > 0
+    assert json.loads((tmp / "models" / "video" / "svd_model.json").read_text())["init"].startswith("inflated:")
+    assert json.loads((tmp / "models" / "hq" / "svd_model.json").read_text())["ema"] == 0.99
+    video = json.loads((tmp / "metrics" / "train_video.json").read_text())
+    assert 0.0 <= video["eval.colour_accuracy"] <= 1.0 and video["eval.n"] == 4
+    assert len(list((tmp / "models" / "video" / "samples").glob("*.gif"))) == 4
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["svd"])
+    assert {"train_vae", "train_image", "train_video", "train_hq"} <= set(runs["tags.mlflow.runName"])
+    video_run = runs[runs["tags.mlflow.runName"] == "train_video"].iloc[0]
+    assert video_run["tags.svd.text_encoder"] == "random" and video_run["tags.svd.train_data"] == "curated"
+    assert "metrics.loss" in runs and "metrics.eval.direction_accuracy" in runs
+    client = mlflow.MlflowClient()
+    assert client.get_model_version_by_alias("svd-t2v", "hq").version == \
+        client.get_model_version_by_alias("svd-t2v", "latest").version
+
+
+@pytest.mark.slow
+def test_sample_from_folder_registry_and_default(trained, tmp_path):
+    tmp, params = trained
+    out = tmp_path / "clip.mp4"
+    result = svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(out), "--seed", "3",
+                 "--steps", "3", "--model", str(tmp / "models" / "video"))
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["stage"] == "video" and info["videos"][0]["seed"] == 3
+    assert out.is_file() and out.with_suffix(".gif").is_file()
+    from svd.io.video import probe
+
+    assert probe(out).n_frames == info["frames"] == 8
+
+    again = tmp_path / "again.mp4"
+    svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(again), "--seed", "3",
+        "--steps", "3", "--model", str(tmp / "models" / "video"))
+    assert again.read_bytes() == out.read_bytes()  # same seed, same video
+
+    result = svd(params, "sample", "--prompt", "a blue square moving up", "--prompt", "a red circle moving down",
+                 "--out", str(tmp_path / "reg.mp4"), "--steps", "2", "--model", "models:/svd-t2v@latest")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reg_0.mp4").is_file() and (tmp_path / "reg_1.gif").is_file()
+
+    result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "d.mp4"), "--steps", "2")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["stage"] == "hq"  # the newest text-to-video model
+
+
+@pytest.mark.slow
+def test_sample_errors(trained, tmp_path):
+    tmp, params = trained
+    cases = [
+        (["--model", str(tmp_path / "nothing")], "no such folder"),
+        (["--model", str(tmp / "models" / "vae")], "not an svd model folder"),
+        (["--model", "models:/no-such-model@champion"], "not in the MLflow registry"),
+    ]
+    for extra, message in cases:
+        result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "x.mp4"), *extra)
+        assert result.exit_code == 2 and message in result.output, result.output
+    result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "x.gif"))
+    assert result.exit_code == 2 and ".mp4" in result.output
+    # a tiny model sampled under the a100 profile
+    result = CliRunner().invoke(app, ["--params", str(params), "--profile", "a100", "sample", "--prompt", "a red circle",
+                                      "--out", str(tmp_path / "x.mp4"), "--model", str(tmp / "models" / "video")])
+    assert result.exit_code == 2 and "profile tiny" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_train_errors(small_curated, tmp_path):
+    world, curated = small_curated
+    params = write_params(tmp_path, world, curated)
+    # the image stage before the VAE
+    result = svd(params, "train", "--stage", "image")
+    assert result.exit_code == 2 and "svd train --stage vae" in result.output, result.output
+    result = svd(params, "train", "--stage", "nope")
+    assert result.exit_code == 2 and "--stage must be one of" in result.output
+    # a100: the configured SD VAE is missing
+    result = CliRunner().invoke(app, ["--params", str(params), "--profile", "a100", "--set",
+                                      f"weights.vae={tmp_path}/no-vae", "train", "--stage", "vae", "--no-track"])
+    assert result.exit_code == 2 and "weights.vae" in result.output, result.output
+    # no curated set
+    missing = write_params(tmp_path / "m", world, tmp_path / "no-curated") if (tmp_path / "m").mkdir() is None else None
+    result = svd(missing, "train", "--stage", "vae", "--no-track")
+    assert result.exit_code == 2 and "svd curate" in result.output, result.output
+    # an empty curated set: every clip dropped
+    empty = tmp_path / "empty"
+    shutil.copytree(curated, empty)
+    df = pd.read_parquet(empty / "clips.parquet")
+    df["keep"] = False
+    df.to_parquet(empty / "clips.parquet", index=False)
+    (tmp_path / "e").mkdir()
+    result = svd(write_params(tmp_path / "e", world, empty), "train", "--stage", "vae", "--no-track")
+    assert result.exit_code == 2 and "no clips" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_text_width_must_match_the_unet(trained):
+    tmp, params = trained
+    result = svd(params, "train", "--stage", "image", "--no-track", extra=["model.unet.cross_attention_dim=32"])
+    assert result.exit_code == 2 and "cross_attention_dim" in result.output, result.output
+
+
+def _cli(params: Path, *args) -> list[str]:
+    sets = [x for s in FAST for x in ("--set", s)]
+    return [sys.executable, "-m", "svd.cli", "--params", str(params), *sets, *args]
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_matches_an_uninterrupted_run(trained, tmp_path):
+    """Kill `svd train --stage video` after its first checkpoint, start it again: the final weights are the
+    uninterrupted run's, bit for bit."""
+    tmp, params = trained
+    runs = {}
+    for name in ("straight", "killed"):
+        root = tmp_path / name
+        shutil.copytree(tmp / "models", root / "models", ignore=shutil.ignore_patterns("video", "hq"))
+        raw = yaml.safe_load(params.read_text())
+        raw["paths"]["models"] = str(root / "models")
+        raw["paths"]["metrics"] = str(root / "metrics")
+        p = root / "params.yaml"
+        p.write_text(yaml.safe_dump(raw, sort_keys=False))
+        args = _cli(p, "--set", "train.video.steps=9", "train", "--stage", "video", "--no-track", "--no-progress")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if name == "killed":
+            proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ckpt = root / "models" / "video" / "checkpoints"
+            deadline = time.time() + 240
+            while time.time() < deadline and not any(ckpt.glob("step-000003/meta.json")):
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+            assert not (root / "models" / "video" / "unet").exists()  # it really died mid-stage
+        out = subprocess.run(args, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[name] = json.loads(out.stdout[out.stdout.index("{"):])
+        runs[name]["weights"] = load_file(str(root / "models" / "video" / "unet" /
+                                              "diffusion_pytorch_model.safetensors"))
+    assert runs["killed"]["resumed_from"] in (3, 6) and runs["straight"]["resumed_from"] is None
+    a, b = runs["straight"]["weights"], runs["killed"]["weights"]
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
