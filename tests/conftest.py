@@ -53,7 +53,7 @@ def prefect_harness(tmp_path_factory):
 
 
 SMALL_WORLD = ["world.videos=2", "world.sizes=[[192, 108]]", "world.broken_inputs=false",
-               "curate.text.enabled=false", "curate.clip.enabled=false"]
+               "curate.text.enabled=false", "curate.clip.enabled=false", "curate.workers=1"]
 
 
 @pytest.fixture(scope="session")

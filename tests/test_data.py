@@ -23,27 +23,16 @@ from svd.errors import InputError
 from svd.io.video import iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["world.videos=2", "world.sizes=[[192, 108]]", "world.broken_inputs=false",
-         "curate.text.enabled=false", "curate.clip.enabled=false"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from svd.config import load_params
-    from svd.curation.pipeline import curate
-    from svd.world import generate_world
-
-    torch.set_num_threads(1)
-    base = tmp_path_factory.mktemp("data")
-    params = load_params(ROOT / "params.yaml", overrides=SMALL)
-    generate_world(params.world, base / "world", seed=5)
-    curate(params, base / "world" / "videos", base / "curated", truth=base / "world")
-    return base
+def world(small_curated):
+    return small_curated[0].parent
 
 
 @pytest.fixture(scope="module")
-def curated(world):
-    return world / "curated"
+def curated(small_curated):
+    return small_curated[1]
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,8 @@ def _small(seed=0):
 
 
 @pytest.fixture(scope="module")
-def curated(tmp_path_factory):
-    from svd.config import load_params
-    from svd.curation.pipeline import curate
-    from svd.world import generate_world
-
-    root = tmp_path_factory.mktemp("vae-world")
-    params = load_params("/work/main/params.yaml", overrides=[
-        "world.videos=2", "world.sizes=[[192, 108]]", "world.broken_inputs=false", "curate.text.enabled=false",
-        "curate.clip.enabled=false"])
-    generate_world(params.world, root / "world", seed=5)
-    curate(params, root / "world" / "videos", root / "curated", truth=root / "world")
-    return root / "curated"
+def curated(small_curated):
+    return small_curated[1]
 
 
 def test_sd21_vae_builds_on_meta_with_the_papers_count():
