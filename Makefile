@@ -46,6 +46,7 @@ stop:
 
 bench: setup
 	$(BIN)/python benchmarks/curation.py
+	$(BIN)/python benchmarks/train_step.py
 
 clean:
-	rm -rf data metrics/*.json mlruns/mlflow.db mlruns/artifacts .prefect
+	rm -rf data models metrics/*.json mlruns/mlflow.db mlruns/artifacts mlruns/registry .prefect

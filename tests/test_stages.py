@@ -24,7 +24,7 @@ FAST = ["threads=1", "train.vae.steps=6", "train.vae.batch=8", "train.vae.frames
         "train.image.steps=6", "train.image.batch=8", "train.image.windows_per_clip=2",
         "train.video.steps=6", "train.video.batch=4", "train.video.windows_per_clip=2",
         "train.hq.steps=4", "train.hq.batch=4", "train.hq.windows_per_clip=2",
-        "train.ckpt_every=3", "train.log_every=2", "sample.eval_prompts=4", "sample.steps=3",
+        "train.ckpt_every=3", "train.log_every=2", "train.sample_every=6", "sample.eval_prompts=4", "sample.steps=3",
         "train.video.fps=6.0", "train.hq.fps=6.0"]
 
 
@@ -68,6 +68,8 @@ def test_chain_writes_models_metrics_and_runs(trained):
     video = json.loads((tmp / "metrics" / "train_video.json").read_text())
     assert 0.0 <= video["eval.colour_accuracy"] <= 1.0 and video["eval.n"] == 4
     assert len(list((tmp / "models" / "video" / "samples").glob("*.gif"))) == 4
+    assert len(list((tmp / "models" / "video" / "samples" / "step-000006").glob("*.mp4"))) == 4  # the preview
+    assert (tmp / "models" / "video" / "vae" / "config.json").is_file()  # the small VAE travels with the model
 
     import mlflow
 
@@ -203,3 +205,37 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(trained, tmp_path):
     assert runs["killed"]["resumed_from"] in (3, 6) and runs["straight"]["resumed_from"] is None
     a, b = runs["straight"]["weights"], runs["killed"]["weights"]
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_fresh_checkpoints_resume_only_under_the_same_fingerprint(tmp_path):
+    from svd.training.stages import fresh_checkpoints
+
+    ck = tmp_path / "checkpoints"
+    assert fresh_checkpoints(ck, "aaa") is False
+    (ck / "step-000003").mkdir()
+    assert fresh_checkpoints(ck, "aaa") is True and (ck / "step-000003").is_dir()  # a retry: resume
+    assert fresh_checkpoints(ck, "bbb") is False and not (ck / "step-000003").exists()  # params changed: start over
+
+
+def test_fingerprint_ignores_steps_but_not_recipe(small_curated, tmp_path):
+    from svd.config import load_params
+    from svd.training.stages import fingerprint
+
+    world, curated = small_curated
+    params = write_params(tmp_path, world, curated)
+    base = fingerprint(load_params(params), "video")
+    assert fingerprint(load_params(params, overrides=["train.video.steps=9999"]), "video") == base
+    assert fingerprint(load_params(params, overrides=["train.video.lr=0.5"]), "video") != base
+    assert fingerprint(load_params(params, overrides=["train.video.data=uncurated"]), "video") != base
+
+
+def test_eval_prompts_cover_the_eval_classes():
+    from svd.config import load_params
+    from svd.evaluation.world import parse_prompt
+    from svd.training.stages import eval_prompts
+
+    params = load_params(ROOT / "params.yaml")
+    prompts = eval_prompts(params)
+    assert len(prompts) == params.sample.eval_prompts == 32 and len(set(prompts)) == 32
+    assert {parse_prompt(p).direction for p in prompts} == {"left", "right", "up", "down"}
+    assert len(eval_prompts(params, 40)) == 40

@@ -175,8 +175,9 @@ def test_inflation_fails_loudly():
 
 def test_parameter_report():
     tiny = parameter_report("tiny")
-    assert [r["name"] for r in tiny] == ["video_unet", "image_unet"]
-    video, image = tiny
+    assert [r["name"] for r in tiny] == ["video_unet", "image_unet", "vae", "text_encoder"]
+    video, image, vae, text = tiny
+    assert vae["trainable"] == 0 and text["trainable"] == 0 and "svd-tiny-text" in text["class"]
     assert video["temporal"] > 0 and image["temporal"] == 0 and video["trainable"] == video["total"]
     assert video["total"] == sum(p.numel() for p in build_video_unet(TINY_VIDEO_UNET, "meta").parameters())
 

@@ -121,7 +121,10 @@ def train_cmd(
         if stage == "vae":
             summary = st.train_vae_stage(params, logger=logger, progress=progress)
         else:
-            summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress)
+            on_samples = (lambda folder, step: tracking.log_artifacts(folder, f"samples/{folder.name}")) if track \
+                else None
+            summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress,
+                                               on_samples=on_samples)
         _write_metrics(params, f"train_{stage}", summary)
         if track:
             tracking.log_metrics(_numeric(summary))

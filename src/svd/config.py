@@ -225,6 +225,7 @@ class VaeStage(Strict):
     kl_weight: float = Field(ge=0)
     grad_weight: float = Field(ge=0)
     lowpass_weight: float = Field(ge=0)
+    recon_loss: Literal["l1", "mse"]
 
 
 class DiffusionStage(Strict):
@@ -245,8 +246,10 @@ class DiffusionStage(Strict):
 
 class Train(Strict):
     text_dropout: float = Field(ge=0, lt=1)
+    lr_schedule: Literal["constant", "cosine"]
     ckpt_every: int = Field(ge=1)
     log_every: int = Field(ge=1)
+    sample_every: int = Field(ge=1)
     keep_last: int = Field(ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"]
     gradient_checkpointing: bool

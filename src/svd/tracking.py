@@ -134,16 +134,21 @@ def step_logger(prefix: str = ""):
 MODEL_ARTIFACT = "model"
 
 
-def register_folder(params: Params, folder: Path | str, name: str, aliases: list[str],
+def register_folder(params: Params, folder: Path | str, name: str, aliases: list[str], include: list[str],
                     tags: dict[str, str] | None = None) -> str:
-    """Log a model folder as the active run's `model` artifact and register it as a new version of `name` with
-    `aliases`; returns the version. The version's source is the run's artifact, so `models:/NAME@ALIAS` resolves to
-    the files as they were trained."""
+    """Log the `include` entries of a model folder as the active run's `model` artifact and register them as a new
+    version of `name` with `aliases`; returns the version. The version's source is the run's artifact, so
+    `models:/NAME@ALIAS` resolves to the files as they were trained."""
     mlflow = _mlflow()
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("register_folder needs an active MLflow run")
-    mlflow.log_artifacts(str(folder), artifact_path=MODEL_ARTIFACT)
+    for item in include:
+        path = Path(folder) / item
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=f"{MODEL_ARTIFACT}/{item}")
+        elif path.is_file():
+            mlflow.log_artifact(str(path), artifact_path=MODEL_ARTIFACT)
     client = mlflow.MlflowClient()
     try:
         client.get_registered_model(name)

@@ -3,7 +3,7 @@
 The UNets come from the profile's `model.unet` params (svd.models.unet). The a100 profile also lists the frozen
 parts of the paper's system whose sizes follow from public configs alone: the SD 2.1 VAE, SVD's VAE with the temporal
 decoder, and the OpenCLIP ViT-H/14 text tower (SD 2.1's text encoder, used by the text-to-video model). The tiny
-profile's text and latent models are decided by the training code, so they are not listed here.
+profile lists the VAE it trains (svd.models.vae.TINY_VAE) and its random frozen text tower (svd-tiny-text).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from svd.models.unet import (
     video_unet_config,
 )
 
-from svd.models.vae import SD21_VAE  # noqa: E402  (one definition of SD 2.1's VAE)
+from svd.models.vae import SD21_VAE, TINY_VAE  # noqa: E402  (one definition of each VAE)
 
 # stabilityai/stable-video-diffusion-img2vid vae/config.json (AutoencoderKLTemporalDecoder)
 SVD_TEMPORAL_VAE: dict[str, Any] = {
@@ -38,7 +38,9 @@ SVD_TEMPORAL_VAE: dict[str, Any] = {
 OPENCLIP_TEXT = "ViT-H-14"
 
 # Frozen models listed per profile (values, not code paths: the same function reports every profile).
-PROFILE_FROZEN_MODELS: dict[str, list[str]] = {"tiny": [], "a100": ["vae", "vae_temporal", "text_encoder"]}
+PROFILE_FROZEN_MODELS: dict[str, list[str]] = {"tiny": ["vae_tiny", "text_encoder"],
+                                               "a100": ["vae", "vae_temporal", "text_encoder"]}
+PROFILE_TEXT_MODEL = {"tiny": "svd-tiny-text", "a100": OPENCLIP_TEXT}
 
 
 def _count(model: torch.nn.Module, temporal=lambda name: False) -> tuple[int, int, int]:
@@ -78,6 +80,8 @@ def _vae_row(kind: str) -> dict[str, Any]:
     with torch.device("meta"):
         if kind == "vae":
             return _row("vae", _frozen(AutoencoderKL(**SD21_VAE)), "SD 2.1 VAE, frozen")
+        if kind == "vae_tiny":
+            return _row("vae", _frozen(AutoencoderKL(**TINY_VAE)), "trained by `svd train --stage vae`, then frozen")
         model = _frozen(AutoencoderKLTemporalDecoder(**SVD_TEMPORAL_VAE))
     return _row(
         "vae_temporal",
@@ -87,18 +91,22 @@ def _vae_row(kind: str) -> dict[str, Any]:
     )
 
 
-def _text_row() -> dict[str, Any]:
+def _text_row(arch: str = OPENCLIP_TEXT) -> dict[str, Any]:
     try:
         import logging
 
         import open_clip
+
+        from svd.models.clip import register_configs
+
+        register_configs()
 
         # open_clip warns that no weights were loaded: on the meta device that is the point
         previous = logging.root.level
         logging.root.setLevel(logging.ERROR)
         try:
             with torch.device("meta"):
-                model = open_clip.create_model(OPENCLIP_TEXT, pretrained=None, device="meta")
+                model = open_clip.create_model(arch, pretrained=None, device="meta")
         finally:
             logging.root.setLevel(previous)
     except Exception as exc:  # a missing or changed open_clip must not break the rest of the report
@@ -108,7 +116,7 @@ def _text_row() -> dict[str, Any]:
             "total": None,
             "trainable": None,
             "temporal": None,
-            "note": f"skipped: open_clip {OPENCLIP_TEXT} not buildable ({exc.__class__.__name__})",
+            "note": f"skipped: open_clip {arch} not buildable ({exc.__class__.__name__})",
         }
     text = [
         p
@@ -119,11 +127,12 @@ def _text_row() -> dict[str, Any]:
     total = sum(p.numel() for p in text)
     return {
         "name": "text_encoder",
-        "class": f"open_clip {OPENCLIP_TEXT} text tower",
+        "class": f"open_clip {arch} text tower",
         "total": total,
         "trainable": 0,
         "temporal": 0,
-        "note": f"frozen; penultimate layer used, so the last block ({_m(last)}), ln_final, projection go unused",
+        "note": f"frozen; penultimate layer + ln_final used (SD 2.x), so the last block ({_m(last)}) and the "
+                f"projection go unused",
     }
 
 
@@ -150,7 +159,7 @@ def parameter_report(profile: str, cfg: dict | None = None) -> list[dict[str, An
         _row("image_unet", build_image_unet(image_unet_config(cfg), device="meta"), "Stage I (text-to-image)"),
     ]
     for kind in PROFILE_FROZEN_MODELS.get(profile, []):
-        rows.append(_text_row() if kind == "text_encoder" else _vae_row(kind))
+        rows.append(_text_row(PROFILE_TEXT_MODEL[profile]) if kind == "text_encoder" else _vae_row(kind))
     return rows
 
 

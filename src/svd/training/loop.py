@@ -25,6 +25,25 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+def lr_lambda(warmup_steps: int, total_steps: int, schedule: str = "constant", final_fraction: float = 0.1):
+    """LambdaLR factor: linear warm-up over `warmup_steps`, then constant or cosine down to `final_fraction` at
+    `total_steps`. A function of the step only, so a resumed run follows the same schedule."""
+    import math
+
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr schedule must be 'constant' or 'cosine', got {schedule!r}")
+    warm = max(1, warmup_steps)
+
+    def factor(step: int) -> float:
+        f = min(1.0, (step + 1) / warm)
+        if schedule == "cosine":
+            t = min(1.0, step / max(1, total_steps))
+            f *= final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t))
+        return f
+
+    return factor
+
+
 def seed_everything(seed: int) -> None:
     import random
 

@@ -171,7 +171,8 @@ def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool
                         batch_size=cfg.batch, lr=cfg.lr, size=tuple(cfg.size), seed=params.seed,
                         ckpt_every=params.train.ckpt_every, logger=logger, profile=params.profile,
                         frames_per_clip=cfg.frames_per_clip, kl_weight=cfg.kl_weight, grad_weight=cfg.grad_weight,
-                        lowpass_weight=cfg.lowpass_weight,
+                        lowpass_weight=cfg.lowpass_weight, lr_schedule=params.train.lr_schedule,
+                        recon_loss=cfg.recon_loss,
                         warmup_steps=cfg.warmup_steps, progress=progress)
     (out / VAE_SOURCE_FILE).write_text(json.dumps({"source": "vae", "backend": "trained"}) + "\n")
     return {"trained": True, **summary}
@@ -188,7 +189,7 @@ def fingerprint(params: Params, stage: str) -> str:
     cfg.pop("steps", None)  # more steps continue the same run
     parts = {"stage": stage, "cfg": cfg, "seed": params.seed, "profile": params.profile,
              "unet": params.model.unet.model_dump(), "noise": params.diffusion.noise,
-             "text_dropout": params.train.text_dropout, "text": [params.weights.text_model,
+             "text_dropout": params.train.text_dropout, "lr_schedule": params.train.lr_schedule, "text": [params.weights.text_model,
                                                                  params.weights.text_pretrained],
              "inputs": {k: tracking.hash_path(v) for k, v in sorted(stage_inputs(params, stage).items())}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -217,13 +218,16 @@ def eval_prompts(params: Params, n: int | None = None) -> list[str]:
 
 
 def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = None, progress: bool = False,
-                          sample_hook: Callable[[Path, int], None] | None = None) -> dict[str, Any]:
-    """Train Stage I (image), II (video) or III (hq); write its folder; evaluate video stages on the prompt set."""
+                          on_samples: Callable[[Path, int], None] | None = None) -> dict[str, Any]:
+    """Train Stage I (image), II (video) or III (hq); write its folder; score it on the prompt set.
+
+    Every `train.sample_every` steps a few prompts are sampled with the current weights into
+    samples/step-NNNNNN/ (mp4 + GIF) and handed to `on_samples(folder, step)` (the CLI logs them to MLflow)."""
     from svd.diffusion.edm import DenoiserConfig
     from svd.data.clips import collate
     from svd.training.denoiser import make_step
     from svd.training.latents import LatentItems, encode_windows, read_windows
-    from svd.training.loop import train
+    from svd.training.loop import lr_lambda, train
 
     if stage not in ("image", "video", "hq"):
         raise ValueError(f"not a diffusion stage: {stage!r}")
@@ -257,13 +261,27 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     noise = DenoiserConfig(params.diffusion.sigma_data, p_mean, p_std)
     step_fn = make_step(noise, data.text, video=video, text_dropout=params.train.text_dropout)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
-    warm = max(1, cfg.warmup_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, params.train.lr_schedule))
     batch = min(cfg.batch, len(data.latents))
     motion = float(np.median(data.motion_bucket.numpy()))
 
     fresh_checkpoints(out / "checkpoints", fingerprint(params, stage))
+    preview = eval_prompts(params, 4)
+
+    def sample_fn(model, step: int) -> None:
+        from svd.training.denoiser import generate
+
+        videos = generate(model, vae, text, preview, latent_size=latent_size, num_frames=cfg.frames if video else None,
+                          steps=params.sample.steps, guidance=params.sample.guidance, seed=params.sample.seed,
+                          fps=cfg.fps, motion_bucket=motion, sigma_data=params.diffusion.sigma_data)
+        folder = out / "samples" / f"step-{step:06d}"
+        write_samples(folder, videos, preview, cfg.fps)
+        if on_samples is not None:
+            on_samples(folder, step)
+
     summary = train(step_fn, unet, optimizer, LatentItems(data), max_steps=cfg.steps, ckpt_dir=out / "checkpoints",
+                    sample_every=params.train.sample_every, sample_fn=sample_fn,
                     ckpt_every=params.train.ckpt_every, lr_scheduler=scheduler, ema_decay=cfg.ema,
                     log_every=params.train.log_every, logger=logger, seed=params.seed, profile=params.profile,
                     batch_size=batch, collate_fn=collate, keep_last=params.train.keep_last,
@@ -276,11 +294,12 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     load_weights(summary["checkpoint"], model=unet, which="ema" if cfg.ema else "model", profile=params.profile)
     unet.eval()
     unet.save_pretrained(out / "unet", safe_serialization=True)
+    vae_ref = _bundle_vae(vae, vae_src, out)
     meta = {
         "stage": stage,
         "kind": "text-to-video" if video else "text-to-image",
         "profile": params.profile,
-        "vae": str(Path(vae_src).resolve()) if Path(vae_src).exists() else vae_src,
+        "vae": vae_ref,
         "vae_backend": vae_backend,
         "text_model": params.weights.text_model,
         "text_pretrained": params.weights.text_pretrained,
@@ -316,6 +335,19 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     result["eval"] = evaluate_model(params, out, vae=vae, text=text, unet=unet)
     result["seconds"] = time.perf_counter() - started
     return result
+
+
+BUNDLE_VAE_MAX_BYTES = 64 * 2**20
+
+
+def _bundle_vae(vae, source: str, out: Path) -> str:
+    """A small VAE is saved into the model folder (out/vae), so the folder, a DVC checkout of it or a registry
+    download samples anywhere; a large one (SD 2.1's, 335 MB) is referenced by its source."""
+    size = sum(p.numel() * p.element_size() for p in vae.parameters())
+    if size > BUNDLE_VAE_MAX_BYTES:
+        return str(Path(source).resolve()) if Path(source).exists() else source
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+    return "vae"
 
 
 def evaluate_model(params: Params, folder: Path, *, vae=None, text=None, unet=None, prompts: list[str] | None = None,
@@ -380,7 +412,7 @@ def load_model(folder: str | Path) -> dict[str, Any]:
         unet = cls.from_pretrained(unet_dir).eval()
     except Exception as exc:  # noqa: BLE001 - any unreadable weight file is the same user-facing problem
         raise InputError(f"cannot load the UNet in {unet_dir} ({exc.__class__.__name__})") from None
-    vae, _ = load_frozen_vae(meta["vae"])
+    vae, _ = load_frozen_vae(str(folder / meta["vae"]) if meta["vae"] == "vae" else meta["vae"])
     text = load_text_encoder(meta["text_model"], meta["text_pretrained"], seed=meta["text_seed"])
     return {"unet": unet, "vae": vae, "text": text, "meta": meta}
 
@@ -418,13 +450,14 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
         tracking.log_artifacts(out / "recon.png")
         return
     tracking.log_artifacts(out / MODEL_FILE)
-    if (out / "samples").is_dir():
-        tracking.log_artifacts(out / "samples", "samples")
+    for item in (out / "samples").glob("*"):  # the final samples (previews were logged as they were made)
+        if item.is_file():
+            tracking.log_artifacts(item, "samples")
     if stage in REGISTERED_NAME:
         export = out / "unet"
         size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
         if size < 512 * 2**20:  # a100-sized weights stay in DVC's cache only
             version = tracking.register_folder(
-                params, out, REGISTERED_NAME[stage], [stage, "latest"],
+                params, out, REGISTERED_NAME[stage], [stage, "latest"], include=["unet", "vae", MODEL_FILE],
                 tags={"svd.stage": stage, "svd.profile": params.profile, "svd.train_data": summary.get("data", "")})
             mlflow.set_tag("svd.registered", f"{REGISTERED_NAME[stage]}/{version}")

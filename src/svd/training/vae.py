@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from svd.data.clips import CuratedSet, collate
 from svd.models.vae import build_vae, decode, encode, latent_scale, num_parameters
-from svd.training.loop import train
+from svd.training.loop import lr_lambda, train
 
 HOLDOUT_EVERY = 8  # ours: one clip in 8 is never trained on
 
@@ -81,14 +81,16 @@ def start_near_deterministic(vae) -> None:
 
 
 def vae_loss(vae, images: torch.Tensor, generator: torch.Generator | None = None, *, kl_weight: float = 1e-6,
-             grad_weight: float = 0.5, lowpass_weight: float = 0.0, lowpass: int = 4) -> torch.Tensor:
+             grad_weight: float = 0.5, lowpass_weight: float = 0.0, lowpass: int = 4,
+             recon_loss: str = "l1") -> torch.Tensor:
     posterior = vae.encode(images).latent_dist
     recon = vae.decode(posterior.sample(generator)).sample
-    loss = F.l1_loss(recon, images)
+    dist = {"l1": F.l1_loss, "mse": F.mse_loss}[recon_loss]
+    loss = dist(recon, images)
     if lowpass_weight:
-        # L1 between box-filtered images: a fine texture averages out, so an object's colour and place count for
-        # as much as the texture around it (a plain L1 spends the first thousands of steps on the texture)
-        loss = loss + lowpass_weight * F.l1_loss(F.avg_pool2d(recon, lowpass), F.avg_pool2d(images, lowpass))
+        # the same distance between box-filtered images: a fine texture averages out, so an object's colour and
+        # place count for as much as the texture around it
+        loss = loss + lowpass_weight * dist(F.avg_pool2d(recon, lowpass), F.avg_pool2d(images, lowpass))
     if grad_weight:
         (rx, ry), (ix, iy) = _image_grads(recon), _image_grads(images)
         loss = loss + grad_weight * (F.l1_loss(rx, ix) + F.l1_loss(ry, iy)) / 2
@@ -132,6 +134,7 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
               logger: Callable[[dict, int], None] | None = None, resume: bool = True, profile: str = "tiny",
               frames_per_clip: int = 16, kl_weight: float = 1e-6, grad_weight: float = 0.5,
               warmup_steps: int = 20, eval_frames: int = 32, lowpass_weight: float = 0.0,
+              lr_schedule: str = "constant", recon_loss: str = "l1",
               progress: bool = False) -> dict[str, Any]:
     """Train a VAE built from `cfg` (EMA off: a few hundred steps would leave the average behind the weights) on frames of the curated clips; write out_dir/{checkpoints,vae,recon.png}.
 
@@ -156,12 +159,11 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
     vae.train()
 
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    warm = max(1, warmup_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup_steps, steps, lr_schedule))
 
     def step_fn(model, batch, generator):
         return vae_loss(model, batch["image"], generator, kl_weight=kl_weight, grad_weight=grad_weight,
-                        lowpass_weight=lowpass_weight)
+                        lowpass_weight=lowpass_weight, recon_loss=recon_loss)
 
     summary = train(step_fn, vae, optimizer, train_data, max_steps=steps, ckpt_dir=out_dir / "checkpoints",
                     ckpt_every=ckpt_every, lr_scheduler=scheduler, logger=logger, seed=seed,
