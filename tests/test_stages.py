@@ -81,7 +81,7 @@ def test_chain_writes_models_metrics_and_runs(trained):
     assert "metrics.loss" in runs and "metrics.eval.direction_accuracy" in runs
     client = mlflow.MlflowClient()
     assert client.get_model_version_by_alias("svd-t2v", "hq").version == \
-        client.get_model_version_by_alias("svd-t2v", "latest").version
+        client.get_model_version_by_alias("svd-t2v", "newest").version
 
 
 @pytest.mark.slow
@@ -104,7 +104,7 @@ def test_sample_from_folder_registry_and_default(trained, tmp_path):
     assert again.read_bytes() == out.read_bytes()  # same seed, same video
 
     result = svd(params, "sample", "--prompt", "a blue square moving up", "--prompt", "a red circle moving down",
-                 "--out", str(tmp_path / "reg.mp4"), "--steps", "2", "--model", "models:/svd-t2v@latest")
+                 "--out", str(tmp_path / "reg.mp4"), "--steps", "2", "--model", "models:/svd-t2v@newest")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reg_0.mp4").is_file() and (tmp_path / "reg_1.gif").is_file()
 

@@ -211,6 +211,6 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
         "steps_this_run": done,
         "resumed_from": resumed_from,
         "seconds": seconds,
-        "samples_per_s": done * batch_size * world / seconds if seconds > 0 else 0.0,
+        "samples_per_s": done * batch_size * world / seconds if done and seconds > 0 else None,  # None: no step ran
         "checkpoint": str(last_path) if last_path is not None else (str(latest(ckpt_dir)) if main else None),
     }

@@ -458,6 +458,6 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
         size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
         if size < 512 * 2**20:  # a100-sized weights stay in DVC's cache only
             version = tracking.register_folder(
-                params, out, REGISTERED_NAME[stage], [stage, "latest"], include=["unet", "vae", MODEL_FILE],
+                params, out, REGISTERED_NAME[stage], [stage, "newest"], include=["unet", "vae", MODEL_FILE],
                 tags={"svd.stage": stage, "svd.profile": params.profile, "svd.train_data": summary.get("data", "")})
             mlflow.set_tag("svd.registered", f"{REGISTERED_NAME[stage]}/{version}")
