@@ -38,9 +38,25 @@ def write_params(tmp: Path, world: Path, curated: Path) -> Path:
     return path
 
 
+class Result:
+    """A CLI result as `svd` (svd.cli.main) reports it: SvdError/ConfigError -> exit code 2 and the message."""
+
+    def __init__(self, result):
+        from svd.config import ConfigError
+        from svd.errors import SvdError
+
+        self.exit_code, self.output = result.exit_code, result.output
+        if isinstance(result.exception, (SvdError, ConfigError)):
+            self.exit_code, self.output = 2, f"{self.output}error: {result.exception}"
+
+
+def invoke(args: list[str]) -> Result:
+    return Result(CliRunner().invoke(app, args))
+
+
 def svd(params: Path, *args, extra=()):
     sets = [x for s in [*FAST, *extra] for x in ("--set", s)]
-    return CliRunner().invoke(app, ["--params", str(params), *sets, *args])
+    return invoke(["--params", str(params), *sets, *args])
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +143,8 @@ def test_sample_errors(trained, tmp_path):
     result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "x.gif"))
     assert result.exit_code == 2 and ".mp4" in result.output
     # a tiny model sampled under the a100 profile
-    result = CliRunner().invoke(app, ["--params", str(params), "--profile", "a100", "sample", "--prompt", "a red circle",
-                                      "--out", str(tmp_path / "x.mp4"), "--model", str(tmp / "models" / "video")])
+    result = invoke(["--params", str(params), "--profile", "a100", "sample", "--prompt", "a red circle",
+                     "--out", str(tmp_path / "x.mp4"), "--model", str(tmp / "models" / "video")])
     assert result.exit_code == 2 and "profile tiny" in result.output, result.output
 
 
@@ -142,11 +158,12 @@ def test_train_errors(small_curated, tmp_path):
     result = svd(params, "train", "--stage", "nope")
     assert result.exit_code == 2 and "--stage must be one of" in result.output
     # a100: the configured SD VAE is missing
-    result = CliRunner().invoke(app, ["--params", str(params), "--profile", "a100", "--set",
-                                      f"weights.vae={tmp_path}/no-vae", "train", "--stage", "vae", "--no-track"])
+    result = invoke(["--params", str(params), "--profile", "a100", "--set", f"weights.vae={tmp_path}/no-vae",
+                     "train", "--stage", "vae", "--no-track"])
     assert result.exit_code == 2 and "weights.vae" in result.output, result.output
     # no curated set
-    missing = write_params(tmp_path / "m", world, tmp_path / "no-curated") if (tmp_path / "m").mkdir() is None else None
+    (tmp_path / "m").mkdir()
+    missing = write_params(tmp_path / "m", world, tmp_path / "no-curated")
     result = svd(missing, "train", "--stage", "vae", "--no-track")
     assert result.exit_code == 2 and "svd curate" in result.output, result.output
     # an empty curated set: every clip dropped
@@ -157,7 +174,7 @@ def test_train_errors(small_curated, tmp_path):
     df.to_parquet(empty / "clips.parquet", index=False)
     (tmp_path / "e").mkdir()
     result = svd(write_params(tmp_path / "e", world, empty), "train", "--stage", "vae", "--no-track")
-    assert result.exit_code == 2 and "no clips" in result.output, result.output
+    assert result.exit_code == 2 and "no kept clips" in result.output, result.output
 
 
 @pytest.mark.slow
