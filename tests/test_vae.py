@@ -97,10 +97,11 @@ def test_train_vae_learns_saves_and_reloads(curated, tmp_path):
 
     vae = AutoencoderKL.from_pretrained(out / "vae")
     assert vae.config.scaling_factor == pytest.approx(summary["scaling_factor"])
-    from svd.data.clips import CuratedSet, FrameDataset
-    from svd.training.vae import _split, _stack
+    from svd.data.clips import CuratedSet
+    from svd.training.vae import _frames, _split
 
-    held = _stack(FrameDataset(_split(CuratedSet(curated))[1], 32, frames_per_clip=8, seed=1), 8)
+    held_set = _split(CuratedSet(curated))[1]  # the held-out clips, read as train_vae reads them
+    held = _frames(held_set, (32, 32), max(2, 8 // len(held_set)), 1)[:8]
     assert psnr(vae, held) == pytest.approx(summary["psnr"], abs=1e-4)
 
     # the finished run resumes to itself; another VAE config in the same folder is refused
