@@ -17,7 +17,6 @@ come from, the training size, frames, fps and median motion bucket (the sampler'
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
