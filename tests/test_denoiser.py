@@ -47,7 +47,7 @@ def test_video_step_is_the_v_mse_with_dropout_to_the_empty_caption():
     f = unet((x0 + s * eps) * c_in, c_noise, table[index], added_time_ids=ids).sample
     want = ((f - v_target(x0, eps, sigma)) ** 2).flatten(1).mean(1).mean()
     torch.testing.assert_close(loss, want, rtol=1e-4, atol=1e-5)
-    assert (~keep).any() or keep.all()  # the replay draws the mask; either outcome is a valid check of the index
+    assert keep.tolist() == [False, False, True]  # this seed drops two captions and keeps one: both paths checked
 
 
 def test_step_trains_and_conditioning_matters():
@@ -64,7 +64,7 @@ def test_step_trains_and_conditioning_matters():
     ctx = _table()[1:2]
     a = fn(x, c, context=ctx, added_time_ids=torch.tensor([[3.0, 0.0]]))
     b = fn(x, c, context=ctx, added_time_ids=torch.tensor([[3.0, 255.0]]))
-    assert (a - b).abs().max() > 0 or unet.add_embedding.linear_2.weight.abs().sum() == 0
+    assert (a - b).abs().max() > 0  # a fresh (not inflated) video UNet: add_embedding is live from the start
 
 
 def test_image_step_uses_first_frame():
