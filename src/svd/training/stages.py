@@ -82,14 +82,19 @@ def load_text(params: Params):
 
 
 # ---------------------------------------------------------------- data
+def curated_root(params: Params) -> Path:
+    root = Path(params.paths.curated)
+    if not (root / "clips.parquet").is_file():
+        raise InputError(f"no curated set at {root} (clips.parquet missing): run `svd curate` first")
+    return root
+
+
 def stage_clips(params: Params, stage: str):
     """The clips a diffusion stage trains on: curated (kept) clips, all clips (uncurated ablation) or the HQ subset."""
     from svd.data.clips import CuratedSet, subset_hq
 
     cfg = getattr(params.train, stage)
-    root = Path(params.paths.curated)
-    if not (root / "clips.parquet").is_file():
-        raise InputError(f"no curated set at {root} (clips.parquet missing): run `svd curate` first")
+    root = curated_root(params)
     if cfg.data == "uncurated":
         clips = CuratedSet(root, curated=False, source_dir=Path(params.paths.world) / "videos")
     else:
@@ -145,6 +150,7 @@ def read_model(folder: str | Path) -> dict:
 
 # ---------------------------------------------------------------- stages
 def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool = False) -> dict[str, Any]:
+    from svd.data.clips import CuratedSet
     from svd.models.vae import TINY_VAE
     from svd.training.vae import train_vae
 
@@ -164,7 +170,7 @@ def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool
                 "scaling_factor": float(vae.config.scaling_factor)}
     vae_cfg = dict(TINY_VAE)
     vae_cfg["sample_size"] = min(cfg.size)
-    stage_clips(params, "video")  # same checks as the diffusion stages: a curated set with clips
+    CuratedSet(curated_root(params))  # the kept clips it trains on: errors name what is missing
     fresh_checkpoints(out / "checkpoints", fingerprint(params, "vae"))
     summary = train_vae(params.paths.curated, out, cfg=vae_cfg, steps=cfg.steps,
                         batch_size=cfg.batch, lr=cfg.lr, size=tuple(cfg.size), seed=params.seed,
