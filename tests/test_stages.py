@@ -81,6 +81,8 @@ def test_chain_writes_models_metrics_and_runs(trained):
         assert metrics["steps"] >= 4 and metrics["final_loss"] > 0
     assert json.loads((tmp / "models" / "video" / "svd_model.json").read_text())["init"].startswith("inflated:")
     assert json.loads((tmp / "models" / "hq" / "svd_model.json").read_text())["ema"] == 0.99
+    vae = json.loads((tmp / "metrics" / "train_vae.json").read_text())  # the evaluator's ceiling through the VAE
+    assert 0.0 <= vae["roundtrip.colour_accuracy"] <= 1.0 and vae["roundtrip.n"] > 0
     video = json.loads((tmp / "metrics" / "train_video.json").read_text())
     assert 0.0 <= video["eval.colour_accuracy"] <= 1.0 and video["eval.n"] == 4
     assert len(list((tmp / "models" / "video" / "samples").glob("*.gif"))) == 4
@@ -244,6 +246,7 @@ def test_fingerprint_ignores_steps_but_not_recipe(small_curated, tmp_path):
     assert fingerprint(load_params(params, overrides=["train.video.steps=9999"]), "video") == base
     assert fingerprint(load_params(params, overrides=["train.video.lr=0.5"]), "video") != base
     assert fingerprint(load_params(params, overrides=["train.video.data=uncurated"]), "video") != base
+    assert fingerprint(load_params(params, overrides=["train.video.temporal_lr_scale=2.0"]), "video") != base
 
 
 def test_eval_prompts_cover_the_eval_classes():
@@ -256,3 +259,21 @@ def test_eval_prompts_cover_the_eval_classes():
     assert len(prompts) == params.sample.eval_prompts == 32 and len(set(prompts)) == 32
     assert {parse_prompt(p).direction for p in prompts} == {"left", "right", "up", "down"}
     assert len(eval_prompts(params, 40)) == 40
+
+
+def test_param_groups_give_the_temporal_layers_their_own_lr():
+    from svd.config import load_params
+    from svd.models.inflate import temporal_parameters
+    from svd.models.unet import build_video_unet, video_unet_config
+    from svd.training.stages import param_groups
+
+    params = load_params(ROOT / "params.yaml")
+    unet = build_video_unet(video_unet_config(params.model.unet.model_dump()))
+    spatial, temporal = param_groups(unet, 1e-3, 4.0)
+    assert spatial["lr"] == 1e-3 and temporal["lr"] == pytest.approx(4e-3)
+    assert {id(p) for p in temporal["params"]} == {id(p) for p in temporal_parameters(unet)}
+    every = [id(p) for g in (spatial, temporal) for p in g["params"]]
+    assert sorted(every) == sorted(id(p) for p in unet.parameters())  # each parameter in exactly one group
+    assert 0 < len(temporal["params"]) < len(every)
+    (single,) = param_groups(unet, 1e-3, 1.0)
+    assert len(single["params"]) == len(every)

@@ -6,13 +6,15 @@ import torch
 
 from svd.errors import WeightsError
 from svd.models.clip import load_clip
-from svd.models.text import load_text_encoder
+from svd.models.text import RANDOM_TOKEN_STD, load_text_encoder
 
 
 def test_penultimate_tokens_match_open_clip_intermediates():
     enc = load_text_encoder("svd-tiny-text", None, seed=3)
     model, _, tok, _, _ = load_clip("svd-tiny-text", None, seed=3)
     tokens = tok(["a red circle moving left", ""])
+    with torch.no_grad():  # a random tower redraws its token embeddings (checked below); the rest is open_clip's
+        model.token_embedding.weight.copy_(enc.token_embedding.weight)
     # independent path: open_clip's transformer, all but the last block, then ln_final
     x = model.token_embedding(tokens) + model.positional_embedding
     for block in model.transformer.resblocks[:-1]:
@@ -25,6 +27,18 @@ def test_penultimate_tokens_match_open_clip_intermediates():
     full = model.ln_final(model.transformer(model.token_embedding(tokens) + model.positional_embedding,
                                             attn_mask=model.attn_mask))
     assert not torch.allclose(got, full)
+
+
+def test_random_tower_keeps_words_apart():
+    """At open_clip's init (token std 0.02) "red" and "blue" come out at cosine ~0.8 at the same position; the
+    redrawn token embeddings keep words distinct, which is what lets Stage I bind colours (README)."""
+    enc = load_text_encoder("svd-tiny-text", None, seed=0)
+    assert enc.token_embedding.weight.std().item() == pytest.approx(RANDOM_TOKEN_STD, rel=0.01)
+    e = enc.encode(["a red circle moving left", "a blue circle moving left", "a red circle moving right"])
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(e[0, 2], e[1, 2], dim=0) < 0.5  # the colour word (position 2: start token, "a", colour)
+    assert cos(e[0, 5], e[2, 5], dim=0) < 0.5  # the direction word
+    torch.testing.assert_close(e[0, :2], e[1, :2])  # causal: tokens before the colour do not see it
 
 
 def test_frozen_seeded_and_distinguishes_prompts():
@@ -43,9 +57,11 @@ def test_weights_file_round_trip_and_errors(tmp_path):
     model, *_ = load_clip("svd-tiny-text", None, seed=7)
     torch.save(model.state_dict(), tmp_path / "text.pt")
     enc = load_text_encoder("svd-tiny-text", str(tmp_path / "text.pt"), seed=0)
-    ref = load_text_encoder("svd-tiny-text", None, seed=7)
     assert enc.pretrained and "text.pt" in enc.backend
-    torch.testing.assert_close(enc.encode(["a blue square"]), ref.encode(["a blue square"]))
+    # a weights file is used as it is: its token embeddings are not redrawn like a random tower's
+    torch.testing.assert_close(enc.token_embedding.weight, model.token_embedding.weight)
+    for name, value in model.transformer.state_dict().items():
+        torch.testing.assert_close(enc.transformer.state_dict()[name], value)
     with pytest.raises(WeightsError, match=r"weights\.text_pretrained"):
         load_text_encoder("svd-tiny-text", str(tmp_path / "missing.pt"))
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")

@@ -242,6 +242,7 @@ class DiffusionStage(Strict):
     lr: float = Field(gt=0)
     warmup_steps: int = Field(ge=0)
     ema: float | None = None
+    temporal_lr_scale: float = Field(default=1.0, gt=0)  # temporal layers' lr = lr x this (video stages; ours)
 
 
 class Train(Strict):
