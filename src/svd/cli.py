@@ -155,6 +155,11 @@ def sample(
     typer.echo(json.dumps(written, indent=2, default=_jsonable))
 
 
+evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate by the paper's protocols: FVD, multi-view metrics, "
+                                                      "preference Elo.")
+app.add_typer(evaluate_app, name="evaluate")
+
+
 @app.command()
 def doctor() -> None:
     """Report the environment: versions, threads, and which pretrained weights are configured and found."""

@@ -267,6 +267,25 @@ class SampleParams(Strict):
     eval_prompts: int = Field(ge=1)   # prompts of the world's eval classes scored after each video stage
 
 
+# Evaluation by the paper's protocols (svd.evaluation); each block is owned by its module.
+class FvdParams(Strict):
+    pass
+
+
+class MultiviewParams(Strict):
+    pass
+
+
+class PreferenceParams(Strict):
+    pass
+
+
+class Evaluate(Strict):
+    fvd: FvdParams = FvdParams()
+    multiview: MultiviewParams = MultiviewParams()
+    preference: PreferenceParams = PreferenceParams()
+
+
 class Params(Strict):
     profile: str
     seed: int
@@ -279,6 +298,7 @@ class Params(Strict):
     model: Model
     train: Train
     sample: SampleParams
+    evaluate: Evaluate = Evaluate()
 
 
 DEFAULT_PARAMS = Path("params.yaml")
