@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY=1 GX_ANALYTICS_ENABLED=false
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test test-fast serve stop bench clean doctor
+.PHONY: setup browser run test test-fast serve stop bench clean doctor
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -22,7 +22,20 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -d .dvc || $(BIN)/dvc init -q
 	@touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# Debian's chromium + chromedriver for the headless-browser test of the preference page; installed only when missing
+# and only as root with apt-get (elsewhere that test skips and says how to install).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && \
+	      apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1; }; } || \
+	  echo "could not install chromium; the browser test will skip"; \
+	else echo "chromium/chromedriver not found (needs root apt-get); the browser test will skip"; fi
 
 # The main job: the Prefect flow `svd` runs every dvc.yaml stage in graph order (dvc decides what is stale).
 run: setup

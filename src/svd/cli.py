@@ -160,6 +160,106 @@ evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate by the paper's p
 app.add_typer(evaluate_app, name="evaluate")
 
 
+@evaluate_app.command("frechet")
+def frechet_cmd(
+    real: Path = typer.Argument(..., help="Features of the real videos: .npy, N x D."),
+    fake: Path = typer.Argument(..., help="Features of the generated videos: .npy, M x D."),
+) -> None:
+    """Fréchet distance (FVD on I3D features) between two feature sets, in float64, printed as JSON."""
+    from svd.evaluation.fvd import frechet_of_files
+
+    typer.echo(json.dumps(frechet_of_files(real, fake)))
+
+
+@evaluate_app.command("preference-serve")
+def preference_serve(
+    videos: Path = typer.Option(..., "--videos", help="Folder with one sub-folder of mp4 samples per model version, "
+                                                      "each with a prompts.json ({file: prompt}, as `svd train` "
+                                                      "writes next to its samples)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite file the votes go to (default: "
+                                                          "evaluate.preference.db); created if missing."),
+    host: Optional[str] = typer.Option(None, "--host", help="Interface (default: evaluate.preference.host, "
+                                                            "127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default: "
+                                                                              "evaluate.preference.port)."),
+) -> None:
+    """Serve a blind side-by-side vote page: two versions' videos for one prompt, votes stored in SQLite."""
+    from svd.evaluation.preference import serve
+
+    params = _setup()
+    pref = params.evaluate.preference
+
+    def ready(url, catalog):
+        typer.echo(f"{len(catalog.videos)} videos of {len(catalog.versions)} versions "
+                   f"({', '.join(catalog.versions)}), {len(catalog.shared)} version pair(s); votes -> "
+                   f"{db or pref.db}; open {url} (Ctrl-C to stop)")
+
+    serve(videos, db or Path(pref.db), host=host or pref.host, port=port or pref.port, seed=pref.seed,
+          on_ready=ready)
+
+
+@evaluate_app.command("elo")
+def elo_cmd(
+    db: Optional[Path] = typer.Option(None, "--db", help="Votes database (default: evaluate.preference.db)."),
+    k: Optional[float] = typer.Option(None, "--k", help="Elo step (default: evaluate.preference.k)."),
+    initial: Optional[float] = typer.Option(None, "--initial", help="Starting rating (default: "
+                                                                    "evaluate.preference.initial)."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap rounds for median and 95% "
+                                                                      "interval, 0 for none (default: "
+                                                                      "evaluate.preference.bootstrap_rounds)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default: evaluate.preference.seed)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON written (default: evaluate.preference.out)."),
+) -> None:
+    """Elo ratings per model version from the preference votes, printed as JSON and written to --out."""
+    from svd.evaluation.preference import elo_report, write_report
+
+    params = _setup()
+    pref = params.evaluate.preference
+    report = elo_report(db or Path(pref.db), k=pref.k if k is None else k,
+                        initial=pref.initial if initial is None else initial,
+                        rounds=pref.bootstrap_rounds if bootstrap is None else bootstrap,
+                        seed=pref.seed if seed is None else seed)
+    write_report(report, out or Path(pref.out))
+    typer.echo(json.dumps(report, indent=2))
+
+
+@evaluate_app.command("multiview")
+def multiview_cmd(
+    fake: Path = typer.Option(..., "--fake", help="Folder of generated orbits: <object>/000.png ... or "
+                                                  "<object>.mp4, named like the ground truth's objects."),
+    real: Optional[Path] = typer.Option(None, "--real", help="Ground-truth orbits: an orbits.parquet manifest, a "
+                                                             "folder holding one, or a folder of orbits (default: "
+                                                             "evaluate.multiview.gso_root, else the world's "
+                                                             "<paths.world>/eval/orbits.parquet)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report written (default: <paths.metrics>/"
+                                                           "multiview.json)."),
+    track: bool = typer.Option(False, help="Record an MLflow run with the means and the report."),
+) -> None:
+    """GSO multi-view metrics: PSNR, LPIPS (AlexNet) and CLIP-S per object of 21-frame orbits, and their means."""
+    from svd.evaluation.multiview import evaluate_multiview, resolve_real, write_report
+
+    params = _setup()
+    out = out or Path(params.paths.metrics) / "multiview.json"
+    if track:
+        from svd import tracking
+
+        run = tracking.stage_run(params, "evaluate_multiview", inputs={"real": resolve_real(params, real)[0],
+                                                                        "fake": fake})
+    else:
+        run = _null()
+    with run:
+        report = evaluate_multiview(params, fake=fake, real=real)
+        write_report(report, out)
+        if track:
+            tracking.log_metrics({k: report[k] for k in ("psnr", "lpips", "clip_s", "n_objects", "n_failed")})
+            tracking.log_artifacts(out)
+    for name, why in report["failed"].items():
+        typer.secho(f"warning: {name}: {why}", fg="yellow", err=True)
+    summary = {k: report[k] for k in ("n_objects", "n_failed", "psnr", "lpips", "clip_s", "lpips_backbone",
+                                      "clip_backbone")}
+    typer.echo(json.dumps({**summary, "out": str(out), "paper": report["paper"]["note"]}, indent=2))
+
+
 @app.command()
 def doctor() -> None:
     """Report the environment: versions, threads, and which pretrained weights are configured and found."""

@@ -268,16 +268,55 @@ class SampleParams(Strict):
 
 
 # Evaluation by the paper's protocols (svd.evaluation); each block is owned by its module.
+class FeatureNetParams(Strict):
+    """A narrow InceptionI3d trained on the world's action classes (svd.evaluation.i3d.train_feature_net): the
+    tiny profile's stand-in for Kinetics-400 I3D weights, which no machine here can download."""
+
+    width: float = Field(default=0.25, gt=0)
+    size: int = Field(default=64, ge=8)      # its input size: FVD with this net must use evaluate.fvd.size = this
+    frames: int = Field(default=16, ge=1)
+    steps: int = Field(default=900, ge=1)
+    batch: int = Field(default=16, ge=1)
+    lr: float = Field(default=2.0e-3, gt=0)
+    dropout: float = Field(default=0.5, ge=0, lt=1)
+    heldout_per_class: int = Field(default=4, ge=1)
+
+
 class FvdParams(Strict):
-    pass
+    """FVD protocol (svd.evaluation.fvd): I3D weights, feature, frames, crop size."""
+
+    i3d_weights: str | None = None    # i3d_torchscript.pt (StyleGAN-V) or an InceptionI3d state dict; never downloaded
+    features: Literal["logits", "pool"] = "logits"  # logits: 400 pre-softmax scores (TF FVD, TorchScript); pool: 1024
+    frames: int = Field(default=16, ge=1)
+    size: int = Field(default=224, ge=8)
+    batch: int = Field(default=8, ge=1)  # videos per I3D forward
+    device: str = "auto"              # auto = cuda when available
+    feature_net: FeatureNetParams = FeatureNetParams()
 
 
 class MultiviewParams(Strict):
-    pass
+    """svd.evaluation.multiview: the GSO multi-view protocol (PSNR / LPIPS / CLIP-S over 21-frame orbits)."""
+
+    frames: int = Field(default=21, ge=1)              # frames per orbit the protocol requires (paper: 21)
+    gso_root: str | None = None                        # folder of GSO renders; null = the world's orbits
+    lpips_alexnet: str | None = None                   # torchvision AlexNet state dict; null = random backbone
+    resize_real: bool = True                           # ground truth resized to the generated size when they differ
+    alpha_background: int = Field(default=255, ge=0, le=255)  # grey level RGBA renders are composited over
+    batch: int = Field(default=21, ge=1)               # frames per LPIPS / CLIP forward pass
+    device: str = "auto"                               # auto = cuda when available, else cpu
 
 
 class PreferenceParams(Strict):
-    pass
+    """Blind side-by-side votes and Elo (svd.evaluation.preference); defaults match params.yaml."""
+
+    k: float = Field(32.0, gt=0)  # Elo step
+    initial: float = 1000.0  # every version's rating before its first game
+    bootstrap_rounds: int = Field(1000, ge=0)  # resamples of the votes for median and 95% interval; 0 = none
+    seed: int = 0  # bootstrap draws and the vote page's pair choice / left-right order
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+    db: str = "metrics/preference.sqlite"  # the votes; human work that cannot be re-run, so kept out of `make clean`
+    out: str = "metrics/elo.json"
 
 
 class Evaluate(Strict):
