@@ -29,7 +29,7 @@ from typing import Any, Iterator
 if __name__ == "__main__":  # run as a script with no server configured: Prefect's temporary state stays in the project
     os.environ.setdefault("PREFECT_HOME", str(Path(__file__).resolve().parents[1] / ".prefect" / "ephemeral"))
 
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import allow_failure, flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.context import TaskRunContext  # noqa: E402
@@ -37,6 +37,7 @@ from prefect.exceptions import MissingContextError  # noqa: E402
 from prefect.logging import get_logger  # noqa: E402
 
 STAGE_RETRIES = 2
+MAX_PARALLEL = 1  # stages running at once (the flow's max_parallel); 1 = one after another, in graph order
 RETRY_DELAY_S = 10.0
 STDERR_TAIL_LINES = 25
 
@@ -356,8 +357,15 @@ def svd_flow(
     force: bool = False,
     stage_retries: int = STAGE_RETRIES,
     retry_delay_seconds: float = RETRY_DELAY_S,
+    max_parallel: int = MAX_PARALLEL,
 ) -> dict:
-    """Run the DVC stages of `project_dir` (all, or `stages`) as tasks in graph order; returns {stage: result}."""
+    """Run the DVC stages of `project_dir` (all, or `stages`) as tasks in graph order; returns {stage: result}.
+
+    At most `max_parallel` stages run at once (each also waits for the stage that many places before it in graph
+    order): independent CPU stages side by side on a 2-core machine each set their own torch threads and slow each
+    other far more than they gain. Raise it where stages go to their own workers (GPU pools)."""
+    if max_parallel < 1:
+        raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
     logger = get_run_logger()
     root = Path(project_dir).resolve()
     plan = stage_plan(root, stages)
@@ -366,10 +374,13 @@ def svd_flow(
 
     with mlflow_parent_run(root, logger) as parent_run_id:
         futures = {}
-        for name, spec in plan.items():
-            # a stage waits for its upstream stages only; independent stages are submitted side by side
+        order = list(plan)
+        for i, (name, spec) in enumerate(plan.items()):
+            # a stage waits for its upstream stages and for the stage max_parallel places before it (only for its
+            # slot: that stage failing does not stop this one)
+            window = [allow_failure(futures[order[i - max_parallel]])] if i >= max_parallel else []
             futures[name] = runner.submit(
-                spec, str(root), force, parent_run_id, wait_for=[futures[u] for u in spec["upstream"]]
+                spec, str(root), force, parent_run_id, wait_for=[futures[u] for u in spec["upstream"]] + window
             )
         results: dict[str, dict] = {}
         failed: dict[str, str] = {}

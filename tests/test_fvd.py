@@ -563,7 +563,7 @@ def test_train_feature_net_tiny(tmp_path):
     assert summary["classes"] == len(action_classes(ecfg)) == 4 and summary["heldout_clips"] == 8
     assert 0.0 <= summary["heldout_accuracy"] <= 1.0 and np.isfinite(summary["final_loss"])
     meta = read_metadata(summary["path"])
-    assert meta["protocol"] == {"frames": 8, "size": 32} and meta["classes"][0] == "red circle left"
+    assert meta["protocol"] == {"frames": 8, "size": 32, "fps": 8.0} and meta["classes"][0] == "red circle left"
     assert json.loads((tmp_path / "fnet" / "feature_net.json").read_text())["steps"] == 3
 
     # usable as the FVD extractor at its own protocol, refused at another

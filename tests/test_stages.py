@@ -148,6 +148,15 @@ def test_sample_errors(trained, tmp_path):
     result = invoke(["--params", str(params), "--profile", "a100", "sample", "--prompt", "a red circle",
                      "--out", str(tmp_path / "x.mp4"), "--model", str(tmp / "models" / "video")])
     assert result.exit_code == 2 and "profile tiny" in result.output, result.output
+    # a folder trained on another draw of the random text tower (before text_token_std was recorded: 0.02)
+    old = tmp_path / "old_video"
+    shutil.copytree(tmp / "models" / "video", old)
+    meta = json.loads((old / "svd_model.json").read_text())
+    assert meta["text_token_std"] == 1.0
+    del meta["text_token_std"]
+    (old / "svd_model.json").write_text(json.dumps(meta))
+    result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "x.mp4"), "--model", str(old))
+    assert result.exit_code == 2 and "token std 0.02" in result.output and "retrain" in result.output, result.output
 
 
 @pytest.mark.slow

@@ -118,3 +118,29 @@ def test_train_vae_rejects_an_empty_curated_set(tmp_path):
     with pytest.raises(InputError):
         train_vae(tmp_path / "empty", tmp_path / "out", cfg=SMALL, steps=1, batch_size=1, lr=1e-3, size=32, seed=0,
                   ckpt_every=1)
+
+
+def test_random_patches_are_crops_drawn_from_the_generator():
+    from svd.training.vae import random_patches
+
+    images = torch.arange(2 * 3 * 8 * 12, dtype=torch.float32).reshape(2, 3, 8, 12)
+    a = random_patches(images, (4, 6), torch.Generator().manual_seed(3))
+    b = random_patches(images, (4, 6), torch.Generator().manual_seed(3))
+    assert a.shape == (2, 3, 4, 6) and torch.equal(a, b)  # same generator state, same crops (resume draws the same)
+    for im, crop in zip(images, a):
+        # a crop of its own image: its top-left value locates it, and the whole window matches there
+        y, x = divmod(int(crop[0, 0, 0].item()) - int(im[0, 0, 0].item()), 12)
+        assert 0 <= y <= 4 and 0 <= x <= 6 and torch.equal(im[:, y:y + 4, x:x + 6], crop)
+    offsets = {tuple(random_patches(images[:1], (4, 6), torch.Generator().manual_seed(s))[0, 0, 0, :1].tolist())
+               for s in range(20)}
+    assert len(offsets) > 5  # offsets vary with the draw
+    with pytest.raises(ValueError, match="larger"):
+        random_patches(images, (9, 6), None)
+
+
+def test_train_vae_on_patches_refuses_a_patch_larger_than_the_frames(curated, tmp_path):
+    from svd.training.vae import train_vae
+
+    with pytest.raises(ValueError, match="train.vae.patch"):
+        train_vae(curated, tmp_path / "run", cfg=SMALL, steps=2, batch_size=4, lr=1e-3, size=16, seed=0,
+                  ckpt_every=10, frames_per_clip=2, patch=(8, 24))

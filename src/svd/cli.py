@@ -260,6 +260,101 @@ def multiview_cmd(
     typer.echo(json.dumps({**summary, "out": str(out), "paper": report["paper"]["note"]}, indent=2))
 
 
+@evaluate_app.command("video")
+def video_cmd(
+    model: Optional[str] = typer.Option(None, "--model", help="A model folder (models/hq) or a registered model "
+                                                              "(models:/NAME@ALIAS). Default: the newest "
+                                                              "text-to-video model the pipeline trained."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Samples, manifest.parquet and plan.json "
+                                                                   "(default: <evaluate.video.out_root>/<name>)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Report name: metrics/evaluate_<name>.json (the "
+                                                            "markdown table: <out-dir>/report.md; default: the "
+                                                            "folder's name, or NAME-ALIAS)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: generate only shard i of n (workers or GPUs "
+                                                              "split the sample list); the report comes once "
+                                                              "every sample exists."),
+    track: bool = typer.Option(True, help="Record an MLflow run, and log the report to the model's training run "
+                                          "when it has one."),
+) -> None:
+    """UCF-101 zero-shot FVD (the world's action clips in the tiny profile) plus the world evaluator's accuracy;
+    resumable (written samples are skipped) and shardable."""
+    from svd.evaluation import ucf101
+
+    params = _setup()
+    result = ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name, shard=shard,
+                                   log=lambda m: typer.echo(m, err=True))
+    if not result["complete"]:
+        typer.echo(json.dumps(result, indent=2, default=_jsonable))
+        return
+    flat = ucf101.report(result)
+    metrics_dir = Path(params.paths.metrics)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    js, md = metrics_dir / f"evaluate_{result['name']}.json", Path(result["out_dir"]) / ucf101.REPORT_FILE
+    js.write_text(json.dumps(flat, indent=2, default=_jsonable) + "\n")
+    md.write_text(ucf101.markdown(result))
+    if track:
+        from svd import tracking
+
+        folder = Path(result["model_dir"])
+        run_id = ucf101.model_run_id(params, model, folder)
+        with tracking.stage_run(params, f"evaluate_{result['name']}", inputs={"model": folder / "unet"}):
+            tracking._mlflow().set_tags({"svd.model_ref": result["model"], "svd.model_run_id": run_id or "none",
+                                         "svd.real_set": result["real_set"]})
+            tracking.log_metrics(flat)
+            for f in (js, md, Path(result["out_dir"]) / ucf101.MANIFEST_FILE, Path(result["out_dir"]) /
+                      ucf101.SCORES_FILE):
+                tracking.log_artifacts(f, "evaluate")
+        if run_id:
+            ucf101.log_to_model_run(params, run_id, result["name"], flat, [js, md])
+        flat["mlflow_model_run"] = run_id
+    typer.echo(json.dumps({**flat, "generated": len(result["generated"]), "out_dir": result["out_dir"],
+                           "metrics": str(js), "report": str(md)}, indent=2, default=_jsonable))
+
+
+@evaluate_app.command("train-features")
+def train_features_cmd(
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for i3d.safetensors and feature_net.json "
+                                                           "(default: evaluate.fvd.feature_net.out)."),
+    track: bool = typer.Option(True, help="Record an MLflow run."),
+) -> None:
+    """Train the FVD feature net on the world's action classes (the tiny profile's stand-in for Kinetics I3D
+    weights), then cache the real set's statistics under the configured extractor (evaluate.video.real_stats)."""
+    from svd import tracking
+    from svd.evaluation import ucf101
+
+    params = _setup()
+    run = tracking.stage_run(params, "evaluate_features") if track else _null()
+    with run:
+        summary = ucf101.train_features(params, out, log=lambda m: typer.echo(m, err=True),
+                                        logger=tracking.step_logger("feature_net.") if track else None)
+        _write_metrics(params, "fvd_features", summary)
+        if track:
+            tracking.log_metrics(_numeric(summary))
+            tracking.log_artifacts(Path(summary["path"]).parent / "feature_net.json")
+    typer.echo(json.dumps(summary, indent=2, default=_jsonable))
+
+
+@app.command("register")
+def register_cmd(
+    model: Path = typer.Option(..., "--model", help="A model folder written by `svd train` (models/hq)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Registered model name (default: register.name, else "
+                                                            "the stage's name, svd-t2v)."),
+    metrics: Optional[Path] = typer.Option(None, "--metrics", help="Flat evaluation JSON the gate reads (default: "
+                                                                   "register.metrics)."),
+    force: bool = typer.Option(False, "--force", help="Register content already registered, and move champion "
+                                                      "when the champion has no recorded gate metric (recorded as "
+                                                      "tag svd.register.force); never overrides a measured loss "
+                                                      "or a floor."),
+) -> None:
+    """Register a model version with its lineage as `candidate`; `champion` moves only when the evaluation beats
+    the current champion's (register.metric / mode / min_delta / require)."""
+    from svd.registry import register_model
+
+    params = _setup()
+    report = register_model(params, model, name=name, metrics=metrics, force=force)
+    typer.echo(json.dumps(report, indent=2, default=_jsonable))
+
+
 @app.command()
 def doctor() -> None:
     """Report the environment: versions, threads, and which pretrained weights are configured and found."""

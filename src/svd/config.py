@@ -7,6 +7,7 @@ so a typo in an override fails loudly instead of being ignored.
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -217,6 +218,7 @@ class VaeStage(Strict):
     train: bool                       # False: load weights.vae (a100: SD 2.1's); True: train `config` here
     config: Literal["tiny"]
     size: tuple[int, int]             # (H, W) frames the VAE trains on
+    patch: tuple[int, int] | None = None  # (H, W) random crops of those frames per training image; None = whole
     steps: int = Field(ge=1)
     batch: int = Field(ge=1)
     lr: float = Field(gt=0)
@@ -275,11 +277,14 @@ class FeatureNetParams(Strict):
     width: float = Field(default=0.25, gt=0)
     size: int = Field(default=64, ge=8)      # its input size: FVD with this net must use evaluate.fvd.size = this
     frames: int = Field(default=16, ge=1)
+    fps: float | None = Field(default=None, gt=0)  # clip rate it trains at (= evaluate.video.fps); null = world's
     steps: int = Field(default=900, ge=1)
     batch: int = Field(default=16, ge=1)
     lr: float = Field(default=2.0e-3, gt=0)
     dropout: float = Field(default=0.5, ge=0, lt=1)
     heldout_per_class: int = Field(default=4, ge=1)
+    out: str = "models/fvd_i3d"              # `svd evaluate train-features` writes i3d.safetensors here
+    threads: int | None = Field(default=None, ge=1)  # torch threads while training it; null = `threads`
 
 
 class FvdParams(Strict):
@@ -319,10 +324,55 @@ class PreferenceParams(Strict):
     out: str = "metrics/elo.json"
 
 
+class VideoEvalParams(Strict):
+    """`svd evaluate video` (svd.evaluation.ucf101): the UCF-101 zero-shot protocol, or the world's action clips.
+    Sizes are (H, W): generated at `size`, resized (bilinear, antialiased) to `resize`, centre-cropped to `crop`."""
+
+    ucf101_root: str | None = None     # UCF-101 folder (<Class>/v_*.avi); null = the world's held-aside action clips
+    ucf101_split: str | None = None    # split list (ucfTrainTestlist/testlist01.txt) relative to the root; null = all
+    n_samples: int = Field(default=64, ge=2)   # generated videos, apportioned over the classes like the real set
+    frames: int = Field(default=8, ge=1)
+    fps: float = Field(default=4.0, gt=0)      # generated at (and conditioned on) this rate; real clips subsampled
+    size: tuple[int, int] = (40, 64)
+    resize: tuple[int, int] = (40, 64)
+    crop: tuple[int, int] = (40, 40)
+    guidance: float = Field(default=7.0, ge=0)
+    steps: int = Field(default=25, ge=1)
+    seed: int = 0                      # sample i uses seed + i, whatever the sharding
+    batch: int = Field(default=16, ge=1)       # videos per sampler call; also the unit of sharding and resuming
+    crf: int = Field(default=0, ge=0, le=51)   # H.264 quality of the samples; 0 = lossless (reproducible pixels)
+    device: str = "auto"
+    out_root: str = "data/evaluate"    # samples go to <out_root>/<name>/ unless --out-dir
+    real_stats: str = "models/fvd_i3d/real_stats.npz"  # cache of the real set's feature statistics
+
+    @field_validator("size", "resize", "crop")
+    @classmethod
+    def _positive(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) < 2:
+            raise ValueError(f"sizes must be at least 2 x 2, got {list(v)}")
+        return v
+
+
 class Evaluate(Strict):
     fvd: FvdParams = FvdParams()
+    video: VideoEvalParams = VideoEvalParams()
     multiview: MultiviewParams = MultiviewParams()
     preference: PreferenceParams = PreferenceParams()
+
+
+class RegisterParams(Strict):
+    """`svd register` (svd.registry): which evaluation decides whether a new version becomes `champion`."""
+
+    name: str | None = None                      # registered model; null = the stage's name (svd-t2v for video/hq)
+    metrics: str = "metrics/evaluate_hq.json"    # flat JSON the gate reads (written by `svd evaluate video`)
+    metric: str = "fvd"                          # the key compared against the champion's recorded value
+    mode: Literal["min", "max"] = "min"          # min: lower is better (FVD); max: higher is better (accuracy)
+    min_delta: float = Field(default=0.0, ge=0)  # the candidate must beat the champion by more than this
+    require: dict[str, float] = {}               # floors: metric key -> least value, else never champion
+
+
+# the `register` block's field shadows BaseModel.register (ABCMeta's, class level only): instances read the field
+warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
 
 
 class Params(Strict):
@@ -338,6 +388,7 @@ class Params(Strict):
     train: Train
     sample: SampleParams
     evaluate: Evaluate = Evaluate()
+    register: RegisterParams = RegisterParams()
 
 
 DEFAULT_PARAMS = Path("params.yaml")

@@ -369,6 +369,9 @@ def train_feature_net(ecfg, net, out: str | Path, seed: int, logger=None) -> dic
     from svd.evaluation.fvd import Protocol, preprocess
 
     out = Path(out)
+    if getattr(net, "fps", None):
+        # clips at the evaluation's rate, so an object moves as far per frame as in the clips FVD will score
+        ecfg = ecfg.model_copy(update={"action_fps": net.fps})
     classes = action_classes(ecfg)
     protocol = Protocol(frames=net.frames, size=net.size)
     torch.manual_seed(seed)
@@ -415,9 +418,10 @@ def train_feature_net(ecfg, net, out: str | Path, seed: int, logger=None) -> dic
         "final_loss": float(np.mean(losses[-10:])),
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": seconds,
+        "fps": float(ecfg.action_fps),
     }
     path = save_inception_i3d(model, out / "i3d.safetensors", extra={
-        "protocol": {"frames": protocol.frames, "size": protocol.size},
+        "protocol": {"frames": protocol.frames, "size": protocol.size, "fps": float(ecfg.action_fps)},
         "classes": [" ".join(c) for c in classes],
         "heldout_accuracy": summary["heldout_accuracy"],
     })

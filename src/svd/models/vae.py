@@ -39,8 +39,9 @@ SD21_VAE: dict[str, Any] = {
 # 8 groups of 4+ channels: with one channel per group every channel is normalised on its own per image, which throws
 # away the absolute colour levels the decoder has to reproduce. Widths 32/64/128: at 16/32/64 the VAE turned held-out
 # red objects green and only 20 of the 32 world eval clips kept their colour through a round trip (evaluator ceiling
-# 0.625 after 1,400 steps); at 32/64/128 one run kept all 32 from 750 steps on, but others of the same recipe kept
-# 17-23 (batch order alone differs; README). scaling_factor is a placeholder: `train_vae` measures it.
+# 0.625 after 1,400 steps); at 32/64/128 and lr 2e-3 one run kept all 32 from 750 steps on and others kept 17-23
+# (seed alone differs); lr 1e-3 (train.vae.lr) kept 28 on a seed that kept 20 at 2e-3 (README). scaling_factor is a
+# placeholder: `train_vae` measures it.
 TINY_VAE: dict[str, Any] = {
     "in_channels": 3,
     "out_channels": 3,

@@ -26,6 +26,7 @@ import torch
 
 from svd.config import ConfigError, Params
 from svd.errors import InputError, WeightsError
+from svd.models.text import RANDOM_TOKEN_STD
 
 STAGES = ("vae", "image", "video", "hq")
 PARENT = {"image": "vae", "video": "image", "hq": "video"}
@@ -177,7 +178,7 @@ def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool
                         ckpt_every=params.train.ckpt_every, logger=logger, profile=params.profile,
                         frames_per_clip=cfg.frames_per_clip, kl_weight=cfg.kl_weight, grad_weight=cfg.grad_weight,
                         lowpass_weight=cfg.lowpass_weight, lr_schedule=params.train.lr_schedule,
-                        recon_loss=cfg.recon_loss,
+                        recon_loss=cfg.recon_loss, patch=tuple(cfg.patch) if cfg.patch else None,
                         warmup_steps=cfg.warmup_steps, progress=progress)
     (out / VAE_SOURCE_FILE).write_text(json.dumps({"source": "vae", "backend": "trained"}) + "\n")
     vae, _ = load_frozen_vae(str(out / "vae"))
@@ -362,6 +363,7 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
         "text_pretrained": params.weights.text_pretrained,
         "text_backend": text.backend,
         "text_seed": params.seed,
+        "text_token_std": None if text.pretrained else RANDOM_TOKEN_STD,
         "size": list(cfg.size),
         "latent_size": list(latent_size),
         "frames": cfg.frames,
@@ -471,6 +473,13 @@ def load_model(folder: str | Path) -> dict[str, Any]:
         raise InputError(f"cannot load the UNet in {unet_dir} ({exc.__class__.__name__})") from None
     vae, _ = load_frozen_vae(str(folder / meta["vae"]) if meta["vae"] == "vae" else meta["vae"])
     text = load_text_encoder(meta["text_model"], meta["text_pretrained"], seed=meta["text_seed"])
+    # a random tower is a function of the code that draws it: a folder trained on another draw would sample with
+    # text features it never saw, so refuse it (folders from before this field was recorded drew at std 0.02)
+    recorded = meta.get("text_token_std", 0.02 if meta["text_pretrained"] is None else None)
+    expected = None if text.pretrained else RANDOM_TOKEN_STD
+    if recorded != expected:
+        raise InputError(f"{folder} was trained with a random text tower drawn at token std {recorded}, this code "
+                         f"draws {expected}; retrain it (svd train --stage {meta['stage']})")
     return {"unet": unet, "vae": vae, "text": text, "meta": meta}
 
 

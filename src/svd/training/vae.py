@@ -80,6 +80,17 @@ def start_near_deterministic(vae) -> None:
         conv.bias[c:].fill_(INIT_LOGVAR)
 
 
+def random_patches(images: torch.Tensor, patch: tuple[int, int], generator: torch.Generator | None) -> torch.Tensor:
+    """(B, C, ph, pw): one random crop per image, offsets drawn from `generator` (so a resumed run draws the same)."""
+    ph, pw = patch
+    h, w = images.shape[-2:]
+    if ph > h or pw > w:
+        raise ValueError(f"VAE patch {list(patch)} is larger than its frames ({h} x {w})")
+    ys = torch.randint(0, h - ph + 1, (len(images),), generator=generator).tolist()
+    xs = torch.randint(0, w - pw + 1, (len(images),), generator=generator).tolist()
+    return torch.stack([im[:, y:y + ph, x:x + pw] for im, y, x in zip(images, ys, xs)])
+
+
 def vae_loss(vae, images: torch.Tensor, generator: torch.Generator | None = None, *, kl_weight: float = 1e-6,
              grad_weight: float = 0.5, lowpass_weight: float = 0.0, lowpass: int = 4,
              recon_loss: str = "l1") -> torch.Tensor:
@@ -134,9 +145,15 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
               logger: Callable[[dict, int], None] | None = None, resume: bool = True, profile: str = "tiny",
               frames_per_clip: int = 16, kl_weight: float = 1e-6, grad_weight: float = 0.5,
               warmup_steps: int = 20, eval_frames: int = 32, lowpass_weight: float = 0.0,
-              lr_schedule: str = "constant", recon_loss: str = "l1",
+              lr_schedule: str = "constant", recon_loss: str = "l1", patch: tuple[int, int] | None = None,
               progress: bool = False) -> dict[str, Any]:
     """Train a VAE built from `cfg` (EMA off: a few hundred steps would leave the average behind the weights) on frames of the curated clips; write out_dir/{checkpoints,vae,recon.png}.
+
+    `patch` (H, W): each training image is a random crop of that size (the VAE is convolutional, so it is used at
+    full size afterwards). Ours, tiny: on whole 32x48 frames the held-out round-trip ceiling varied 0.53-1.0 with the
+    seed, the decoder having memorised the few scenes' palettes; 16x24 crops show it each scene at many offsets, cost
+    a quarter per image, and reached 1.0 (PSNR 25.5 dB on the eval clips) in 1,000 steps on a seed that gave 0.625
+    on whole frames (README).
 
     Returns final_loss, psnr_init / psnr (held-out frames, dB), latent_std, scaling_factor, seconds, steps, ...
     Raises InputError for a missing or empty curated set and CheckpointMismatch (from the loop) when out_dir holds
@@ -161,8 +178,12 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup_steps, steps, lr_schedule))
 
+    if patch is not None and (patch[0] > size[0] or patch[1] > size[1]):
+        raise ValueError(f"train.vae.patch {list(patch)} is larger than train.vae.size {list(size)}")
+
     def step_fn(model, batch, generator):
-        return vae_loss(model, batch["image"], generator, kl_weight=kl_weight, grad_weight=grad_weight,
+        images = batch["image"] if patch is None else random_patches(batch["image"], patch, generator)
+        return vae_loss(model, images, generator, kl_weight=kl_weight, grad_weight=grad_weight,
                         lowpass_weight=lowpass_weight, recon_loss=recon_loss)
 
     summary = train(step_fn, vae, optimizer, train_data, max_steps=steps, ckpt_dir=out_dir / "checkpoints",
