@@ -60,6 +60,7 @@ stop:
 bench: setup
 	$(BIN)/python benchmarks/curation.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/fvd_features.py
 
 clean:
 	rm -rf data models metrics/*.json mlruns/mlflow.db mlruns/artifacts mlruns/registry .prefect
