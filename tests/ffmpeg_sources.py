@@ -17,7 +17,7 @@ SOURCES = [
     ("testsrc2=size={w}x{h}:rate={fps}", 3.0),
     ("mandelbrot=size={w}x{h}:rate={fps}", 3.0),
     ("smptebars=size={w}x{h}:rate={fps}", 2.0),
-    ("gradients=size={w}x{h}:rate={fps}:speed=0.05", 3.0),
+    ("gradients=size={w}x{h}:rate={fps}:speed=0.05:seed=1", 3.0),  # its colours are random unless seeded
     ("rgbtestsrc=size={w}x{h}:rate={fps}", 2.0),
     ("testsrc=size={w}x{h}:rate={fps}", 3.0),
 ]

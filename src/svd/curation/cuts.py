@@ -9,6 +9,7 @@ the sampling interval that produced it (later refined by trimming, see segment.p
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -184,13 +185,43 @@ def merge_detections(detections: list[Detection], tolerance: int = 2, merge_gap:
     return result
 
 
+@functools.lru_cache(maxsize=4)
+def _soft_bin_tables(bins: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """For each HSV channel, lookup tables over its 8-bit values: the two nearest bin centres and their weights.
+    OpenCV's 8-bit hue runs 0..179 and is circular; saturation and value run 0..255 and clamp at the ends."""
+    tables = []
+    for channel, span in enumerate((180.0, 256.0, 256.0)):
+        pos = np.arange(256, dtype=np.float64) * bins / span - 0.5  # position in bin-centre units
+        low = np.floor(pos)
+        upper = (pos - low).astype(np.float32)
+        low = low.astype(np.intp)
+        pair = (low % bins, (low + 1) % bins) if channel == 0 else (np.clip(low, 0, bins - 1), np.clip(low + 1, 0, bins - 1))
+        tables.append((pair[0], pair[1], 1.0 - upper, upper))
+    return tables
+
+
 def frame_histogram(frame: np.ndarray, bins: int = 8, bgr: bool = False) -> np.ndarray:
     """Normalised HSV colour histogram (bins^3) of a small frame: the per-frame signature of the coarse cascade
-    levels and of transition trimming. Frames above ~100 px are sub-sampled first (a histogram needs no detail)."""
+    levels and of transition trimming. Frames above ~100 px are sub-sampled first (a histogram needs no detail).
+
+    Soft-binned: each pixel's mass is split between the two nearest bin centres of every channel (trilinear, hue
+    circular). Why: flat synthetic colours (test cards, the world's backgrounds) often sit on a bin edge, where a
+    one-level change from compression noise or a decoder's rounding moved a whole colour bar to the next bin and
+    made a static shot look like a transition; with soft bins a one-level change moves 1/32 of a bin's mass."""
     step = max(1, min(frame.shape[:2]) // 48)
     small = frame[::step, ::step]
     hsv = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_BGR2HSV if bgr else cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1, 2], None, [bins, bins, bins], [0, 180, 0, 256, 0, 256]).ravel()
+    pixels = hsv.reshape(-1, 3)
+    corners = []  # per channel: [(lower bin, its weight), (upper bin, its weight)], each per pixel
+    for channel, (lower, upper, lower_weight, upper_weight) in enumerate(_soft_bin_tables(bins)):
+        value = pixels[:, channel]
+        corners.append([(lower[value], lower_weight[value]), (upper[value], upper_weight[value])])
+    hist = np.zeros(bins**3, dtype=np.float64)
+    for h, wh in corners[0]:
+        for s, ws in corners[1]:
+            hs, whs = (h * bins + s) * bins, wh * ws
+            for v, wv in corners[2]:
+                hist += np.bincount(hs + v, weights=whs * wv, minlength=bins**3)
     return (hist / max(hist.sum(), 1.0)).astype(np.float32)
 
 

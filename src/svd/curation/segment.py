@@ -129,7 +129,8 @@ class Segmenter:
         """Move the edges inwards past frames whose colour histogram is far from the shot's own frames next to the
         edge: the dark or blended frames of a fade or dissolve that the boundary's sampling interval did not cover.
         The reference is the second just past the furthest an edge may move (not the shot's middle), so a zoom
-        or pan that slowly changes the colours over the shot is not mistaken for a transition."""
+        or pan that slowly changes the colours over the shot is not mistaken for a transition. A shot too short for
+        that (both edges may reach its middle) is measured against its steadiest run of frames."""
         n = end - start
         if n < 4 or self.max_trim == 0:
             return start, end
@@ -138,22 +139,30 @@ class Segmenter:
         start_limit = min(self.max_trim + self._extra_start_trim, n // 2)
         end_limit = min(self.max_trim, n // 2)
 
-        def reference(lo: int, hi: int) -> np.ndarray:
-            lo, hi = max(0, lo), min(n, hi)
-            if hi - lo < 2:
-                lo, hi = n // 4, n - n // 4
-            return np.median(hists[lo:hi], axis=0)
-
         def distance(ref: np.ndarray) -> np.ndarray:
             return 0.5 * np.abs(hists - ref).sum(axis=1)
 
+        core_lo, core_hi = start_limit, n - end_limit  # frames that neither edge may trim away
+        if core_hi - core_lo >= 2:
+            start_ref = np.median(hists[core_lo:min(core_hi, core_lo + window)], axis=0)
+            end_ref = np.median(hists[max(core_lo, core_hi - window):core_hi], axis=0)
+        else:
+            # a short shot: both edges may move past its middle, so a window next to one edge limit would reach into
+            # the other edge's transition. Take the steadiest run of frames instead: a fade or dissolve changes the
+            # colours frame after frame, the shot's own frames do not.
+            run = max(2, min(window, n // 3))
+            steps = np.concatenate([[0.0], np.cumsum(0.5 * np.abs(np.diff(hists, axis=0)).sum(axis=1))])
+            change = steps[run - 1:] - steps[:n - run + 1]  # total change within each run of `run` frames
+            best = int(np.argmin(change))
+            start_ref = end_ref = np.median(hists[best:best + run], axis=0)
+
         s, e = 0, n
         if trim_start:
-            dist = distance(reference(start_limit, start_limit + window))
+            dist = distance(start_ref)
             while s < start_limit and dist[s] > self.cfg.trim_threshold:
                 s += 1
         if trim_end:
-            dist = distance(reference(n - end_limit - window, n - end_limit))
+            dist = distance(end_ref)
             while n - e < end_limit and e - 1 > s and dist[e - 1] > self.cfg.trim_threshold:
                 e -= 1
         return start + s, start + e
@@ -176,8 +185,11 @@ class Segmenter:
             return False
         if e - s < max(2, self.merge_gap):  # shorter than a flash of 0.25 s: not a shot anyone would keep
             return True
+        # drift across the middle half: a fragment keeps changing throughout, while a real short shot may keep a
+        # frame or two of the fade that led into it (a fade from black into a dark shot is hard to trim exactly)
         hists = self._hists(s, e)
-        drift = 0.5 * float(np.abs(hists[0] - hists[-1]).sum())
+        quarter = (e - s) // 4
+        drift = 0.5 * float(np.abs(hists[quarter] - hists[-1 - quarter]).sum())
         return drift > self.cfg.trim_threshold
 
     def _close_shot(self, end: int, final: bool = False) -> list[Piece]:
