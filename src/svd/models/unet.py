@@ -89,8 +89,9 @@ TINY_UNET_PARAMS: dict[str, Any] = {
     "concat_channels": 0,
     "out_channels": 8,
     "block_out_channels": [32, 64],
-    # attention only at the 8x8 level (and the mid block): at 16x16 it costs ~35% more per step
-    "cross_attention": [False, True],
+    # attention at both levels (SD 2.1 has it at its finest): it costs ~1.9x per Stage II step on 8x12 latents, and
+    # lifted Stage II's colour accuracy from 0.78 to 1.0 (1,000 steps, README "Training stages")
+    "cross_attention": [True, True],
     "layers_per_block": 1,
     "attention_head_dim": 16,
     "transformer_layers_per_block": 1,
