@@ -286,3 +286,23 @@ def test_param_groups_give_the_temporal_layers_their_own_lr():
     assert 0 < len(temporal["params"]) < len(every)
     (single,) = param_groups(unet, 1e-3, 1.0)
     assert len(single["params"]) == len(every)
+
+
+@pytest.mark.slow
+def test_caption_sensitivity_cli(trained):
+    """`svd evaluate caption-sensitivity`: one loss per sigma and variant, gaps relative to the true caption; an image
+    model is refused with a message that says why."""
+    tmp, params = trained
+    result = svd(params, "evaluate", "caption-sensitivity", "--model", str(tmp / "models" / "video"), "--windows", "4",
+                 "--out", str(tmp / "sensitivity.json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp / "sensitivity.json").read_text())
+    assert report["stage"] == "video" and 1 <= report["windows"] <= 4
+    n = len(report["sigmas"])
+    assert set(report["loss"]) == {"true", "direction_swapped", "colour_swapped", "empty"}
+    assert all(len(v) == n and all(x > 0 for x in v) for v in report["loss"].values())
+    for name, gaps in report["relative_gap"].items():
+        for gap, loss, true in zip(gaps, report["loss"][name], report["loss"]["true"]):
+            assert gap == pytest.approx(loss / true - 1.0)
+    refused = svd(params, "evaluate", "caption-sensitivity", "--model", str(tmp / "models" / "image"))
+    assert refused.exit_code == 2 and "needs a video model" in refused.output, refused.output

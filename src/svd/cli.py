@@ -311,6 +311,29 @@ def video_cmd(
                            "metrics": str(js), "report": str(md)}, indent=2, default=_jsonable))
 
 
+@evaluate_app.command("caption-sensitivity")
+def caption_sensitivity_cmd(
+    model: Optional[str] = typer.Option(None, "--model", help="A video model folder (models/video) or a registered "
+                                                              "model (models:/NAME@ALIAS). Default: the newest "
+                                                              "text-to-video model the pipeline trained."),
+    windows: int = typer.Option(48, "--windows", min=1, help="Single-object, static-camera windows to measure on "
+                                                              "(one per curated clip)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+) -> None:
+    """Does the model use its captions' words? Denoising loss with the direction or colour word swapped (or no
+    caption) against the true caption, per sigma; a relative gap near 0 means the word is ignored."""
+    from svd.evaluation.caption_sensitivity import caption_sensitivity
+    from svd.training.sampling import resolve_model
+
+    params = _setup()
+    result = caption_sensitivity(params, resolve_model(params, model), windows=windows, seed=params.seed)
+    text = json.dumps(result, indent=2, default=_jsonable)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
 @evaluate_app.command("train-features")
 def train_features_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for i3d.safetensors and feature_net.json "

@@ -1,0 +1,52 @@
+"""Caption sensitivity: the denoising-loss gaps when a caption's words are swapped (svd.evaluation.caption_sensitivity)."""
+
+import torch
+
+from svd.evaluation.caption_sensitivity import single_object, swap_colour, word_gaps
+
+COLOURS = ["red", "green", "blue"]
+CAPTIONS = ["a red circle moving left", "a blue square moving up", "a green circle moving right"]
+
+
+def _encode(captions):
+    """A stand-in text encoder: one row per word in a fixed vocabulary, so each word moves the context on its own."""
+    vocab = ["a", "red", "green", "blue", "circle", "square", "moving", "left", "right", "up", "down"]
+    out = torch.zeros(len(captions), 6, len(vocab))
+    for i, c in enumerate(captions):
+        for j, w in enumerate(c.split()[:6]):
+            out[i, j, vocab.index(w)] = 1.0
+    return out
+
+
+def _latents():
+    return torch.randn(3, 4, 2, 4, 4, generator=torch.Generator().manual_seed(123))  # not word_gaps' noise seed
+
+
+def test_a_model_that_ignores_text_has_no_gap():
+    def blind(x, c_noise, *, context):
+        return 0.5 * x
+
+    r = word_gaps(blind, _encode, _latents(), CAPTIONS, colours=COLOURS, sigmas=(0.5, 5.0))
+    for gaps in r["relative_gap"].values():
+        assert gaps == [0.0, 0.0]
+    assert r["sigmas"] == [0.5, 5.0] and len(r["loss"]["true"]) == 2
+
+
+def test_a_model_that_reads_one_word_pays_only_for_that_word():
+    latents = _latents()
+
+    def reads_direction(x, c_noise, *, context):
+        left = context[:, :, 7].sum(dim=1)  # 1 where the caption says "left" (the stand-in vocabulary's index 7)
+        return x * 0 + left.reshape(-1, 1, 1, 1, 1) * latents.sign()
+
+    r = word_gaps(reads_direction, _encode, latents, CAPTIONS, colours=COLOURS, sigmas=(1.0, 5.0))
+    assert r["relative_gap"]["colour_swapped"] == [0.0, 0.0]
+    assert all(g != 0.0 for g in r["relative_gap"]["direction_swapped"])
+
+
+def test_swaps_and_the_single_object_rule():
+    assert swap_colour("a red circle and a blue square", COLOURS) == "a green circle and a red square"
+    assert single_object("a red circle moving left")
+    assert not single_object("a red circle moving left and a blue square moving up")
+    assert not single_object("a red circle moving left, the camera pans right")
+    assert not single_object("")
