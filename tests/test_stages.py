@@ -119,7 +119,15 @@ def test_sample_from_folder_registry_and_default(trained, tmp_path):
     again = tmp_path / "again.mp4"
     svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(again), "--seed", "3",
         "--steps", "3", "--model", str(tmp / "models" / "video"))
-    assert again.read_bytes() == out.read_bytes()  # same seed, same video
+    # same seed, same video: the sampled pixels are identical, but libx264's multithreaded encode is not byte-for-
+    # byte repeatable (6 encodes of the same frames gave 2 distinct files; with threads=1, one), so compare the
+    # decoded frames up to the codec's rounding. Another seed differs by about 20 levels on average.
+    import numpy as np
+
+    from svd.io.video import iter_frames
+
+    first, second = (np.stack(list(iter_frames(p))).astype(np.int16) for p in (out, again))
+    assert first.shape == second.shape and np.abs(first - second).mean() < 1.0 and np.abs(first - second).max() <= 16
 
     result = svd(params, "sample", "--prompt", "a blue square moving up", "--prompt", "a red circle moving down",
                  "--out", str(tmp_path / "reg.mp4"), "--steps", "2", "--model", "models:/svd-t2v@newest")
