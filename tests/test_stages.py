@@ -312,5 +312,10 @@ def test_caption_sensitivity_cli(trained):
     for name, gaps in report["relative_gap"].items():
         for gap, loss, true in zip(gaps, report["loss"][name], report["loss"]["true"]):
             assert gap == pytest.approx(loss / true - 1.0)
+    steer = report["steering"]  # the windows whose object moves (sampled back from noise, judged)
+    assert 1 <= steer["windows"] <= report["windows"] and 0.0 <= steer["ceiling"] <= 1.0
+    k = len(steer["start_sigmas"])
+    assert set(steer["keeps_direction"]) == {"true", "swapped"} and len(steer["turned"]) == k
+    assert all(len(v) == k and all(0.0 <= x <= 1.0 for x in v) for v in steer["keeps_direction"].values())
     refused = svd(params, "evaluate", "caption-sensitivity", "--model", str(tmp / "models" / "image"))
     assert refused.exit_code == 2 and "needs a video model" in refused.output, refused.output

@@ -318,15 +318,19 @@ def caption_sensitivity_cmd(
                                                               "text-to-video model the pipeline trained."),
     windows: int = typer.Option(48, "--windows", min=1, help="Single-object, static-camera windows to measure on "
                                                               "(one per curated clip)."),
+    steer: bool = typer.Option(True, help="Also sample from noised windows with the true and the direction-swapped "
+                                          "caption, and judge which way the object moves (slower)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """Does the model use its captions' words? Denoising loss with the direction or colour word swapped (or no
-    caption) against the true caption, per sigma; a relative gap near 0 means the word is ignored."""
+    caption) against the true caption, per sigma; a relative gap near 0 means the word is ignored. With --steer:
+    partial sampling from noised windows, whether the motion is kept and whether a swapped direction word turns it."""
     from svd.evaluation.caption_sensitivity import caption_sensitivity
     from svd.training.sampling import resolve_model
 
     params = _setup()
-    result = caption_sensitivity(params, resolve_model(params, model), windows=windows, seed=params.seed)
+    result = caption_sensitivity(params, resolve_model(params, model), windows=windows, seed=params.seed,
+                                 steer=steer)
     text = json.dumps(result, indent=2, default=_jsonable)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

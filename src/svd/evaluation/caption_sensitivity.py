@@ -22,6 +22,7 @@ import torch
 from svd.errors import InputError
 
 SIGMAS = (0.5, 1.0, 2.0, 5.0, 10.0)
+STEER_SIGMAS = (1.5, 3.0, 6.0)  # start sigmas of `steering` (ours: object plain / faint / buried at 8x12)
 _SINGLE = re.compile(r"\b(and|camera)\b")
 
 
@@ -67,10 +68,54 @@ def word_gaps(model_fn: Callable, encode: Callable[[list[str]], torch.Tensor], l
     return {"sigmas": [float(s) for s in sigmas], "loss": loss, "relative_gap": gaps}
 
 
+@torch.no_grad()
+def steering(model_fn: Callable, encode: Callable[[list[str]], torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
+             latents: torch.Tensor, captions: Sequence[str], *, fps: float, start_sigmas: Sequence[float] = STEER_SIGMAS,
+             steps: int = 25, guidance: float = 7.0, seed: int = 0, **cond) -> dict:
+    """Partial sampling from noised training windows (SDEdit): does the model keep the window's motion, and does a
+    swapped direction word turn it?
+
+    Each window (one object moving, its caption naming the direction) is noised to `start_sigma` (same noise for both
+    captions) and sampled back to 0 with guidance, once with its caption and once with the direction word swapped;
+    the decoded videos are judged by the world evaluator. `keeps_direction`: share whose motion is the window's own
+    direction; `turned`: share that moves the swapped caption's way. A model that follows its captions keeps the
+    direction with the true caption and turns with the swapped one, more the higher the start sigma; one that ignores
+    the word scores the same with both. `ceiling`: the clean windows, decoded, judged the same way.
+    decode: latents (N, T, C, h, w) -> pixels (N, T, 3, H, W) in [-1, 1].
+    """
+    from svd.diffusion.sampling import karras_sigmas, sample
+    from svd.evaluation.world import judge
+    from svd.training.latents import flip_caption
+
+    if len(captions) != latents.shape[0] or not len(captions):
+        raise ValueError(f"need one caption per window, got {len(captions)} for {latents.shape[0]} windows")
+    swapped = [flip_caption(c, "reverse") for c in captions]
+    contexts = {"true": encode(list(captions)).float(), "swapped": encode(swapped).float()}
+    uncond = {"context": encode([""] * len(captions)).float(), **cond}
+
+    def judged(z: torch.Tensor, against: Sequence[str]) -> float:
+        pixels = ((decode(z).float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+        return float(sum(judge(v, c, fps)["direction_correct"] for v, c in zip(pixels, against)) / len(against))
+
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed))
+    result = {"start_sigmas": [float(s) for s in start_sigmas], "ceiling": judged(latents, captions),
+              "keeps_direction": {"true": [], "swapped": []}, "turned": []}
+    for s0 in start_sigmas:
+        sigmas = karras_sigmas(steps, 0.002, float(s0), 7.0)
+        start = (latents + float(s0) * noise) / (float(s0) ** 2 + 1.0) ** 0.5  # sample() scales by sqrt(s0^2 + 1)
+        for name, context in contexts.items():
+            z = sample(model_fn, latents.shape, sigmas, {"context": context, **cond}, uncond, guidance, noise=start)
+            result["keeps_direction"][name].append(judged(z, captions))
+            if name == "swapped":
+                result["turned"].append(judged(z, swapped))
+    return result
+
+
 def caption_sensitivity(params, folder: Path | str, *, windows: int = 48, sigmas: Sequence[float] = SIGMAS,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, steer: bool = True) -> dict:
     """`word_gaps` of the video model in `folder` on up to `windows` single-object windows of the curated set its
-    stage trains on (one window per clip, at the model's frames, fps and size)."""
+    stage trains on (one window per clip, at the model's frames, fps and size), and (`steer`) `steering` on those
+    whose object moves."""
     from svd.training.denoiser import is_video_unet, time_ids, unet_call
     from svd.training.latents import encode_windows, read_windows
     from svd.training.stages import load_model, stage_clips
@@ -92,7 +137,17 @@ def caption_sensitivity(params, folder: Path | str, *, windows: int = 48, sigmas
     result = word_gaps(unet_call(unet), loaded["text"].encode, data.latents[index], [found.captions[i] for i in keep],
                        colours=list(COLOURS), sigmas=sigmas, seed=seed,
                        added_time_ids=time_ids(data.fps_id[index], data.motion_bucket[index]))
-    return {"model": str(folder), "stage": meta["stage"], "windows": len(keep), **result}
+    report = {"model": str(folder), "stage": meta["stage"], "windows": len(keep), **result}
+    if steer:
+        from svd.models.vae import decode
+
+        moving = torch.tensor([i for i in keep if "still" not in found.captions[i]])
+        if len(moving):
+            report["steering"] = {"windows": len(moving), **steering(
+                unet_call(unet), loaded["text"].encode, lambda z: decode(loaded["vae"], z), data.latents[moving],
+                [found.captions[i] for i in moving.tolist()], fps=meta["fps"], seed=seed,
+                added_time_ids=time_ids(data.fps_id[moving], data.motion_bucket[moving]))}
+    return report
 
 
-__all__ = ["SIGMAS", "caption_sensitivity", "single_object", "swap_colour", "word_gaps"]
+__all__ = ["SIGMAS", "STEER_SIGMAS", "caption_sensitivity", "single_object", "steering", "swap_colour", "word_gaps"]
