@@ -100,6 +100,35 @@ def test_chain_writes_models_metrics_and_runs(trained):
     client = mlflow.MlflowClient()
     assert client.get_model_version_by_alias("svd-t2v", "hq").version == \
         client.get_model_version_by_alias("svd-t2v", "newest").version
+    assert client.get_model_version_by_alias("svd-t2v", "video").tags["svd.train_data"] == "curated"
+
+
+@pytest.mark.slow
+def test_curation_ablation_sits_beside_the_pipeline(trained):
+    """`train.video.data=uncurated`: every clip, its own folder, metrics, run and alias; the pipeline's untouched."""
+    import mlflow
+
+    tmp, params = trained
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    client = mlflow.MlflowClient()
+    before = {a: client.get_model_version_by_alias("svd-t2v", a).version for a in ("video", "newest")}
+    pipeline_model = (tmp / "models" / "video" / "svd_model.json").read_bytes()
+    pipeline_metrics = (tmp / "metrics" / "train_video.json").read_bytes()
+
+    result = svd(params, "train", "--stage", "video", "--no-progress", extra=["train.video.data=uncurated"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp / "models" / "video-uncurated" / "svd_model.json").read_text())["data"] == "uncurated"
+    ablation = json.loads((tmp / "metrics" / "train_video-uncurated.json").read_text())
+    curated = json.loads(pipeline_metrics)
+    assert ablation["clips"] > curated["clips"]  # the curation dropped clips; the ablation trains on all of them
+    assert (tmp / "models" / "video" / "svd_model.json").read_bytes() == pipeline_model
+    assert (tmp / "metrics" / "train_video.json").read_bytes() == pipeline_metrics
+
+    version = client.get_model_version_by_alias("svd-t2v", "video-uncurated")
+    assert version.tags["svd.train_data"] == "uncurated" and version.version not in before.values()
+    assert {a: client.get_model_version_by_alias("svd-t2v", a).version for a in before} == before
+    runs = mlflow.search_runs(experiment_names=["svd"], filter_string="tags.`svd.train_data` = 'uncurated'")
+    assert list(runs["tags.mlflow.runName"]) == ["train_video-uncurated"]
 
 
 @pytest.mark.slow

@@ -108,14 +108,16 @@ def train_cmd(
     track: bool = typer.Option(True, help="Record an MLflow run (and register video models)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Train one stage into models/<stage>/; a killed run resumes from its newest checkpoint."""
+    """Train one stage into models/<stage>/ (models/<stage>-uncurated/ for the curation ablation); a killed run
+    resumes from its newest checkpoint."""
     from svd import tracking
     from svd.training import stages as st
 
     params = _setup()
     if stage not in st.STAGES:
         raise SvdError(f"--stage must be one of {', '.join(st.STAGES)}, got {stage!r}")
-    run = tracking.stage_run(params, f"train_{stage}", inputs=st.stage_inputs(params, stage)) if track else _null()
+    name = f"train_{st.stage_name(params, stage)}"  # train_video-uncurated for the curation ablation
+    run = tracking.stage_run(params, name, inputs=st.stage_inputs(params, stage)) if track else _null()
     with run:
         logger = tracking.step_logger() if track else None
         if stage == "vae":
@@ -125,7 +127,7 @@ def train_cmd(
                 else None
             summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress,
                                                on_samples=on_samples)
-        _write_metrics(params, f"train_{stage}", summary)
+        _write_metrics(params, name, summary)
         if track:
             tracking.log_metrics(_numeric(summary))
             st.track_stage(params, stage, summary)

@@ -34,8 +34,17 @@ MODEL_FILE = "svd_model.json"
 Logger = Callable[[dict, int], None]
 
 
+def stage_name(params: Params, stage: str) -> str:
+    """Name of a stage's outputs (model folder, metrics file, MLflow run): the stage, or `<stage>-uncurated` when
+    it trains on every clip (`train.<stage>.data: uncurated`, the curation ablation), so an ablation run sits beside
+    the pipeline's model instead of overwriting it."""
+    if stage != "vae" and getattr(params.train, stage).data == "uncurated":
+        return f"{stage}-uncurated"
+    return stage
+
+
 def stage_dir(params: Params, stage: str) -> Path:
-    return Path(params.paths.models) / stage
+    return Path(params.paths.models) / stage_name(params, stage)
 
 
 def _require_dir(folder: Path, what: str, fix: str) -> Path:
@@ -483,12 +492,20 @@ def load_model(folder: str | Path) -> dict[str, Any]:
     return {"unet": unet, "vae": vae, "text": text, "meta": meta}
 
 
-__all__ = ["STAGES", "eval_prompts", "evaluate_model", "load_model", "read_model", "stage_dir",
-           "train_diffusion_stage", "train_vae_stage", "write_samples"]
+__all__ = ["STAGES", "eval_prompts", "evaluate_model", "load_model", "read_model", "registry_aliases", "stage_dir",
+           "stage_name", "train_diffusion_stage", "train_vae_stage", "write_samples"]
 
 
 # ---------------------------------------------------------------- tracking
 REGISTERED_NAME = {"video": "svd-t2v", "hq": "svd-t2v"}
+
+
+def registry_aliases(params: Params, stage: str) -> list[str]:
+    """Aliases a newly trained video model takes. On the pipeline's own data it becomes `<stage>` and `newest`; an
+    ablation run (`train.<stage>.data: uncurated`) only takes `<stage>-uncurated`, so the pipeline's aliases (and
+    `svd sample`'s default) keep pointing at the pipeline's models while both sides stay in the registry."""
+    name = stage_name(params, stage)
+    return [name] if name != stage else [stage, "newest"]
 
 
 def stage_inputs(params: Params, stage: str) -> dict[str, Path]:
@@ -523,7 +540,9 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
         export = out / "unet"
         size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
         if size < 512 * 2**20:  # a100-sized weights stay in DVC's cache only
+            data = getattr(params.train, stage).data
             version = tracking.register_folder(
-                params, out, REGISTERED_NAME[stage], [stage, "newest"], include=["unet", "vae", MODEL_FILE],
-                tags={"svd.stage": stage, "svd.profile": params.profile, "svd.train_data": summary.get("data", "")})
+                params, out, REGISTERED_NAME[stage], registry_aliases(params, stage),
+                include=["unet", "vae", MODEL_FILE],
+                tags={"svd.stage": stage, "svd.profile": params.profile, "svd.train_data": data})
             mlflow.set_tag("svd.registered", f"{REGISTERED_NAME[stage]}/{version}")
