@@ -10,7 +10,7 @@ blob moves the captioned way, and the relative loss gap when the direction word 
 --start centre: every clip starts at the centre, so the word fixes the whole video (the easy anchor).
 --start random: random start positions, so the word fixes only the motion (as in the world's data).
 
-Measured 2026-12-01 on 2 cores (README, "Training stages"): centre 0.375 / 1.0 after 200 / 400 steps; random
+Measured 2026-12-01 on 2 cores (README, "Training stages"): centre 0.47 / 1.0 after 200 / 400 steps; random
 0.19 / 0.31 / 0.34 / 0.72 after 300 / 600 / 900 / 1,200 steps (about 1.1 s per step).
 
     python benchmarks/direction_toy.py --start random --steps 1200 --every 300
