@@ -80,9 +80,9 @@ def main() -> None:
     from svd.diffusion.sampling import karras_sigmas, sample
     from svd.evaluation.caption_sensitivity import word_gaps
     from svd.models.inflate import inflate_image_unet
-    from svd.models.unet import build_video_unet, is_temporal, video_unet_config
+    from svd.models.unet import build_video_unet, video_unet_config
     from svd.training.denoiser import make_step, time_ids, unet_call
-    from svd.training.stages import load_text
+    from svd.training.stages import load_text, param_groups
     from svd.world.scene import COLOURS
 
     params = load_params()
@@ -95,11 +95,7 @@ def main() -> None:
         unet = inflate_image_unet(UNet2DConditionModel.from_pretrained(f"{params.paths.models}/image/unet"), cfg, seed=0)
     else:
         unet = build_video_unet(cfg)
-    temporal = [p for n, p in unet.named_parameters() if is_temporal(n)]
-    ids = {id(p) for p in temporal}
-    scale = params.train.video.temporal_lr_scale
-    optimizer = torch.optim.AdamW([{"params": [p for p in unet.parameters() if id(p) not in ids], "lr": args.lr},
-                                   {"params": temporal, "lr": args.lr * scale}], weight_decay=0.0)
+    optimizer = torch.optim.AdamW(param_groups(unet, args.lr, params.train.video.temporal_lr_scale), weight_decay=0.0)
     p_mean, p_std = params.diffusion.noise[params.train.video.noise]
     step = make_step(DenoiserConfig(1.0, p_mean, p_std), table, video=True, text_dropout=params.train.text_dropout)
     generator = torch.Generator().manual_seed(0)
