@@ -16,9 +16,10 @@ the pace: --batch 8 gives 0.25 / 0.22 / 0.25 after 400 / 800 / 1,200 steps (word
 as batch 16 at half the steps). Noise drawn where the word matters (--noise 1.0 0.8, ln sigma ~ N(1.0, 0.8^2),
 against the preset's N(0.5, 1.4^2)) binds sooner: 0.22 / 0.47 / 0.41 after 300 / 600 / 900 steps, the gap at sigma
 5 30% at 600 steps (the preset: 2.4%). A finite set slows it: --fixed 2240 (as many windows as Stage II has, drawn
-once) with that noise gives 0.375 and a 6% gap at sigma 5 after 600 steps.
+once) with that noise gives 0.375 and a 6% gap at sigma 5 after 600 steps. More appearances slow it most: --colours 4
+(4 colour words, each blob in its own channels) with that noise gives 0.28 and a 0.1% gap after 600 steps.
 
-    python benchmarks/direction_toy.py --start random --steps 900 --every 300 --noise 1.0 0.8 [--fixed 2240]
+    python benchmarks/direction_toy.py --start random --steps 900 --every 300 --noise 1.0 0.8 [--fixed 2240] [--colours 4]
 
     python benchmarks/direction_toy.py --start random --steps 1200 --every 300
 """
@@ -32,12 +33,15 @@ import torch
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 FRAMES, CHANNELS, HEIGHT, WIDTH = 8, 8, 8, 12
 SPEED = 0.5  # latent pixels per frame
+TOY_COLOURS = ("red", "green", "blue", "yellow")
 
 
-def blob_batch(n: int, generator: torch.Generator, centre: bool) -> dict:
-    """n windows of a Gaussian blob (+2 in channel 0, -1.5 in channel 1) moving SPEED per frame; text_index 1-4."""
+def blob_batch(n: int, generator: torch.Generator, centre: bool, colours: int = 1) -> dict:
+    """n windows of a Gaussian blob moving SPEED per frame. Colour k (of `colours`, at most 4) is +2 in channel 2k and
+    -1.5 in channel 2k+1; text_index = 1 + 4 * colour + direction (colour 0, "red", is index 1-4)."""
     yy, xx = torch.meshgrid(torch.arange(HEIGHT).float(), torch.arange(WIDTH).float(), indexing="ij")
     direction = torch.randint(0, 4, (n,), generator=generator)
+    colour = torch.randint(0, colours, (n,), generator=generator) if colours > 1 else torch.zeros(n, dtype=torch.long)
     x0 = torch.zeros(n, FRAMES, CHANNELS, HEIGHT, WIDTH)
     for i in range(n):
         dx, dy = list(DIRECTIONS.values())[int(direction[i])]
@@ -51,8 +55,9 @@ def blob_batch(n: int, generator: torch.Generator, centre: bool) -> dict:
         for t in range(FRAMES):
             px, py = x_first + dx * SPEED * t, y_first + dy * SPEED * t
             blob = torch.exp(-((xx - px) ** 2 + (yy - py) ** 2) / 2.0)
-            x0[i, t, 0], x0[i, t, 1] = 2.0 * blob, -1.5 * blob
-    return {"latents": x0, "text_index": direction + 1, "fps_id": torch.full((n,), 3),
+            c = 2 * int(colour[i])
+            x0[i, t, c], x0[i, t, c + 1] = 2.0 * blob, -1.5 * blob
+    return {"latents": x0, "text_index": 4 * colour + direction + 1, "fps_id": torch.full((n,), 3),
             "motion_bucket": torch.full((n,), 60)}
 
 
@@ -80,6 +85,8 @@ def main() -> None:
                     help="ln sigma ~ N(P_MEAN, P_STD^2) instead of the Stage II preset")
     ap.add_argument("--fixed", type=int, default=0,
                     help="train on this many windows drawn once (a finite set like the world's) instead of fresh ones")
+    ap.add_argument("--colours", type=int, choices=[1, 2, 3, 4], default=1,
+                    help="colour words in the captions (each its own latent channels): more captions to tell apart")
     ap.add_argument("--init", choices=["stage1", "random"], default="stage1")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -99,7 +106,7 @@ def main() -> None:
 
     params = load_params()
     text = load_text(params)
-    captions = [f"a red circle moving {d}" for d in DIRECTIONS]
+    captions = [f"a {c} circle moving {d}" for c in TOY_COLOURS[:args.colours] for d in DIRECTIONS]
     table = torch.cat([text.encode([""]), text.encode(captions)]).float()
     cfg = video_unet_config(params.model.unet.model_dump())
     torch.manual_seed(0)
@@ -125,7 +132,7 @@ def main() -> None:
                        cond, uncond, 4.0,
                        noise=torch.randn(n, FRAMES, CHANNELS, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1)))
         accuracy = sum(got == captions[int(i) - 1].split()[-1] for got, i in zip(moved(z), index)) / n
-        held = blob_batch(32, torch.Generator().manual_seed(7), centre)
+        held = blob_batch(32, torch.Generator().manual_seed(7), centre, args.colours)
         gaps = word_gaps(unet_call(unet), text.encode, held["latents"],
                          [captions[int(i) - 1] for i in held["text_index"]], colours=list(COLOURS),
                          sigmas=[1, 2, 5, 10], added_time_ids=time_ids(held["fps_id"], held["motion_bucket"]))
@@ -133,11 +140,11 @@ def main() -> None:
         print(f"step {at}: loss {loss:.4f}, direction {accuracy:.3f}, word gap at sigma 1/2/5/10 {gap}", flush=True)
         unet.train()
 
-    bank = blob_batch(args.fixed, torch.Generator().manual_seed(1234), centre) if args.fixed else None
+    bank = blob_batch(args.fixed, torch.Generator().manual_seed(1234), centre, args.colours) if args.fixed else None
 
     def next_batch() -> dict:
         if bank is None:
-            return blob_batch(args.batch, generator, centre)
+            return blob_batch(args.batch, generator, centre, args.colours)
         pick = torch.randint(0, args.fixed, (args.batch,), generator=generator)
         return {k: v[pick] for k, v in bank.items()}
 
