@@ -17,9 +17,10 @@ as batch 16 at half the steps). Noise drawn where the word matters (--noise 1.0 
 against the preset's N(0.5, 1.4^2)) binds sooner: 0.22 / 0.47 / 0.41 after 300 / 600 / 900 steps, the gap at sigma
 5 30% at 600 steps (the preset: 2.4%). A finite set slows it: --fixed 2240 (as many windows as Stage II has, drawn
 once) with that noise gives 0.375 and a 6% gap at sigma 5 after 600 steps. More appearances slow it most: --colours 4
-(4 colour words, each blob in its own channels) with that noise gives 0.28 and a 0.1% gap after 600 steps.
+(4 colour words, each blob in its own channels) with that noise gives 0.28 and a 0.1% gap after 600 steps; with
+--shared (the colours differ by their values in channels 0-1, as VAE latents share channels) 0.31 and 1.4%.
 
-    python benchmarks/direction_toy.py --start random --steps 900 --every 300 --noise 1.0 0.8 [--fixed 2240] [--colours 4]
+    python benchmarks/direction_toy.py --start random --steps 600 --every 300 --noise 1.0 0.8 --colours 4 --shared
 
     python benchmarks/direction_toy.py --start random --steps 1200 --every 300
 """
@@ -34,11 +35,13 @@ DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 FRAMES, CHANNELS, HEIGHT, WIDTH = 8, 8, 8, 12
 SPEED = 0.5  # latent pixels per frame
 TOY_COLOURS = ("red", "green", "blue", "yellow")
+SHARED_PATTERNS = ((2.0, -1.5), (-1.5, 2.0), (2.0, 2.0), (-2.0, -1.5))  # (channel 0, channel 1) per colour
 
 
-def blob_batch(n: int, generator: torch.Generator, centre: bool, colours: int = 1) -> dict:
+def blob_batch(n: int, generator: torch.Generator, centre: bool, colours: int = 1, shared: bool = False) -> dict:
     """n windows of a Gaussian blob moving SPEED per frame. Colour k (of `colours`, at most 4) is +2 in channel 2k and
-    -1.5 in channel 2k+1; text_index = 1 + 4 * colour + direction (colour 0, "red", is index 1-4)."""
+    -1.5 in channel 2k+1, or with `shared` SHARED_PATTERNS[k] in channels 0 and 1 (as VAE latents share channels);
+    text_index = 1 + 4 * colour + direction (colour 0, "red", is +2 / -1.5 in channels 0 / 1 either way: index 1-4)."""
     yy, xx = torch.meshgrid(torch.arange(HEIGHT).float(), torch.arange(WIDTH).float(), indexing="ij")
     direction = torch.randint(0, 4, (n,), generator=generator)
     colour = torch.randint(0, colours, (n,), generator=generator) if colours > 1 else torch.zeros(n, dtype=torch.long)
@@ -55,8 +58,10 @@ def blob_batch(n: int, generator: torch.Generator, centre: bool, colours: int = 
         for t in range(FRAMES):
             px, py = x_first + dx * SPEED * t, y_first + dy * SPEED * t
             blob = torch.exp(-((xx - px) ** 2 + (yy - py) ** 2) / 2.0)
-            c = 2 * int(colour[i])
-            x0[i, t, c], x0[i, t, c + 1] = 2.0 * blob, -1.5 * blob
+            k = int(colour[i])
+            a, b = SHARED_PATTERNS[k] if shared else (2.0, -1.5)
+            c = 0 if shared else 2 * k
+            x0[i, t, c], x0[i, t, c + 1] = a * blob, b * blob
     return {"latents": x0, "text_index": 4 * colour + direction + 1, "fps_id": torch.full((n,), 3),
             "motion_bucket": torch.full((n,), 60)}
 
@@ -87,6 +92,8 @@ def main() -> None:
                     help="train on this many windows drawn once (a finite set like the world's) instead of fresh ones")
     ap.add_argument("--colours", type=int, choices=[1, 2, 3, 4], default=1,
                     help="colour words in the captions (each its own latent channels): more captions to tell apart")
+    ap.add_argument("--shared", action="store_true",
+                    help="colours differ by their values in channels 0-1 instead of owning channels")
     ap.add_argument("--init", choices=["stage1", "random"], default="stage1")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -132,7 +139,7 @@ def main() -> None:
                        cond, uncond, 4.0,
                        noise=torch.randn(n, FRAMES, CHANNELS, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1)))
         accuracy = sum(got == captions[int(i) - 1].split()[-1] for got, i in zip(moved(z), index)) / n
-        held = blob_batch(32, torch.Generator().manual_seed(7), centre, args.colours)
+        held = blob_batch(32, torch.Generator().manual_seed(7), centre, args.colours, args.shared)
         gaps = word_gaps(unet_call(unet), text.encode, held["latents"],
                          [captions[int(i) - 1] for i in held["text_index"]], colours=list(COLOURS),
                          sigmas=[1, 2, 5, 10], added_time_ids=time_ids(held["fps_id"], held["motion_bucket"]))
@@ -140,11 +147,13 @@ def main() -> None:
         print(f"step {at}: loss {loss:.4f}, direction {accuracy:.3f}, word gap at sigma 1/2/5/10 {gap}", flush=True)
         unet.train()
 
-    bank = blob_batch(args.fixed, torch.Generator().manual_seed(1234), centre, args.colours) if args.fixed else None
+    bank = None
+    if args.fixed:
+        bank = blob_batch(args.fixed, torch.Generator().manual_seed(1234), centre, args.colours, args.shared)
 
     def next_batch() -> dict:
         if bank is None:
-            return blob_batch(args.batch, generator, centre, args.colours)
+            return blob_batch(args.batch, generator, centre, args.colours, args.shared)
         pick = torch.randint(0, args.fixed, (args.batch,), generator=generator)
         return {k: v[pick] for k, v in bank.items()}
 
