@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--fixed", type=int, default=0,
                     help="train on this many windows drawn once (a finite set like the world's) instead of fresh ones")
     ap.add_argument("--colours", type=int, choices=[1, 2, 3, 4], default=1,
-                    help="colour words in the captions (each its own latent channels): more captions to tell apart")
+                    help="colour words in the captions (each owns latent channels unless --shared): more appearances")
     ap.add_argument("--shared", action="store_true",
                     help="colours differ by their values in channels 0-1 instead of owning channels")
     ap.add_argument("--init", choices=["stage1", "random"], default="stage1")
