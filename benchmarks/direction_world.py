@@ -1,0 +1,128 @@
+"""Does a Stage II variant bind the direction word on the world's data? The world-side twin of direction_toy.py.
+
+A learnability probe, not a speed benchmark. It trains Stage II the way the pipeline does (`train_diffusion_stage`,
+inflated from the pipeline's Stage I in models/image, on the frozen VAE in models/vae), with any `--set` overrides,
+into a scratch folder (OUT/models/video; models/ is never written), then reports:
+
+- colour and direction accuracy of the 32 eval prompts (guidance 7, 25 Euler steps) for each sampling seed, and
+  their means (one seed alone moves direction by +-0.1);
+- the caption's word gaps (`svd.evaluation.caption_sensitivity`, no steering): the relative rise of the denoising
+  loss when the direction word, the colour word or the whole caption is swapped out, at sigma 0.5-10, on
+  single-object windows of the curated set the run trained on (a gap near 0 means the word is ignored).
+
+Checkpoints land in OUT, so re-running with a larger --steps continues the same run (the stage's fingerprint leaves
+the step count out). With --only-single, Stage II trains on the single-object, static-camera, moving windows only.
+
+Measured 2026-12-01 on 2 cores (README, "Training stages"; direction over seeds 0/100/200, chance 0.25):
+
+    # noise focused on sigma 1-10 for 2,400 steps at a constant lr (44 min): direction 0.14, word gap <= 0.6%
+    python benchmarks/direction_world.py --out /tmp/probe --steps 2400 \\
+        --set "diffusion.noise.video_tiny=[1.0, 0.8]" --set train.lr_schedule=constant
+
+    # on a curated set of another world (here: one rendered with solid backgrounds only): 0.23, gap <= 0.1%
+    python benchmarks/direction_world.py --out /tmp/probe-solid --set paths.curated=/tmp/solid/curated \\
+        --set "diffusion.noise.video_tiny=[1.0, 0.8]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import svd.training.latents as latents  # noqa: E402
+from svd.config import load_params  # noqa: E402
+from svd.evaluation.caption_sensitivity import caption_sensitivity, single_object  # noqa: E402
+from svd.evaluation.world import evaluate_videos  # noqa: E402
+from svd.training.denoiser import generate  # noqa: E402
+from svd.training.stages import eval_prompts, load_model, train_diffusion_stage  # noqa: E402
+
+
+def only_single_object_moving(read_windows):
+    """read_windows, keeping the windows whose caption names one moving object and no camera motion."""
+
+    def wrapped(*args, **kwargs):
+        w = read_windows(*args, **kwargs)
+        keep = [i for i, c in enumerate(w.captions) if single_object(c) and "still" not in c]
+        return latents.Windows(w.frames, w.index[keep], [w.captions[i] for i in keep], w.fps_id[keep],
+                               w.motion_bucket[keep], [w.clip_ids[i] for i in keep], [w.flips[i] for i in keep])
+
+    return wrapped
+
+
+def score(params, folder: Path, seeds: list[int]) -> dict:
+    loaded = load_model(folder)
+    meta = loaded["meta"]
+    prompts = eval_prompts(params)
+    colour, direction = [], []
+    for seed in seeds:
+        videos = generate(loaded["unet"], loaded["vae"], loaded["text"], prompts,
+                          latent_size=tuple(meta["latent_size"]), num_frames=meta["frames"], fps=meta["fps"],
+                          steps=params.sample.steps, guidance=params.sample.guidance, seed=seed,
+                          motion_bucket=meta["motion_bucket"])
+        scores = evaluate_videos(list(videos), prompts, meta["fps"])
+        colour.append(scores["colour_accuracy"])
+        direction.append(scores["direction_accuracy"])
+    return {"seeds": seeds, "colour": colour, "direction": direction,
+            "colour_mean": float(np.mean(colour)), "direction_mean": float(np.mean(direction))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="scratch folder (models, checkpoints, probe.json)")
+    ap.add_argument("--steps", type=int, default=None, help="Stage II steps (default: train.video.steps)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="params override, as `svd --set` takes it (repeatable)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 100, 200])
+    ap.add_argument("--windows", type=int, default=48, help="single-object windows for the word gaps")
+    ap.add_argument("--only-single", action="store_true",
+                    help="train on single-object, static-camera, moving windows only")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    os.chdir(ROOT)  # params.yaml's relative paths (data/curated, models/image) are the project's
+    models = args.out.resolve() / "models"
+    overrides = [f"paths.models={models}", *args.overrides]
+    if args.steps is not None:
+        overrides.append(f"train.video.steps={args.steps}")
+    params = load_params(ROOT / "params.yaml", overrides=overrides)
+    for stage in ("vae", "image"):  # Stage II's inputs, copied once so a rerun resumes against the same files
+        source = ROOT / "models" / stage
+        if not source.is_dir():
+            raise SystemExit(f"{source} not found: run `make run` (or `dvc repro train_image`) first")
+        if not (models / stage).exists():
+            shutil.copytree(source, models / stage, ignore=shutil.ignore_patterns("checkpoints"))
+    if args.only_single:
+        latents.read_windows = only_single_object_moving(latents.read_windows)
+
+    start = time.perf_counter()
+    trained = train_diffusion_stage(params, "video")
+    minutes = (time.perf_counter() - start) / 60
+    folder = Path(trained["model_dir"])
+    result = {"overrides": args.overrides, "only_single": args.only_single, "steps": trained["steps"],
+              "windows": trained["windows"], "train_minutes": round(minutes, 1),
+              **score(params, folder, args.seeds)}
+    gaps = caption_sensitivity(params, folder, windows=args.windows, seed=params.seed, steer=False)
+    result["sigmas"] = gaps["sigmas"]
+    result["word_gap"] = gaps["relative_gap"]
+    (args.out / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
