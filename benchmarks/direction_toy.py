@@ -18,17 +18,27 @@ against the preset's N(0.5, 1.4^2)) binds sooner: 0.22 / 0.47 / 0.41 after 300 /
 5 30% at 600 steps (the preset: 2.4%). A finite set slows it: --fixed 2240 (as many windows as Stage II has, drawn
 once) with that noise gives 0.375 and a 6% gap at sigma 5 after 600 steps. More appearances slow it most: --colours 4
 (4 colour words, each blob in its own channels) with that noise gives 0.28 and a 0.1% gap after 600 steps; with
---shared (the colours differ by their values in channels 0-1, as VAE latents share channels) 0.31 and 1.4%.
+--shared (the colours differ by their values in channels 0-1, as VAE latents share channels) 0.31 and 1.4%, and
+after 1,200 steps 0.69 and a 70% gap at sigma 2 (four appearances need about twice the windows of one, not four).
+
+--render replaces the blobs by world objects: the world's renderer draws one object (colours and shapes: the first
+--colours / --shapes of the world's eval set) on a solid background with a static camera, sized, placed and sped as
+the world's shots are (8 frames at 4 fps, 48 x 32 px), and models/vae encodes it; samples are decoded and scored by
+the world evaluator at the pipeline's sampler settings (guidance 7). It is the rung between the blob toy and the
+world (benchmarks/direction_world.py): real latents and appearances, none of the world's clutter.
 
     python benchmarks/direction_toy.py --start random --steps 600 --every 300 --noise 1.0 0.8 --colours 4 --shared
 
     python benchmarks/direction_toy.py --start random --steps 1200 --every 300
+
+    python benchmarks/direction_toy.py --render --steps 600 --every 300 --noise 1.0 0.8
 """
 
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
@@ -79,6 +89,35 @@ def moved(z: torch.Tensor) -> list[str]:
     return out
 
 
+def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: str | None = None) -> dict:
+    """n windows of one world object (an (colour, shape) of `appearances`) on a solid background, static camera,
+    placed and sped as the world does it (8 frames at 4 fps, 48 x 32 px), rendered by the world's renderer and
+    encoded by the pipeline's VAE; text_index = 1 + 4 * appearance + direction. `tone`: one background tone for all
+    (a BG_COLOURS name) instead of a random one far from the object's colour."""
+    from svd.models.vae import encode
+    from svd.world.render import ShotRenderer
+    from svd.world.scene import BG_COLOURS, BackgroundSpec, CameraSpec, ShotSpec, distinct, sample_objects_and_camera
+
+    frames, index = [], []
+    for _ in range(n):
+        a, d = int(rng.integers(len(appearances))), int(rng.integers(4))
+        colour, shape = appearances[a]
+        tones = [tone] if tone else [b for b in BG_COLOURS if distinct(colour, BackgroundSpec("solid", (b,)))]
+        background = BackgroundSpec("solid", (tones[int(rng.integers(len(tones)))],))
+        objects, _ = sample_objects_and_camera(rng, WIDTH * 4, HEIGHT * 4, 4.0, FRAMES, 0, 0, [colour], [shape],
+                                               [list(DIRECTIONS)[d]], "static")
+        spec = ShotSpec(width=WIDTH * 4, height=HEIGHT * 4, fps=4.0, n_frames=FRAMES, pre=0, post=0,
+                        background=background, objects=objects, camera=CameraSpec("static", 0.0), static=False)
+        renderer = ShotRenderer(spec)
+        frames.append(torch.from_numpy(np.stack([renderer.base(k) for k in range(FRAMES)])))
+        index.append(1 + 4 * a + d)
+    video = torch.stack(frames).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0  # (n, T, 3, H, W) in [-1, 1]
+    with torch.no_grad():
+        latents = encode(vae, video, chunk=128).float()
+    return {"latents": latents, "text_index": torch.tensor(index), "fps_id": torch.full((n,), 3),
+            "motion_bucket": torch.full((n,), 60)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--start", choices=["centre", "random"], default="random")
@@ -94,6 +133,12 @@ def main() -> None:
                     help="colour words in the captions (each owns latent channels unless --shared): more appearances")
     ap.add_argument("--shared", action="store_true",
                     help="colours differ by their values in channels 0-1 instead of owning channels")
+    ap.add_argument("--render", action="store_true",
+                    help="world objects instead of blobs: rendered by the world's renderer (solid background, static "
+                         "camera, the world's sizes and speeds) and encoded by models/vae; --colours and --shapes take "
+                         "the first of the world's eval colours and shapes; scored by the world evaluator on decodes")
+    ap.add_argument("--shapes", type=int, choices=[1, 2], default=1, help="with --render: shapes in the captions")
+    ap.add_argument("--tone", default=None, help="with --render: one background tone (e.g. grey) instead of random ones")
     ap.add_argument("--init", choices=["stage1", "random"], default="stage1")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -105,15 +150,29 @@ def main() -> None:
     from svd.diffusion.edm import DenoiserConfig
     from svd.diffusion.sampling import karras_sigmas, sample
     from svd.evaluation.caption_sensitivity import word_gaps
+    from svd.evaluation.world import evaluate_videos
     from svd.models.inflate import inflate_image_unet
     from svd.models.unet import build_video_unet, video_unet_config
-    from svd.training.denoiser import make_step, time_ids, unet_call
-    from svd.training.stages import load_text, param_groups
-    from svd.world.scene import COLOURS
+    from svd.training.denoiser import generate, make_step, time_ids, unet_call
+    from svd.training.stages import load_frozen_vae, load_text, param_groups, vae_source
+    from svd.world.scene import BG_COLOURS, COLOURS
 
+    if args.render and (args.start == "centre" or args.shared):
+        ap.error("--render places objects as the world does (random starts) in its own colours: no --start centre, "
+                 "no --shared")
+    if args.tone is not None and (not args.render or args.tone not in BG_COLOURS):
+        ap.error(f"--tone needs --render and one of: {', '.join(BG_COLOURS)}")
     params = load_params()
     text = load_text(params)
-    captions = [f"a {c} circle moving {d}" for c in TOY_COLOURS[:args.colours] for d in DIRECTIONS]
+
+    if args.render:
+        ev = params.world.eval
+        appearances = [(c, s) for c in ev.colours[:args.colours] for s in ev.shapes[:args.shapes]]
+        vae = load_frozen_vae(vae_source(params))[0]
+        render_rng = np.random.default_rng(0)
+    else:
+        appearances = [(c, "circle") for c in TOY_COLOURS[:args.colours]]
+    captions = [f"a {c} {s} moving {d}" for c, s in appearances for d in DIRECTIONS]
     table = torch.cat([text.encode([""]), text.encode(captions)]).float()
     cfg = video_unet_config(params.model.unet.model_dump())
     torch.manual_seed(0)
@@ -130,16 +189,22 @@ def main() -> None:
     def report(at: int, loss: float) -> None:
         unet.eval()
         n = 32
-        index = torch.arange(n) % 4 + 1
-        micro = time_ids(torch.full((n,), 3), torch.full((n,), 60))
-        cond = {"context": table[index], "added_time_ids": micro}
-        uncond = {"context": table[torch.zeros(n, dtype=torch.long)], "added_time_ids": micro}
-        with torch.no_grad():
-            z = sample(unet_call(unet), (n, FRAMES, CHANNELS, HEIGHT, WIDTH), karras_sigmas(25, 0.002, 80.0, 7.0),
-                       cond, uncond, 4.0,
-                       noise=torch.randn(n, FRAMES, CHANNELS, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1)))
-        accuracy = sum(got == captions[int(i) - 1].split()[-1] for got, i in zip(moved(z), index)) / n
-        held = blob_batch(32, torch.Generator().manual_seed(7), centre, args.colours, args.shared)
+        index = torch.arange(n) % (4 if not args.render else len(captions)) + 1
+        if args.render:  # the world's sampler settings and evaluator, on decoded videos
+            videos = generate(unet, vae, text, [captions[int(i) - 1] for i in index], latent_size=(HEIGHT, WIDTH),
+                              num_frames=FRAMES, steps=params.sample.steps, guidance=params.sample.guidance, seed=1,
+                              fps=4.0, motion_bucket=60)
+            accuracy = evaluate_videos(list(videos), [captions[int(i) - 1] for i in index], 4.0)["direction_accuracy"]
+        else:
+            micro = time_ids(torch.full((n,), 3), torch.full((n,), 60))
+            cond = {"context": table[index], "added_time_ids": micro}
+            uncond = {"context": table[torch.zeros(n, dtype=torch.long)], "added_time_ids": micro}
+            with torch.no_grad():
+                z = sample(unet_call(unet), (n, FRAMES, CHANNELS, HEIGHT, WIDTH), karras_sigmas(25, 0.002, 80.0, 7.0),
+                           cond, uncond, 4.0, noise=torch.randn(n, FRAMES, CHANNELS, HEIGHT, WIDTH,
+                                                                generator=torch.Generator().manual_seed(1)))
+            accuracy = sum(got == captions[int(i) - 1].split()[-1] for got, i in zip(moved(z), index)) / n
+        held = windows(32, 7)
         gaps = word_gaps(unet_call(unet), text.encode, held["latents"],
                          [captions[int(i) - 1] for i in held["text_index"]], colours=list(COLOURS),
                          sigmas=[1, 2, 5, 10], added_time_ids=time_ids(held["fps_id"], held["motion_bucket"]))
@@ -147,13 +212,19 @@ def main() -> None:
         print(f"step {at}: loss {loss:.4f}, direction {accuracy:.3f}, word gap at sigma 1/2/5/10 {gap}", flush=True)
         unet.train()
 
-    bank = None
-    if args.fixed:
-        bank = blob_batch(args.fixed, torch.Generator().manual_seed(1234), centre, args.colours, args.shared)
+    def windows(n: int, seed: int | None = None) -> dict:
+        """n training windows, from the run's stream (seed None) or from their own seeded one (held-out, bank)."""
+        if args.render:
+            return rendered_batch(n, render_rng if seed is None else np.random.default_rng(seed), appearances, vae,
+                                  args.tone)
+        return blob_batch(n, generator if seed is None else torch.Generator().manual_seed(seed), centre,
+                          args.colours, args.shared)
+
+    bank = windows(args.fixed, 1234) if args.fixed else None
 
     def next_batch() -> dict:
         if bank is None:
-            return blob_batch(args.batch, generator, centre, args.colours, args.shared)
+            return windows(args.batch)
         pick = torch.randint(0, args.fixed, (args.batch,), generator=generator)
         return {k: v[pick] for k, v in bank.items()}
 

@@ -19,7 +19,8 @@ Measured 2026-12-01 on 2 cores (README, "Training stages"; direction over seeds 
     python benchmarks/direction_world.py --out /tmp/probe --steps 2400 \\
         --set "diffusion.noise.video_tiny=[1.0, 0.8]" --set train.lr_schedule=constant
 
-    # on a curated set of another world (here: one rendered with solid backgrounds only): 0.23, gap <= 0.1%
+    # on a curated set of another world (here: solid backgrounds only, rendered with a one-off patch of
+    # svd.world.scene.sample_background, then `svd curate`): 0.23, gap within +-0.3% at sigma 0.5-5
     python benchmarks/direction_world.py --out /tmp/probe-solid --set paths.curated=/tmp/solid/curated \\
         --set "diffusion.noise.video_tiny=[1.0, 0.8]"
 """
