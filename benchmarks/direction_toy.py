@@ -140,6 +140,8 @@ def main() -> None:
     ap.add_argument("--shapes", type=int, choices=[1, 2], default=1, help="with --render: shapes in the captions")
     ap.add_argument("--tone", default=None, help="with --render: one background tone (e.g. grey) instead of random ones")
     ap.add_argument("--init", choices=["stage1", "random"], default="stage1")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed (temporal init, noise, the window stream); the held-out windows stay fixed")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -169,21 +171,22 @@ def main() -> None:
         ev = params.world.eval
         appearances = [(c, s) for c in ev.colours[:args.colours] for s in ev.shapes[:args.shapes]]
         vae = load_frozen_vae(vae_source(params))[0]
-        render_rng = np.random.default_rng(0)
+        render_rng = np.random.default_rng(args.seed)
     else:
         appearances = [(c, "circle") for c in TOY_COLOURS[:args.colours]]
     captions = [f"a {c} {s} moving {d}" for c, s in appearances for d in DIRECTIONS]
     table = torch.cat([text.encode([""]), text.encode(captions)]).float()
     cfg = video_unet_config(params.model.unet.model_dump())
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     if args.init == "stage1":
-        unet = inflate_image_unet(UNet2DConditionModel.from_pretrained(f"{params.paths.models}/image/unet"), cfg, seed=0)
+        unet = inflate_image_unet(UNet2DConditionModel.from_pretrained(f"{params.paths.models}/image/unet"), cfg,
+                                  seed=args.seed)
     else:
         unet = build_video_unet(cfg)
     optimizer = torch.optim.AdamW(param_groups(unet, args.lr, params.train.video.temporal_lr_scale), weight_decay=0.0)
     p_mean, p_std = args.noise or params.diffusion.noise[params.train.video.noise]
     step = make_step(DenoiserConfig(1.0, p_mean, p_std), table, video=True, text_dropout=params.train.text_dropout)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(args.seed)
     centre = args.start == "centre"
 
     def report(at: int, loss: float) -> None:
