@@ -96,8 +96,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    out = args.out.resolve()  # before the chdir, so a relative --out means the caller's folder
     os.chdir(ROOT)  # params.yaml's relative paths (data/curated, models/image) are the project's
-    models = args.out.resolve() / "models"
+    models = out / "models"
     overrides = [f"paths.models={models}", *args.overrides]
     if args.steps is not None:
         overrides.append(f"train.video.steps={args.steps}")
@@ -121,7 +122,7 @@ def main() -> None:
     gaps = caption_sensitivity(params, folder, windows=args.windows, seed=params.seed, steer=False)
     result["sigmas"] = gaps["sigmas"]
     result["word_gap"] = gaps["relative_gap"]
-    (args.out / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
 
