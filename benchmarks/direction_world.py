@@ -4,8 +4,9 @@ A learnability probe, not a speed benchmark. It trains Stage II the way the pipe
 inflated from the pipeline's Stage I in models/image, on the frozen VAE in models/vae), with any `--set` overrides,
 into a scratch folder (OUT/models/video; models/ is never written), then reports:
 
-- colour and direction accuracy of the 32 eval prompts (guidance 7, 25 Euler steps) for each sampling seed, and
-  their means (one seed alone moves direction by +-0.1);
+- colour and direction accuracy of the 32 eval prompts (the stage's own `evaluate_model`: guidance 7, 25 Euler
+  steps) for each sampling seed, and their means (one seed alone moves direction by +-0.1); OUT/models/video/samples
+  keeps the last seed's samples;
 - the caption's word gaps (`svd.evaluation.caption_sensitivity`, no steering): the relative rise of the denoising
   loss when the direction word, the colour word or the whole caption is swapped out, at sigma 0.5-10, on
   single-object windows of the curated set the run trained on (a gap near 0 means the word is ignored).
@@ -48,9 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import svd.training.latents as latents  # noqa: E402
 from svd.config import load_params  # noqa: E402
 from svd.evaluation.caption_sensitivity import caption_sensitivity, single_object  # noqa: E402
-from svd.evaluation.world import evaluate_videos  # noqa: E402
-from svd.training.denoiser import generate  # noqa: E402
-from svd.training.stages import eval_prompts, load_model, train_diffusion_stage  # noqa: E402
+from svd.training.stages import evaluate_model, load_model, train_diffusion_stage  # noqa: E402
 
 
 def only_single_object_moving(read_windows):
@@ -65,17 +64,14 @@ def only_single_object_moving(read_windows):
     return wrapped
 
 
-def score(params, folder: Path, seeds: list[int]) -> dict:
+def score(params_at, folder: Path, seeds: list[int], trained_eval: dict, trained_seed: int) -> dict:
+    """The stage's own `evaluate_model` at every sampling seed (params_at(seed): the run's params with sample.seed
+    set); the seed the stage already scored at the end of training is not sampled again."""
     loaded = load_model(folder)
-    meta = loaded["meta"]
-    prompts = eval_prompts(params)
     colour, direction = [], []
     for seed in seeds:
-        videos = generate(loaded["unet"], loaded["vae"], loaded["text"], prompts,
-                          latent_size=tuple(meta["latent_size"]), num_frames=meta["frames"], fps=meta["fps"],
-                          steps=params.sample.steps, guidance=params.sample.guidance, seed=seed,
-                          motion_bucket=meta["motion_bucket"])
-        scores = evaluate_videos(list(videos), prompts, meta["fps"])
+        scores = trained_eval if seed == trained_seed else evaluate_model(
+            params_at(seed), folder, vae=loaded["vae"], text=loaded["text"], unet=loaded["unet"])
         colour.append(scores["colour_accuracy"])
         direction.append(scores["direction_accuracy"])
     return {"seeds": seeds, "colour": colour, "direction": direction,
@@ -102,7 +98,10 @@ def main() -> None:
     overrides = [f"paths.models={models}", *args.overrides]
     if args.steps is not None:
         overrides.append(f"train.video.steps={args.steps}")
-    params = load_params(ROOT / "params.yaml", overrides=overrides)
+    def params_at(seed: int | None = None):
+        return load_params(ROOT / "params.yaml", overrides=overrides + ([] if seed is None else [f"sample.seed={seed}"]))
+
+    params = params_at()
     for stage in ("vae", "image"):  # Stage II's inputs, copied once so a rerun resumes against the same files
         source = ROOT / "models" / stage
         if not source.is_dir():
@@ -118,7 +117,7 @@ def main() -> None:
     folder = Path(trained["model_dir"])
     result = {"overrides": args.overrides, "only_single": args.only_single, "steps": trained["steps"],
               "windows": trained["windows"], "train_minutes": round(minutes, 1),
-              **score(params, folder, args.seeds)}
+              **score(params_at, folder, args.seeds, trained["eval"], params.sample.seed)}
     gaps = caption_sensitivity(params, folder, windows=args.windows, seed=params.seed, steer=False)
     result["sigmas"] = gaps["sigmas"]
     result["word_gap"] = gaps["relative_gap"]
