@@ -207,7 +207,6 @@ def main() -> None:
                            cond, uncond, 4.0, noise=torch.randn(n, FRAMES, CHANNELS, HEIGHT, WIDTH,
                                                                 generator=torch.Generator().manual_seed(1)))
             accuracy = sum(got == captions[int(i) - 1].split()[-1] for got, i in zip(moved(z), index)) / n
-        held = windows(32, 7)
         gaps = word_gaps(unet_call(unet), text.encode, held["latents"],
                          [captions[int(i) - 1] for i in held["text_index"]], colours=list(COLOURS),
                          sigmas=[1, 2, 5, 10], added_time_ids=time_ids(held["fps_id"], held["motion_bucket"]))
@@ -224,6 +223,7 @@ def main() -> None:
                           args.colours, args.shared)
 
     bank = windows(args.fixed, 1234) if args.fixed else None
+    held = windows(32, 7)  # the held-out windows of every report (rendered and encoded once)
 
     def next_batch() -> dict:
         if bank is None:
