@@ -25,13 +25,21 @@ after 1,200 steps 0.69 and a 70% gap at sigma 2 (four appearances need about twi
 --colours / --shapes of the world's eval set) on a solid background with a static camera, sized, placed and sped as
 the world's shots are (8 frames at 4 fps, 48 x 32 px), and models/vae encodes it; samples are decoded and scored by
 the world evaluator at the pipeline's sampler settings (guidance 7). It is the rung between the blob toy and the
-world (benchmarks/direction_world.py): real latents and appearances, none of the world's clutter.
+world (benchmarks/direction_world.py): real latents and appearances, none of the world's clutter. On a random tone
+per window (noise N(1.0, 0.8), 64 prompts): 0.22 / 0.39 after 600 / 1,200 steps (colour 1.0 / 0.97), so slower than
+one tone (0.50 after 600), not blocked; --grid shows the order it learns in: after 600 steps the tone flickers in
+some samples and the object jumps between places, after 1,200 it keeps its tone and one object moving smoothly, in a
+direction that follows the word in only some. Diagnostics: --static-weight 0.1 (edm_loss's weight on the error's
+mean over frames): 0.28 / 0.34 after 300 / 600 (32 prompts; plain: 0.16 / 0.25); --flatten-tone (each window's
+latent mean per channel moved to grey's, the tone's effect on the object's latent kept): 0.06 / 0.25.
 
     python benchmarks/direction_toy.py --start random --steps 600 --every 300 --noise 1.0 0.8 --colours 4 --shared
 
     python benchmarks/direction_toy.py --start random --steps 1200 --every 300
 
     python benchmarks/direction_toy.py --render --steps 600 --every 300 --noise 1.0 0.8
+
+    python benchmarks/direction_toy.py --render --steps 1200 --every 600 --noise 1.0 0.8 --prompts 64 --grid /tmp/toy
 """
 
 from __future__ import annotations
@@ -89,11 +97,13 @@ def moved(z: torch.Tensor) -> list[str]:
     return out
 
 
-def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: str | None = None) -> dict:
+def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: str | None = None,
+                   flatten_tone: bool = False) -> dict:
     """n windows of one world object (an (colour, shape) of `appearances`) on a solid background, static camera,
     placed and sped as the world does it (8 frames at 4 fps, 48 x 32 px), rendered by the world's renderer and
     encoded by the pipeline's VAE; text_index = 1 + 4 * appearance + direction. `tone`: one background tone for all
-    (a BG_COLOURS name) instead of a random one far from the object's colour."""
+    (a BG_COLOURS name) instead of a random one far from the object's colour. `flatten_tone`: each window's latent
+    mean per channel replaced by a grey frame's (the tone's offset gone, its effect on the object's latent kept)."""
     from svd.models.vae import encode
     from svd.world.render import ShotRenderer
     from svd.world.scene import BG_COLOURS, BackgroundSpec, CameraSpec, ShotSpec, distinct, sample_objects_and_camera
@@ -114,6 +124,10 @@ def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: s
     video = torch.stack(frames).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0  # (n, T, 3, H, W) in [-1, 1]
     with torch.no_grad():
         latents = encode(vae, video, chunk=128).float()
+        if flatten_tone:  # a diagnostic: every window's per-channel mean moved to a grey frame's
+            grey = torch.tensor(BG_COLOURS["grey"], dtype=torch.float32) / 127.5 - 1.0
+            flat = encode(vae, grey.view(1, 3, 1, 1).expand(1, 3, HEIGHT * 4, WIDTH * 4)).float()
+            latents = latents - latents.mean((1, 3, 4), keepdim=True) + flat.mean((2, 3)).view(1, 1, -1, 1, 1)
     return {"latents": latents, "text_index": torch.tensor(index), "fps_id": torch.full((n,), 3),
             "motion_bucket": torch.full((n,), 60)}
 
@@ -139,6 +153,12 @@ def main() -> None:
                          "the first of the world's eval colours and shapes; scored by the world evaluator on decodes")
     ap.add_argument("--shapes", type=int, choices=[1, 2], default=1, help="with --render: shapes in the captions")
     ap.add_argument("--tone", default=None, help="with --render: one background tone (e.g. grey) instead of random ones")
+    ap.add_argument("--flatten-tone", action="store_true",
+                    help="with --render: move every window's latent mean per channel to a grey frame's (a diagnostic)")
+    ap.add_argument("--prompts", type=int, default=32, help="samples per report (cycling through the captions)")
+    ap.add_argument("--grid", default=None, help="with --render: write each report's samples to GRID-stepN.png")
+    ap.add_argument("--static-weight", type=float, default=1.0,
+                    help="weight of the error's mean over frames in the loss (edm_loss static_weight; 1 = plain EDM)")
     ap.add_argument("--init", choices=["stage1", "random"], default="stage1")
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed (temporal init, noise, the window stream); the held-out windows stay fixed")
@@ -162,6 +182,8 @@ def main() -> None:
     if args.render and (args.start == "centre" or args.shared):
         ap.error("--render places objects as the world does (random starts) in its own colours: no --start centre, "
                  "no --shared")
+    if args.flatten_tone and not args.render:
+        ap.error("--flatten-tone needs --render")
     if args.tone is not None and (not args.render or args.tone not in BG_COLOURS):
         ap.error(f"--tone needs --render and one of: {', '.join(BG_COLOURS)}")
     params = load_params()
@@ -185,19 +207,26 @@ def main() -> None:
         unet = build_video_unet(cfg)
     optimizer = torch.optim.AdamW(param_groups(unet, args.lr, params.train.video.temporal_lr_scale), weight_decay=0.0)
     p_mean, p_std = args.noise or params.diffusion.noise[params.train.video.noise]
-    step = make_step(DenoiserConfig(1.0, p_mean, p_std), table, video=True, text_dropout=params.train.text_dropout)
+    step = make_step(DenoiserConfig(1.0, p_mean, p_std), table, video=True, text_dropout=params.train.text_dropout,
+                     static_weight=args.static_weight)
     generator = torch.Generator().manual_seed(args.seed)
     centre = args.start == "centre"
 
     def report(at: int, loss: float) -> None:
         unet.eval()
-        n = 32
+        n = args.prompts
         index = torch.arange(n) % (4 if not args.render else len(captions)) + 1
         if args.render:  # the world's sampler settings and evaluator, on decoded videos
             videos = generate(unet, vae, text, [captions[int(i) - 1] for i in index], latent_size=(HEIGHT, WIDTH),
                               num_frames=FRAMES, steps=params.sample.steps, guidance=params.sample.guidance, seed=1,
                               fps=4.0, motion_bucket=60)
-            accuracy = evaluate_videos(list(videos), [captions[int(i) - 1] for i in index], 4.0)["direction_accuracy"]
+            if args.grid:  # one row per sample, frames left to right
+                from PIL import Image
+
+                rows = [np.concatenate(list(v), axis=1) for v in videos]
+                Image.fromarray(np.concatenate(rows, axis=0)).save(f"{args.grid}-step{at}.png")
+            scores = evaluate_videos(list(videos), [captions[int(i) - 1] for i in index], 4.0)
+            accuracy, colour = scores["direction_accuracy"], f", colour {scores['colour_accuracy']:.3f}"
         else:
             micro = time_ids(torch.full((n,), 3), torch.full((n,), 60))
             cond = {"context": table[index], "added_time_ids": micro}
@@ -207,18 +236,19 @@ def main() -> None:
                            cond, uncond, 4.0, noise=torch.randn(n, FRAMES, CHANNELS, HEIGHT, WIDTH,
                                                                 generator=torch.Generator().manual_seed(1)))
             accuracy = sum(got == captions[int(i) - 1].split()[-1] for got, i in zip(moved(z), index)) / n
+            colour = ""
         gaps = word_gaps(unet_call(unet), text.encode, held["latents"],
                          [captions[int(i) - 1] for i in held["text_index"]], colours=list(COLOURS),
                          sigmas=[1, 2, 5, 10], added_time_ids=time_ids(held["fps_id"], held["motion_bucket"]))
         gap = [round(g, 3) for g in gaps["relative_gap"]["direction_swapped"]]
-        print(f"step {at}: loss {loss:.4f}, direction {accuracy:.3f}, word gap at sigma 1/2/5/10 {gap}", flush=True)
+        print(f"step {at}: loss {loss:.4f}, direction {accuracy:.3f}{colour}, word gap at sigma 1/2/5/10 {gap}", flush=True)
         unet.train()
 
     def windows(n: int, seed: int | None = None) -> dict:
         """n training windows, from the run's stream (seed None) or from their own seeded one (held-out, bank)."""
         if args.render:
             return rendered_batch(n, render_rng if seed is None else np.random.default_rng(seed), appearances, vae,
-                                  args.tone)
+                                  args.tone, args.flatten_tone)
         return blob_batch(n, generator if seed is None else torch.Generator().manual_seed(seed), centre,
                           args.colours, args.shared)
 

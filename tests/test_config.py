@@ -32,6 +32,7 @@ def test_overrides_are_typed(params_file):
         ("curate.cuts.min_clip_s.x=1", "is not a section"),
         ("curate.cuts.min_clip_s=fast", "curate.cuts.min_clip_s"),
         ("curate.filters.motion_bottom=1.5", "curate.filters.motion_bottom"),
+        ("train.video.static_weight=1.5", "train.video.static_weight"),
         ("novalue", "key=value"),
         ("profile=a100", "--profile"),
     ],

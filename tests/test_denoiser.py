@@ -50,6 +50,32 @@ def test_video_step_is_the_v_mse_with_dropout_to_the_empty_caption():
     assert keep.tolist() == [False, False, True]  # this seed drops two captions and keeps one: both paths checked
 
 
+def test_video_step_passes_static_weight_to_the_loss():
+    """The same draws with static_weight 0.25: the loss is the replayed error split over frames (edm_loss's own
+    formula is checked in test_edm); the image step refuses it (one frame has no mean over frames)."""
+    torch.manual_seed(0)
+    unet = build_video_unet(video_unet_config(P)).eval()
+    table, batch = _table(), _batch()
+    noise = DenoiserConfig(1.0, -1.2, 1.2)
+    loss = make_step(noise, table, video=True, text_dropout=0.0, static_weight=0.25)(
+        unet, batch, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    x0 = batch["latents"]
+    sigma = torch.exp(-1.2 + 1.2 * torch.randn(3, generator=g))
+    eps = torch.randn(x0.shape, generator=g)
+    ids = torch.stack([batch["fps_id"].float(), batch["motion_bucket"].float()], 1)
+    s = sigma.reshape(3, 1, 1, 1, 1)
+    f = unet((x0 + s * eps) / torch.sqrt(s**2 + 1), 0.25 * torch.log(sigma), table[batch["text_index"]],
+             added_time_ids=ids).sample
+    e = f - v_target(x0, eps, sigma)
+    m = e.mean(1, keepdim=True)
+    want = ((e - m) ** 2 + 0.25 * m**2).flatten(1).mean(1).mean()
+    torch.testing.assert_close(loss, want, rtol=1e-4, atol=1e-5)
+    image = make_step(noise, table, video=False, static_weight=0.25)
+    with pytest.raises(ValueError, match="needs videos"):
+        image(build_image_unet(image_unet_config(P)), _batch(t=1), torch.Generator().manual_seed(0))
+
+
 def test_step_trains_and_conditioning_matters():
     torch.manual_seed(0)
     unet = build_video_unet(video_unet_config(P))

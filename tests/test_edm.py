@@ -183,6 +183,44 @@ def test_loss_float32_matches_float64():
     np.testing.assert_allclose(l32.numpy(), l64.numpy(), rtol=1e-3)
 
 
+def test_static_weight_splits_the_error_over_frames():
+    """static_weight w: |e - mean_t e|^2 + w |mean_t e|^2 per element (lambda-weighted); w = 1 is plain EDM, w = 0
+    ignores any error that is the same in every frame. Reference: a per-pixel loop in float64 numpy."""
+    rng = np.random.default_rng(4)
+    b, t = 5, 6
+    s = np.geomspace(0.1, 50, b)
+    x0, n, f = (rng.normal(size=(b, t, 2, 3, 4)) for _ in range(3))
+    args = [torch.from_numpy(a) for a in (x0, s, n)]
+    plain = edm_loss(lambda z, c: torch.from_numpy(f), *args)
+    np.testing.assert_allclose(edm_loss(lambda z, c: torch.from_numpy(f), *args, static_weight=1.0).numpy(),
+                               plain.numpy(), rtol=1e-12)
+    sb = s.reshape(-1, 1, 1, 1, 1)
+    c_skip, c_out, _, _ = (c.reshape(-1, 1, 1, 1, 1) for c in ref_coefficients(s, 1.0))
+    e = c_skip * (x0 + sb * n) + c_out * f - x0
+    for w in (0.0, 0.25):
+        want = np.zeros(b)
+        for i in range(b):
+            for pixel in np.ndindex(*e.shape[2:]):
+                series = e[(i, slice(None)) + pixel]
+                m = series.mean()
+                want[i] += ((series - m) ** 2).sum() + w * t * m**2
+            want[i] *= (s[i] ** 2 + 1) / s[i] ** 2 / e[i].size
+        got = edm_loss(lambda z, c: torch.from_numpy(f), *args, static_weight=w)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-10)
+    # w = 0: a network output off by the same amount in every frame costs nothing more
+    offset = rng.normal(size=(b, 1, 2, 3, 4))
+    shifted = edm_loss(lambda z, c: torch.from_numpy(f + offset), *args, static_weight=0.0)
+    np.testing.assert_allclose(shifted.numpy(), edm_loss(lambda z, c: torch.from_numpy(f), *args,
+                                                         static_weight=0.0).numpy(), rtol=1e-10)
+    assert float(plain.min()) > 0
+    with pytest.raises(ValueError, match="static_weight must be in"):
+        edm_loss(lambda z, c: torch.from_numpy(f), *args, static_weight=1.5)
+    with pytest.raises(ValueError, match="needs videos"):
+        edm_loss(lambda z, c: torch.from_numpy(f[:, 0]), *[torch.from_numpy(a[:, 0]) if a.ndim > 1 else
+                                                           torch.from_numpy(a) for a in (x0, s, n)],
+                 static_weight=0.5)
+
+
 def test_training_sigmas_are_lognormal():
     g = torch.Generator().manual_seed(0)
     p_mean, p_std = STAGE_NOISE["i2v_hq"]

@@ -293,6 +293,7 @@ def test_fingerprint_ignores_steps_but_not_recipe(small_curated, tmp_path):
     assert fingerprint(load_params(params, overrides=["train.video.lr=0.5"]), "video") != base
     assert fingerprint(load_params(params, overrides=["train.video.data=uncurated"]), "video") != base
     assert fingerprint(load_params(params, overrides=["train.video.temporal_lr_scale=2.0"]), "video") != base
+    assert fingerprint(load_params(params, overrides=["train.video.static_weight=0.5"]), "video") != base
 
 
 def test_eval_prompts_cover_the_eval_classes():

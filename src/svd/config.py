@@ -245,6 +245,7 @@ class DiffusionStage(Strict):
     warmup_steps: int = Field(ge=0)
     ema: float | None = None
     temporal_lr_scale: float = Field(default=1.0, gt=0)  # temporal layers' lr = lr x this (video stages; ours)
+    static_weight: float = Field(default=1.0, ge=0, le=1)  # loss weight of the error's mean over frames (ours; 1: EDM)
 
 
 class Train(Strict):

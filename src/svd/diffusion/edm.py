@@ -147,16 +147,31 @@ def loss_weight(sigma: float | Tensor, sigma_data: float = 1.0) -> Tensor:
 
 
 def edm_loss(
-    model_fn: ModelFn, x0: Tensor, sigma: Tensor, noise: Tensor, *, sigma_data: float = 1.0, **cond
+    model_fn: ModelFn, x0: Tensor, sigma: Tensor, noise: Tensor, *, sigma_data: float = 1.0,
+    static_weight: float = 1.0, **cond
 ) -> Tensor:
-    """Per-sample loss (B,), at least float32: lambda(s) * mean over non-batch dims of (D(x0 + s*noise; s) - x0)^2."""
+    """Per-sample loss (B,), at least float32: lambda(s) * mean over non-batch dims of (D(x0 + s*noise; s) - x0)^2.
+
+    `static_weight` (ours, videos (B, T, ...) only): the error splits orthogonally into its mean over frames (the
+    static part: background, tone, anything that stands still) and the rest (what changes between frames), and the
+    static part's squared error is scaled by this weight. 1.0 is plain EDM exactly; below 1 the loss leans towards
+    motion without dropping the static part."""
     if noise.shape != x0.shape:
         raise ValueError(f"noise shape {tuple(noise.shape)} != x0 shape {tuple(x0.shape)}")
+    if not 0.0 <= static_weight <= 1.0:
+        raise ValueError(f"static_weight must be in [0, 1], got {static_weight}")
     s = per_sample_sigma(sigma, x0)
     x_noisy = x0 + append_dims(s, x0.ndim).to(x0.dtype) * noise
     d = denoise(model_fn, x_noisy, s, sigma_data=sigma_data, **cond)
-    err = (d.to(s.dtype) - x0.to(s.dtype)) ** 2
-    return loss_weight(s, sigma_data) * err.reshape(x0.shape[0], -1).mean(dim=1)
+    err = d.to(s.dtype) - x0.to(s.dtype)
+    if static_weight == 1.0:
+        sq = err**2
+    else:
+        if x0.ndim != 5:
+            raise ValueError(f"static_weight needs videos (B, T, C, h, w), got shape {tuple(x0.shape)}")
+        static = err.mean(dim=1, keepdim=True)
+        sq = (err - static) ** 2 + static_weight * static**2  # broadcast: the static part counts once per frame
+    return loss_weight(s, sigma_data) * sq.reshape(x0.shape[0], -1).mean(dim=1)
 
 
 def v_target(x0: Tensor, noise: Tensor, sigma: float | Tensor, sigma_data: float = 1.0) -> Tensor:

@@ -38,8 +38,10 @@ def time_ids(fps_id: torch.Tensor, motion_bucket: torch.Tensor) -> torch.Tensor:
     return torch.stack([fps_id.float(), motion_bucket.float()], dim=1)
 
 
-def make_step(noise: DenoiserConfig, text_table: torch.Tensor, *, video: bool, text_dropout: float = 0.15):
-    """step_fn(model, batch, generator) -> mean EDM loss, for svd.training.loop.train over LatentItems batches."""
+def make_step(noise: DenoiserConfig, text_table: torch.Tensor, *, video: bool, text_dropout: float = 0.15,
+              static_weight: float = 1.0):
+    """step_fn(model, batch, generator) -> mean EDM loss, for svd.training.loop.train over LatentItems batches.
+    `static_weight`: see svd.diffusion.edm.edm_loss (video only)."""
     if not 0.0 <= text_dropout < 1.0:
         raise ValueError(f"text_dropout must be in [0, 1), got {text_dropout}")
 
@@ -55,7 +57,8 @@ def make_step(noise: DenoiserConfig, text_table: torch.Tensor, *, video: bool, t
         cond = {"context": text_table.to(x0.device)[index]}
         if video:
             cond["added_time_ids"] = time_ids(batch["fps_id"], batch["motion_bucket"]).to(x0.device)
-        return edm_loss(unet_call(model), x0, sigma, eps, sigma_data=noise.sigma_data, **cond).mean()
+        return edm_loss(unet_call(model), x0, sigma, eps, sigma_data=noise.sigma_data, static_weight=static_weight,
+                        **cond).mean()
 
     return step
 

@@ -307,6 +307,8 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
         raise ConfigError(f"train.{stage}.frames must be >= 2 for a video stage")
     if not video and cfg.frames != 1:
         raise ConfigError("train.image.frames must be 1 (Stage I trains on single frames)")
+    if not video and cfg.static_weight != 1.0:
+        raise ConfigError("train.image.static_weight must be 1 (it weighs the error's mean over frames; images have one)")
     out = stage_dir(params, stage)
     clips = stage_clips(params, stage)
     vae_src = vae_source(params)
@@ -325,7 +327,8 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     del windows
     p_mean, p_std = params.diffusion.noise[cfg.noise]
     noise = DenoiserConfig(params.diffusion.sigma_data, p_mean, p_std)
-    step_fn = make_step(noise, data.text, video=video, text_dropout=params.train.text_dropout)
+    step_fn = make_step(noise, data.text, video=video, text_dropout=params.train.text_dropout,
+                        static_weight=cfg.static_weight)
     optimizer = torch.optim.AdamW(param_groups(unet, cfg.lr, cfg.temporal_lr_scale if video else 1.0),
                                   weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
