@@ -26,8 +26,8 @@ after 1,200 steps 0.69 and a 70% gap at sigma 2 (four appearances need about twi
 the world's shots are (8 frames at 4 fps, 48 x 32 px), and models/vae encodes it; samples are decoded and scored by
 the world evaluator at the pipeline's sampler settings (guidance 7). It is the rung between the blob toy and the
 world (benchmarks/direction_world.py): real latents and appearances, none of the world's clutter. On a random tone
-per window (noise N(1.0, 0.8), 64 prompts): 0.22 / 0.39 after 600 / 1,200 steps (colour 1.0 / 0.97), so slower than
-one tone (0.50 after 600), not blocked; --grid shows the order it learns in: after 600 steps the tone flickers in
+per window (noise N(1.0, 0.8), 64 prompts): 0.22 / 0.39 after 600 / 1,200 steps (colour 1.0 / 0.97; --seed 1: 0.47
+after 1,200), so slower than one tone (0.50 after 600), not blocked; --grid shows the order it learns in: after 600 steps the tone flickers in
 some samples and the object jumps between places, after 1,200 it keeps its tone and one object moving smoothly, in a
 direction that follows the word in only some. Diagnostics: --static-weight 0.1 (edm_loss's weight on the error's
 mean over frames): 0.28 / 0.34 after 300 / 600 (32 prompts; plain: 0.16 / 0.25); --flatten-tone (each window's
