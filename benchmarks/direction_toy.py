@@ -27,10 +27,11 @@ the world's shots are (8 frames at 4 fps, 48 x 32 px), and models/vae encodes it
 the world evaluator at the pipeline's sampler settings (guidance 7). It is the rung between the blob toy and the
 world (benchmarks/direction_world.py): real latents and appearances, none of the world's clutter. On a random tone
 per window (noise N(1.0, 0.8), 64 prompts): 0.22 / 0.39 after 600 / 1,200 steps (colour 1.0 / 0.97; --seed 1: 0.47
-after 1,200), so slower than one tone (0.50 after 600), not blocked; --grid shows the order it learns in: after 600 steps the tone flickers in
-some samples and the object jumps between places, after 1,200 it keeps its tone and one object moving smoothly, in a
-direction that follows the word in only some. Diagnostics: --static-weight 0.1 (edm_loss's weight on the error's
-mean over frames): 0.28 / 0.34 after 300 / 600 (32 prompts; plain: 0.16 / 0.25); --flatten-tone (each window's
+after 1,200), so slower than one tone (0.50 after 600), not blocked; --grid shows the order it learns in: after 600
+steps the tone flickers in some samples and the object jumps between places, after 1,200 most samples keep their
+tone and one object moving smoothly, in a direction that follows the word in only some. Diagnostics:
+--static-weight 0.1 (edm_loss's weight on the error's mean over frames): 0.28 / 0.34 / 0.47 after 300 / 600 / 1,200
+(plain: 0.16 / 0.25 / 0.39, 0.47 on seed 1): no clear gain; --flatten-tone (each window's
 latent mean per channel moved to grey's, the tone's effect on the object's latent kept): 0.06 / 0.25.
 
     python benchmarks/direction_toy.py --start random --steps 600 --every 300 --noise 1.0 0.8 --colours 4 --shared
@@ -98,12 +99,12 @@ def moved(z: torch.Tensor) -> list[str]:
 
 
 def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: str | None = None,
-                   flatten_tone: bool = False) -> dict:
+                   flat_mean: torch.Tensor | None = None) -> dict:
     """n windows of one world object (an (colour, shape) of `appearances`) on a solid background, static camera,
     placed and sped as the world does it (8 frames at 4 fps, 48 x 32 px), rendered by the world's renderer and
     encoded by the pipeline's VAE; text_index = 1 + 4 * appearance + direction. `tone`: one background tone for all
-    (a BG_COLOURS name) instead of a random one far from the object's colour. `flatten_tone`: each window's latent
-    mean per channel replaced by a grey frame's (the tone's offset gone, its effect on the object's latent kept)."""
+    (a BG_COLOURS name) instead of a random one far from the object's colour. `flat_mean` (C,): each window's latent
+    mean per channel replaced by it (--flatten-tone: the tone's offset gone, its effect on the object's latent kept)."""
     from svd.models.vae import encode
     from svd.world.render import ShotRenderer
     from svd.world.scene import BG_COLOURS, BackgroundSpec, CameraSpec, ShotSpec, distinct, sample_objects_and_camera
@@ -124,10 +125,8 @@ def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: s
     video = torch.stack(frames).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0  # (n, T, 3, H, W) in [-1, 1]
     with torch.no_grad():
         latents = encode(vae, video, chunk=128).float()
-        if flatten_tone:  # a diagnostic: every window's per-channel mean moved to a grey frame's
-            grey = torch.tensor(BG_COLOURS["grey"], dtype=torch.float32) / 127.5 - 1.0
-            flat = encode(vae, grey.view(1, 3, 1, 1).expand(1, 3, HEIGHT * 4, WIDTH * 4)).float()
-            latents = latents - latents.mean((1, 3, 4), keepdim=True) + flat.mean((2, 3)).view(1, 1, -1, 1, 1)
+    if flat_mean is not None:
+        latents = latents - latents.mean((1, 3, 4), keepdim=True) + flat_mean.view(1, 1, -1, 1, 1)
     return {"latents": latents, "text_index": torch.tensor(index), "fps_id": torch.full((n,), 3),
             "motion_bucket": torch.full((n,), 60)}
 
@@ -182,8 +181,10 @@ def main() -> None:
     if args.render and (args.start == "centre" or args.shared):
         ap.error("--render places objects as the world does (random starts) in its own colours: no --start centre, "
                  "no --shared")
-    if args.flatten_tone and not args.render:
-        ap.error("--flatten-tone needs --render")
+    if (args.flatten_tone or args.grid) and not args.render:
+        ap.error("--flatten-tone and --grid need --render")
+    if args.prompts < 1:
+        ap.error("--prompts must be >= 1")
     if args.tone is not None and (not args.render or args.tone not in BG_COLOURS):
         ap.error(f"--tone needs --render and one of: {', '.join(BG_COLOURS)}")
     params = load_params()
@@ -194,6 +195,14 @@ def main() -> None:
         appearances = [(c, s) for c in ev.colours[:args.colours] for s in ev.shapes[:args.shapes]]
         vae = load_frozen_vae(vae_source(params))[0]
         render_rng = np.random.default_rng(args.seed)
+        flat_mean = None
+        if args.flatten_tone:  # a grey frame's latent mean per channel, encoded once
+            from svd.models.vae import encode
+
+            grey = torch.tensor(BG_COLOURS["grey"], dtype=torch.float32) / 127.5 - 1.0
+            with torch.no_grad():
+                frame = grey.view(1, 3, 1, 1).expand(1, 3, HEIGHT * 4, WIDTH * 4)
+                flat_mean = encode(vae, frame).float().mean((0, 2, 3))
     else:
         appearances = [(c, "circle") for c in TOY_COLOURS[:args.colours]]
     captions = [f"a {c} {s} moving {d}" for c, s in appearances for d in DIRECTIONS]
@@ -248,7 +257,7 @@ def main() -> None:
         """n training windows, from the run's stream (seed None) or from their own seeded one (held-out, bank)."""
         if args.render:
             return rendered_batch(n, render_rng if seed is None else np.random.default_rng(seed), appearances, vae,
-                                  args.tone, args.flatten_tone)
+                                  args.tone, flat_mean)
         return blob_batch(n, generator if seed is None else torch.Generator().manual_seed(seed), centre,
                           args.colours, args.shared)
 
