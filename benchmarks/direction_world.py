@@ -13,6 +13,8 @@ into a scratch folder (OUT/models/video; models/ is never written), then reports
 
 Checkpoints land in OUT, so re-running with a larger --steps continues the same run (the stage's fingerprint leaves
 the step count out). With --only-single, Stage II trains on the single-object, static-camera, moving windows only.
+With --train-image, Stage I is trained too (into OUT/models/image, with the same overrides) instead of copied from
+models/image, and its colour accuracy over the seeds is reported as `image`; --stop-after-image skips Stage II.
 
 Measured 2026-12-01 on 2 cores (README, "Training stages"; direction over seeds 0/100/200, chance 0.25):
 
@@ -73,9 +75,12 @@ def score(params_at, folder: Path, seeds: list[int], trained_eval: dict, trained
         scores = trained_eval if seed == trained_seed else evaluate_model(
             params_at(seed), folder, vae=loaded["vae"], text=loaded["text"], unet=loaded["unet"])
         colour.append(scores["colour_accuracy"])
-        direction.append(scores["direction_accuracy"])
-    return {"seeds": seeds, "colour": colour, "direction": direction,
-            "colour_mean": float(np.mean(colour)), "direction_mean": float(np.mean(direction))}
+        if "direction_accuracy" in scores:  # an image model is scored on colour only
+            direction.append(scores["direction_accuracy"])
+    result = {"seeds": seeds, "colour": colour, "colour_mean": float(np.mean(colour))}
+    if direction:
+        result.update(direction=direction, direction_mean=float(np.mean(direction)))
+    return result
 
 
 def main() -> None:
@@ -88,8 +93,13 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=48, help="single-object windows for the word gaps")
     ap.add_argument("--only-single", action="store_true",
                     help="train on single-object, static-camera, moving windows only")
+    ap.add_argument("--train-image", action="store_true",
+                    help="train Stage I in OUT with the overrides too, instead of copying models/image")
+    ap.add_argument("--stop-after-image", action="store_true", help="with --train-image: report Stage I only")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if args.stop_after_image and not args.train_image:
+        ap.error("--stop-after-image needs --train-image")
     torch.set_num_threads(args.threads)
 
     out = args.out.resolve()  # before the chdir, so a relative --out means the caller's folder
@@ -102,12 +112,25 @@ def main() -> None:
         return load_params(ROOT / "params.yaml", overrides=overrides + ([] if seed is None else [f"sample.seed={seed}"]))
 
     params = params_at()
-    for stage in ("vae", "image"):  # Stage II's inputs, copied once so a rerun resumes against the same files
+    copied = ("vae",) if args.train_image else ("vae", "image")
+    for stage in copied:  # Stage II's inputs, copied once so a rerun resumes against the same files
         source = ROOT / "models" / stage
         if not source.is_dir():
-            raise SystemExit(f"{source} not found: run `make run` (or `dvc repro train_image`) first")
+            raise SystemExit(f"{source} not found: run `make run` (or `dvc repro train_{stage}`) first")
         if not (models / stage).exists():
             shutil.copytree(source, models / stage, ignore=shutil.ignore_patterns("checkpoints"))
+    result: dict = {"overrides": args.overrides}
+    if args.train_image:
+        start = time.perf_counter()
+        trained = train_diffusion_stage(params, "image")
+        result["image"] = {"steps": trained["steps"], "train_minutes": round((time.perf_counter() - start) / 60, 1),
+                           **score(params_at, Path(trained["model_dir"]), args.seeds, trained["eval"],
+                                   params.sample.seed)}
+        print(json.dumps(result["image"], indent=1), flush=True)
+        if args.stop_after_image:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
+            return
     if args.only_single:
         latents.read_windows = only_single_object_moving(latents.read_windows)
 
@@ -115,9 +138,9 @@ def main() -> None:
     trained = train_diffusion_stage(params, "video")
     minutes = (time.perf_counter() - start) / 60
     folder = Path(trained["model_dir"])
-    result = {"overrides": args.overrides, "only_single": args.only_single, "steps": trained["steps"],
-              "windows": trained["windows"], "train_minutes": round(minutes, 1),
-              **score(params_at, folder, args.seeds, trained["eval"], params.sample.seed)}
+    result.update({"only_single": args.only_single, "steps": trained["steps"], "windows": trained["windows"],
+                   "train_minutes": round(minutes, 1),
+                   **score(params_at, folder, args.seeds, trained["eval"], params.sample.seed)})
     gaps = caption_sensitivity(params, folder, windows=args.windows, seed=params.seed, steer=False)
     result["sigmas"] = gaps["sigmas"]
     result["word_gap"] = gaps["relative_gap"]

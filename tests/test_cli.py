@@ -42,3 +42,38 @@ def test_model_info_prints_the_paper_size_for_a100():
     line = next(l for l in result.output.splitlines() if l.startswith("video_unet"))
     total = int(line.split()[5].replace(",", ""))
     assert abs(total - 1521e6) / 1521e6 < 0.02  # the paper's 1521M
+
+
+def test_pipeline_gives_the_temporary_prefect_server_time_to_build_its_database(tmp_path, monkeypatch):
+    """A fresh clone's first `svd pipeline` migrates a new SQLite database; Prefect's default 20 s wait timed out on
+    2 busy cores. The command sets a longer wait (and a user's own setting wins) before the flow starts a server."""
+    import sys
+    import types
+
+    seen = {}
+
+    def fake_flow(stages=None, force=False):
+        import os
+
+        seen["timeout"] = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+        seen["home"] = os.environ.get("PREFECT_HOME")
+        return {"stages": stages}
+
+    package, module = types.ModuleType("flows"), types.ModuleType("flows.pipeline")
+    module.svd_flow = fake_flow
+    package.pipeline = module
+    monkeypatch.setitem(sys.modules, "flows", package)
+    monkeypatch.setitem(sys.modules, "flows.pipeline", module)
+    monkeypatch.chdir(tmp_path)
+    for key in ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "PREFECT_HOME"):
+        monkeypatch.setenv(key, "")  # recorded, so what the command sets is undone after the test
+        monkeypatch.delenv(key)
+    result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "pipeline", "world"])
+    assert result.exit_code == 0, result.output
+    assert int(seen["timeout"]) >= 120
+    assert seen["home"] == str(tmp_path / ".prefect")
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "45")
+    result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "pipeline", "world"])
+    assert result.exit_code == 0, result.output
+    assert seen["timeout"] == "45"

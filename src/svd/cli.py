@@ -414,6 +414,9 @@ def pipeline(
 
     # with no server configured Prefect starts a temporary one; keep its state in the project, not in ~
     os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
+    # its first start builds the SQLite database (migrations), which on a fresh clone and 2 busy cores took longer
+    # than Prefect's default 20 s wait ("Timed out while attempting to connect to ephemeral Prefect API server")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     sys.path.insert(0, str(Path.cwd()))
     try:
         from flows.pipeline import svd_flow
