@@ -68,3 +68,7 @@ def test_params_noise_presets_match_the_code_and_the_paper(params_file):
     assert p.diffusion.noise["hq"] == (0.5, 1.4) and p.diffusion.noise["i2v_hq"] == (1.0, 1.6)
     assert p.diffusion.guidance["frames_14"] == (1.0, 2.5) and p.diffusion.guidance["frames_25"] == (1.5, 3.0)
     assert (p.diffusion.sampler.steps_14_frames, p.diffusion.sampler.steps_25_frames) == (25, 30)
+    # the shifted tiny presets (ours) stay out of the a100 profile, which trains as the paper does
+    assert (p.train.image.noise, p.train.video.noise, p.train.hq.noise) == ("image_tiny", "video_tiny", "hq")
+    a100 = load_params(params_file, profile="a100")
+    assert (a100.train.image.noise, a100.train.video.noise, a100.train.hq.noise) == ("image", "video", "hq")

@@ -241,7 +241,7 @@ def test_training_sigmas_are_lognormal():
 def test_stage_presets_and_config():
     assert STAGE_NOISE == {"image": (-1.2, 1.0), "video": (-1.2, 1.2), "hq": (0.5, 1.4), "i2v_base": (0.7, 1.6),
                            "i2v_hq": (1.0, 1.6), "interpolation": (1.0, 1.2),
-                           "video_tiny": (0.5, 1.4)}  # ours (tiny Stage II), not the paper's
+                           "video_tiny": (0.5, 1.4), "image_tiny": (0.5, 1.4)}  # ours (tiny), not the paper's
     cfg = DenoiserConfig.from_stage("hq")
     assert (cfg.sigma_data, cfg.p_mean, cfg.p_std) == (1.0, 0.5, 1.4)
     s = cfg.sample_sigmas(50_000, torch.Generator().manual_seed(1), dtype=torch.float64)

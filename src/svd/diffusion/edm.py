@@ -43,9 +43,11 @@ ModelFn = Callable[..., Tensor]
 #   interpolation (1.0, 1.2);
 #   video (-1.2, 1.2): the paper says "standard EDM" noise for video pretraining, these are the EDM paper's /
 #   sgm's defaults, not a number SVD printed. The base model's P_std (P_mean 0.0) was never published: no preset.
-#   video_tiny (0.5, 1.4): ours, the tiny profile's Stage II (Stage III's shift: small latents need more noise).
+#   video_tiny (0.5, 1.4): ours, the tiny profile's Stage II (Stage III's shift: small latents need more noise);
+#   image_tiny (0.5, 1.4): ours, the tiny profile's Stage I, on the same grounds.
 STAGE_NOISE: dict[str, tuple[float, float]] = {
     "image": (-1.2, 1.0),
+    "image_tiny": (0.5, 1.4),  # ours: the tiny profile's Stage I (8x12 latents; see params.yaml)
     "video": (-1.2, 1.2),
     "video_tiny": (0.5, 1.4),  # ours: the tiny profile's Stage II (8x12 latents; see params.yaml)
     "hq": (0.5, 1.4),
