@@ -77,3 +77,34 @@ def test_pipeline_gives_the_temporary_prefect_server_time_to_build_its_database(
     result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "pipeline", "world"])
     assert result.exit_code == 0, result.output
     assert seen["timeout"] == "45"
+
+
+def test_only_the_pipelines_own_outputs_write_its_metrics_files(tmp_path, monkeypatch):
+    """metrics/<stage>.json is what dvc.lock records for the pipeline's output; a scratch run into another folder
+    (--out or --set paths.*) must not overwrite it: its numbers go to OUT-metrics.json, or to a paths.metrics set
+    on the command line."""
+    import json
+
+    import svd.world
+
+    calls = iter(range(1, 10))
+    monkeypatch.setattr(svd.world, "generate_world", lambda cfg, out, seed, videos: {"videos": next(calls)})
+    monkeypatch.chdir(tmp_path)
+
+    def world(*args):
+        result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), *args, "--no-track"])
+        assert result.exit_code == 0, result.output
+        return result
+
+    def read(path):
+        return json.loads(Path(path).read_text())["videos"]
+
+    world("world")  # the pipeline's own output, data/world
+    assert read("metrics/world.json") == 1
+    assert "metrics go to scratch-metrics.json" in world("world", "--out", "scratch").output
+    assert read("scratch-metrics.json") == 2
+    world("--set", "paths.world=elsewhere", "world")
+    assert read("elsewhere-metrics.json") == 3
+    world("--set", "paths.metrics=m2", "world", "--out", "scratch2")
+    assert read("m2/world.json") == 4 and not Path("scratch2-metrics.json").exists()
+    assert read("metrics/world.json") == 1

@@ -92,6 +92,9 @@ def test_shots_quarantine_and_summary(curated):
     assert summary["truth"]["cuts"]["f1"] >= 0.8
     assert (out / "expectations" / "report.txt").read_text().startswith(f"{summary['expectations']['expectations']}")
     assert Path(summary["expectations"]["data_docs"]).is_file()
+    # the GX project (timestamps, random store ids) lives beside the dataset, never in it
+    assert Path(summary["expectations"]["data_docs"]).is_relative_to(curated / "curated-gx")
+    assert not list(out.rglob("*.html")) and "seconds" not in summary
     metrics = json.loads((curated / "metrics" / "curate.json").read_text())
     assert metrics["kept"] == summary["kept"]
 
@@ -114,10 +117,32 @@ def test_expectations_failure_is_readable(curated, tmp_path, params_file):
     clips.loc[0, "end_frame"] = clips.loc[0, "start_frame"] - 1
     clips.loc[1, "clip_id"] = clips.loc[2, "clip_id"]
     with pytest.raises(ExpectationsFailed) as exc:
-        validate_clips(clips, load_params(params_file).curate, tmp_path / "gx")
+        validate_clips(clips, load_params(params_file).curate, tmp_path / "report", tmp_path / "gx")
     message = str(exc.value)
     assert "expect_column_pair_values_a_to_be_greater_than_b" in message and "clip_id" in message
-    assert "FAILED" in (tmp_path / "gx" / "report.txt").read_text()
+    assert "FAILED" in (tmp_path / "report" / "report.txt").read_text()
+    assert list((tmp_path / "gx").rglob("local_site/index.html"))
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(f.relative_to(folder)): hashlib.md5(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_recuration_of_the_same_videos_is_byte_identical(curated):
+    """DVC hashes data/curated; if a second run of the same inputs changed any byte (a timestamp, a GX store id,
+    a wall time), `dvc repro` would retrain every model downstream for nothing."""
+    out = curated / "curated"
+    before = _file_digests(out)
+    sets = [f"--set={s}" for s in SMALL] + [f"--set=paths.metrics={curated}/metrics-again"]
+    r = _cli(*sets, "curate", "--no-track", "--input", str(curated / "world" / "videos"), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    after = _file_digests(out)
+    assert len(before) > 10 and after == before, sorted(k for k in before.keys() | after.keys()
+                                                        if before.get(k) != after.get(k))
+    assert json.loads((curated / "metrics-again" / "curate.json").read_text())["seconds"] > 0
 
 
 def test_bad_inputs_meet_one_line_errors(tmp_path):

@@ -28,6 +28,10 @@ class State:
     def params(self) -> Params:
         return load_params(self.params_file, self.profile, self.overrides)
 
+    def file_params(self) -> Params:
+        """The params file as written (no --set): where the pipeline's own outputs live."""
+        return load_params(self.params_file, self.profile)
+
 
 state = State()
 
@@ -66,7 +70,7 @@ def world(
     run = tracking.stage_run(params, "world") if track else _null()
     with run:
         summary = generate_world(params.world, out, seed=seed, videos=videos)
-        _write_metrics(params, "world", summary)
+        _write_metrics(params, "world", summary, out, Path(state.file_params().paths.world))
         if track:
             tracking.log_metrics(summary)
             tracking.log_artifacts(out / "world.json")
@@ -76,7 +80,9 @@ def world(
 @app.command()
 def curate(
     input: Optional[Path] = typer.Option(None, "--input", help="Folder of videos (default: <paths.world>/videos)."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: paths.curated)."),
+    out: Optional[Path] = typer.Option(
+        None, help="Output folder (default: paths.curated); the Great Expectations project goes beside it, OUT-gx."
+    ),
     truth: Optional[Path] = typer.Option(
         None, help="World truth folder for source descriptions and cut scoring (default: the input's parent if it has shots.parquet)."
     ),
@@ -84,7 +90,7 @@ def curate(
 ) -> None:
     """Curate videos: cascaded cuts, clips, annotations, expectations, the paper's filters."""
     from svd import tracking
-    from svd.curation.pipeline import curate as run_curation
+    from svd.curation.pipeline import curate as run_curation, gx_dir_for
 
     params = _setup()
     input = input or Path(params.paths.world) / "videos"
@@ -94,11 +100,12 @@ def curate(
     run = tracking.stage_run(params, "curate", inputs={"videos": input}) if track else _null()
     with run:
         summary = run_curation(params, input, out, truth=truth)
-        _write_metrics(params, "curate", summary)
+        _write_metrics(params, "curate", summary, out, Path(state.file_params().paths.curated))
         if track:
             tracking.log_metrics(_numeric(summary))
             for name in ("summary.json", "clips.parquet", "quarantine.parquet", "expectations"):
                 tracking.log_artifacts(out / name, None if name != "expectations" else "expectations")
+            tracking.log_artifacts(gx_dir_for(out), "expectations")
     typer.echo(json.dumps(summary, indent=2, default=_jsonable))
 
 
@@ -127,7 +134,8 @@ def train_cmd(
                 else None
             summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress,
                                                on_samples=on_samples)
-        _write_metrics(params, name, summary)
+        _write_metrics(params, name, summary, st.stage_dir(params, stage),
+                       Path(state.file_params().paths.models) / st.stage_name(params, stage))
         if track:
             tracking.log_metrics(_numeric(summary))
             st.track_stage(params, stage, summary)
@@ -356,7 +364,8 @@ def train_features_cmd(
     with run:
         summary = ucf101.train_features(params, out, log=lambda m: typer.echo(m, err=True),
                                         logger=tracking.step_logger("feature_net.") if track else None)
-        _write_metrics(params, "fvd_features", summary)
+        _write_metrics(params, "fvd_features", summary, Path(summary["path"]).parent,
+                       Path(state.file_params().evaluate.fvd.feature_net.out))
         if track:
             tracking.log_metrics(_numeric(summary))
             tracking.log_artifacts(Path(summary["path"]).parent / "feature_net.json")
@@ -426,10 +435,22 @@ def pipeline(
     typer.echo(json.dumps(state_, indent=2, default=str))
 
 
-def _write_metrics(params: Params, stage: str, summary: dict) -> None:
-    path = Path(params.paths.metrics) / f"{stage}.json"
+def _write_metrics(params: Params, stage: str, summary: dict, out: Path, pipeline_out: Path) -> Path:
+    """Write the run's numbers and return where they went.
+
+    <paths.metrics>/<stage>.json is the DVC metrics file of the pipeline's own output (`pipeline_out`: where
+    params.yaml, without --set, puts it). A run into another folder (`--out`, `--set paths.*`) writes OUT-metrics.json
+    beside it instead (inside, its wall times would make OUT's bytes differ from run to run), so that a scratch run never overwrites the numbers dvc.lock records for the pipeline, unless
+    paths.metrics was set on the command line too, which says where they belong."""
+    metrics_set = Path(params.paths.metrics).resolve() != Path(state.file_params().paths.metrics).resolve()
+    if metrics_set or Path(out).resolve() == Path(pipeline_out).resolve():
+        path = Path(params.paths.metrics) / f"{stage}.json"
+    else:
+        path = Path(out).with_name(Path(out).name + "-metrics.json")
+        typer.echo(f"{stage}: output is not the pipeline's ({pipeline_out}), so its metrics go to {path}", err=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_numeric(summary), indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def _numeric(summary: dict) -> dict[str, float]:

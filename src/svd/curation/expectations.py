@@ -1,7 +1,10 @@
 """Great Expectations suite over the clip metadata: a failing suite stops curation with a readable report.
 
-The suite, its validation results and the rendered data docs live under OUT/expectations/ (a file data context),
-so the report is an artifact of the run (MLflow logs the folder).
+Two places. The verdict, `report.txt` (how many expectations ran, each failure), is deterministic and goes into the
+curated dataset (OUT/expectations/). The Great Expectations project itself (the suite, validation results, rendered
+data docs; a file data context) carries run timestamps and random store ids, so it goes to a folder of its own (the
+pipeline's: data/curated-gx, a DVC output beside data/curated; MLflow logs both). Inside OUT it would give every
+re-curation of identical clips a new dataset hash, and DVC would retrain every model downstream.
 """
 
 from __future__ import annotations
@@ -67,18 +70,20 @@ def build_suite(gx, cfg: Curate):
     return suite
 
 
-def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path) -> dict:
-    """Run the suite; write data docs under out_dir; raise ExpectationsFailed with a readable report on failure."""
+def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path, gx_dir: Path) -> dict:
+    """Run the suite in a fresh GX project at gx_dir (data docs included); write report.txt into out_dir; raise
+    ExpectationsFailed with a readable report on failure."""
     import logging
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
 
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    context = gx.get_context(mode="file", project_root_dir=str(out_dir))
+    out_dir, gx_dir = Path(out_dir), Path(gx_dir)
+    for folder in (out_dir, gx_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
     try:
         context.variables.progress_bars = {"globally": False}
     except Exception:  # noqa: BLE001 - progress bars are cosmetic; older/newer GX shapes differ
@@ -103,7 +108,7 @@ def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path) -> dict:
                 sample = detail.get("partial_unexpected_list") or detail.get("observed_value")
                 failures.append(f"{cfg_.type}({_kwargs(cfg_.kwargs)}): unexpected={detail.get('unexpected_count', '?')} "
                                 f"e.g. {str(sample)[:120]}")
-    docs = next(out_dir.rglob("local_site/index.html"), None)
+    docs = next(gx_dir.rglob("local_site/index.html"), None)
     report = {"expectations": checked, "failed": len(failures), "data_docs": str(docs) if docs else ""}
     (out_dir / "report.txt").write_text(
         f"{checked} expectations, {len(failures)} failed\n" + "".join(f"  FAILED {f}\n" for f in failures)

@@ -137,7 +137,17 @@ def _run_one(args: tuple[str, str]) -> dict:
         return {"error": str(exc), **described}
 
 
+def gx_dir_for(out_dir: Path) -> Path:
+    """Where `curate` puts the Great Expectations project of a curation into out_dir: beside it, not inside, since
+    its timestamps would change the dataset's hash (svd.curation.expectations)."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + "-gx")
+
+
 def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = None) -> dict:
+    """Curate the videos under input_dir into out_dir (and its GX project into gx_dir_for(out_dir)). Every file in
+    out_dir is a function of the inputs and params, so an unchanged re-curation keeps the dataset's DVC hash; the
+    returned summary adds the wall time, which only the metrics file keeps."""
     started = time.perf_counter()
     files = list_videos(input_dir)
     out_dir = Path(out_dir)
@@ -173,7 +183,7 @@ def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = 
 
     from svd.curation.expectations import validate_clips
 
-    expectations = validate_clips(clips_df, params.curate, out_dir / "expectations")
+    expectations = validate_clips(clips_df, params.curate, out_dir / "expectations", gx_dir_for(out_dir))
 
     shots_df = pd.DataFrame(boundaries, columns=["video", "frame", "span_start", "kind", "level", "detected_frame"])
     quarantine_df = pd.DataFrame(quarantine, columns=["video", "file", "reason"])
@@ -192,12 +202,11 @@ def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = 
         "filters": filter_report,
         "backends": annotators.backends,
         "expectations": expectations,
-        "seconds": round(seconds, 2),
     }
     if truth is not None:
         summary["truth"] = score_against_truth(clips_df, shots_df, TruthIndex(Path(truth)))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+    return {**summary, "seconds": round(seconds, 2)}
 
 
 def jobs_by_name(jobs: list[tuple[str, str]]):

@@ -1,0 +1,39 @@
+"""The real dvc.yaml, read by DVC itself: what each stage's cache key covers."""
+
+from pathlib import Path
+
+import yaml
+from dvc.dependency.param import ParamsDependency
+from dvc.repo import Repo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stages():
+    return {stage.name: stage for stage in Repo(str(ROOT)).index.stages}
+
+
+def _params(stage) -> list[str]:
+    return [name for dep in stage.deps if isinstance(dep, ParamsDependency) for name in dep.params]
+
+
+def test_every_stage_depends_on_the_active_profile_only():
+    """A stage re-runs when the active profile's overrides change, never because another profile was edited (the
+    whole `profiles` block as a dependency made an a100 edit re-run the tiny world, curation and VAE)."""
+    active = yaml.safe_load((ROOT / "params.yaml").read_text())["profile"]
+    stages = _stages()
+    assert {"world", "curate", "train_vae", "train_video", "evaluate_hq", "register"} <= set(stages)
+    for name, stage in stages.items():
+        params = _params(stage)
+        assert "profiles" not in params, name
+        assert f"profiles.{active}" in params and "profile" in params, (name, params)
+
+
+def test_the_curated_dataset_is_an_output_apart_from_its_gx_project():
+    """Training stages depend on data/curated, whose bytes repeat; the GX project (timestamps) is its own output."""
+    stages = _stages()
+    outs = {str(out.def_path) for out in stages["curate"].outs if not out.metric}
+    assert outs == {"data/curated", "data/curated-gx"}
+    for name in ("train_vae", "train_image", "train_video", "train_hq"):
+        deps = {str(dep.def_path) for dep in stages[name].deps}
+        assert "data/curated" in deps and "data/curated-gx" not in deps, name
