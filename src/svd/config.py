@@ -14,9 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-
-class ConfigError(ValueError):
-    """A params file or override that cannot be used; the message says which key and why."""
+from svd.errors import ConfigError  # noqa: F401 - defined there so pydantic-free modules can raise it
 
 
 class Strict(BaseModel):

@@ -11,3 +11,7 @@ class WeightsError(SvdError):
 
 class InputError(SvdError):
     """An input folder or file is missing, empty or of the wrong kind."""
+
+
+class ConfigError(ValueError):
+    """A params file or override that cannot be used; the message says which key and why."""

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import av
 import numpy as np
 import pandas as pd
 import torch
@@ -220,6 +219,8 @@ def read_frames(path: Path | str, indices: Sequence[int], size: tuple[int, int] 
     source costs one GOP of extra decoding, not the whole prefix. Frames are placed by their timestamps; a stream
     without timestamps is read from the start, counting. Errors are InputError with a one-line reason.
     """
+    import av  # here, not at the top: code that trains on cached latents (a GPU box without PyAV) imports this module
+
     path = Path(path)
     wanted = sorted(set(int(i) for i in indices))
     if not path.is_file():
@@ -239,6 +240,8 @@ def read_frames(path: Path | str, indices: Sequence[int], size: tuple[int, int] 
 
 
 def _decode_wanted(path: Path, wanted: list[int], size, seek: bool) -> dict[int, np.ndarray] | None:
+    import av
+
     first, last = wanted[0], wanted[-1]
     want = set(wanted)
     out: dict[int, np.ndarray] = {}

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import torch
 
-from svd.config import ConfigError
+from svd.errors import ConfigError
 
 # The `model.unet` keys of params.yaml (all required; unknown keys are errors, as everywhere in params).
 UNET_PARAMS_KEYS = {

@@ -26,6 +26,7 @@ import torch
 
 from svd.config import ConfigError, Params
 from svd.errors import InputError, WeightsError
+from svd.models.inflate import param_groups
 from svd.models.text import RANDOM_TOKEN_STD
 
 STAGES = ("vae", "image", "video", "hq")
@@ -259,22 +260,6 @@ def fresh_checkpoints(ckpt_dir: Path, print_: str) -> bool:
     return False
 
 
-def param_groups(unet, lr: float, temporal_lr_scale: float) -> list[dict]:
-    """AdamW groups: the temporal layers at lr x temporal_lr_scale, everything else at lr (one group when 1).
-
-    Ours: Stage II's temporal layers start from random while the spatial ones arrive trained from Stage I; at one
-    shared lr the temporal layers learned frame-to-frame coherence slowly (direction 0.19 after 600 steps at lr 1e-3,
-    0.375 with the temporal lr x4; README, "Numbers that are ours")."""
-    if temporal_lr_scale == 1.0:
-        return [{"params": list(unet.parameters()), "lr": lr}]
-    from svd.models.inflate import temporal_parameters
-
-    temporal = temporal_parameters(unet)
-    ids = {id(p) for p in temporal}
-    spatial = [p for p in unet.parameters() if id(p) not in ids]
-    return [{"params": spatial, "lr": lr}, {"params": temporal, "lr": lr * temporal_lr_scale}]
-
-
 def eval_prompts(params: Params, n: int | None = None) -> list[str]:
     """The fixed prompt set: the world's eval classes (colour x shape x direction), cycled to n."""
     ev = params.world.eval
@@ -364,30 +349,8 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     load_weights(summary["checkpoint"], model=unet, which="ema" if cfg.ema else "model", profile=params.profile)
     unet.eval()
     unet.save_pretrained(out / "unet", safe_serialization=True)
-    vae_ref = _bundle_vae(vae, vae_src, out)
-    meta = {
-        "stage": stage,
-        "kind": "text-to-video" if video else "text-to-image",
-        "profile": params.profile,
-        "vae": vae_ref,
-        "vae_backend": vae_backend,
-        "text_model": params.weights.text_model,
-        "text_pretrained": params.weights.text_pretrained,
-        "text_backend": text.backend,
-        "text_seed": params.seed,
-        "text_token_std": None if text.pretrained else RANDOM_TOKEN_STD,
-        "size": list(cfg.size),
-        "latent_size": list(latent_size),
-        "frames": cfg.frames,
-        "fps": cfg.fps,
-        "motion_bucket": motion,
-        "noise": [p_mean, p_std],
-        "data": cfg.data,
-        "init": init,
-        "steps": summary["steps"],
-        "ema": cfg.ema,
-    }
-    (out / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    write_model_file(params, stage, out, vae=vae, vae_src=vae_src, vae_backend=vae_backend, text=text,
+                     latent_size=latent_size, motion=motion, noise=(p_mean, p_std), init=init, steps=summary["steps"])
     result = {
         "stage": stage,
         "final_loss": summary["final_loss"],
@@ -406,6 +369,39 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     result["eval"] = evaluate_model(params, out, vae=vae, text=text, unet=unet)
     result["seconds"] = time.perf_counter() - started
     return result
+
+
+def write_model_file(params: Params, stage: str, out: Path, *, vae, vae_src: str, vae_backend: str, text,
+                     latent_size: tuple[int, int], motion: float, noise: tuple[float, float], init: str,
+                     steps: int) -> dict[str, Any]:
+    """Bundle the VAE into `out` (when small) and write `out/svd_model.json`, what `load_model` and the samplers read
+    to rebuild the model's conditioning."""
+    cfg = getattr(params.train, stage)
+    video = stage != "image"
+    meta = {
+        "stage": stage,
+        "kind": "text-to-video" if video else "text-to-image",
+        "profile": params.profile,
+        "vae": _bundle_vae(vae, vae_src, out),
+        "vae_backend": vae_backend,
+        "text_model": params.weights.text_model,
+        "text_pretrained": params.weights.text_pretrained,
+        "text_backend": text.backend,
+        "text_seed": params.seed,
+        "text_token_std": None if text.pretrained else RANDOM_TOKEN_STD,
+        "size": list(cfg.size),
+        "latent_size": list(latent_size),
+        "frames": cfg.frames,
+        "fps": cfg.fps,
+        "motion_bucket": motion,
+        "noise": list(noise),
+        "data": cfg.data,
+        "init": init,
+        "steps": steps,
+        "ema": cfg.ema,
+    }
+    (out / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
 
 
 BUNDLE_VAE_MAX_BYTES = 64 * 2**20
