@@ -13,6 +13,10 @@ On a CUDA machine, `--a100` also times the a100 profile's video UNet (1.5B) at 1
 backward step time, peak memory, and model FLOP utilisation from torch's FLOP counter against --peak-tflops.
 
     .venv/bin/python benchmarks/train_step.py [--steps 30] [--batch 16] [--threads 2] [--a100]
+
+On the lent GPU (python3 3.12 with torch, accelerate, safetensors, pyyaml, pandas; see benchmarks/direction_gpu.py for
+the wheel routine), add to the wheels it lacks: pydantic==2.14.4 pydantic_core==2.50.5 (cp312 manylinux)
+annotated_types typing_inspection, besides diffusers / huggingface_hub / importlib_metadata.
 """
 
 from __future__ import annotations

@@ -440,13 +440,15 @@ def _write_metrics(params: Params, stage: str, summary: dict, out: Path, pipelin
 
     <paths.metrics>/<stage>.json is the DVC metrics file of the pipeline's own output (`pipeline_out`: where
     params.yaml, without --set, puts it). A run into another folder (`--out`, `--set paths.*`) writes OUT-metrics.json
-    beside it instead (inside, its wall times would make OUT's bytes differ from run to run), so that a scratch run never overwrites the numbers dvc.lock records for the pipeline, unless
-    paths.metrics was set on the command line too, which says where they belong."""
+    beside it instead (inside, its wall times would make OUT's bytes differ from run to run), so that a scratch run
+    never overwrites the numbers dvc.lock records for the pipeline; unless paths.metrics was set on the command line
+    too, which says where they belong."""
     metrics_set = Path(params.paths.metrics).resolve() != Path(state.file_params().paths.metrics).resolve()
     if metrics_set or Path(out).resolve() == Path(pipeline_out).resolve():
         path = Path(params.paths.metrics) / f"{stage}.json"
     else:
-        path = Path(out).with_name(Path(out).name + "-metrics.json")
+        out = Path(out) if Path(out).name else Path(out).resolve()
+        path = out.with_name(out.name + "-metrics.json")
         typer.echo(f"{stage}: output is not the pipeline's ({pipeline_out}), so its metrics go to {path}", err=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_numeric(summary), indent=2, sort_keys=True) + "\n")

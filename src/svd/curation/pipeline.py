@@ -141,6 +141,8 @@ def gx_dir_for(out_dir: Path) -> Path:
     """Where `curate` puts the Great Expectations project of a curation into out_dir: beside it, not inside, since
     its timestamps would change the dataset's hash (svd.curation.expectations)."""
     out_dir = Path(out_dir)
+    if not out_dir.name:  # "." or "/": no name to extend; relative paths stay relative (summary.json records it)
+        out_dir = out_dir.resolve()
     return out_dir.with_name(out_dir.name + "-gx")
 
 
