@@ -74,7 +74,7 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
     cfg = params.train.video
     vae_src = vae_source(params)
     vae, vae_backend = load_frozen_vae(vae_src)
-    text = load_text(params)
+    text = load_text(params, "video")
     unet, init = _start_unet(params, "video")
     windows = read_windows(stage_clips(params, "video"), num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
                            windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,

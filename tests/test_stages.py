@@ -104,6 +104,22 @@ def test_chain_writes_models_metrics_and_runs(trained):
 
 
 @pytest.mark.slow
+def test_a_continued_stage_keeps_its_parents_text_encoder(trained):
+    """`--set seed=N` varies a Stage II run's training, not the random text tower its Stage I learned to read."""
+    from svd.config import ConfigError, load_params
+    from svd.training.stages import text_seed
+
+    tmp, params = trained
+    reseeded = load_params(params, overrides=["seed=3"])
+    assert text_seed(reseeded, "image") == 3  # a stage from scratch draws its own
+    assert text_seed(reseeded, "video") == text_seed(reseeded, "hq") == 0
+    assert json.loads((tmp / "models" / "hq" / "svd_model.json").read_text())["text_seed"] == 0
+    other = load_params(params, overrides=["weights.text_model=svd-tiny-clip"])
+    with pytest.raises(ConfigError, match="keeps its parent's text encoder"):
+        text_seed(other, "video")
+
+
+@pytest.mark.slow
 def test_curation_ablation_sits_beside_the_pipeline(trained):
     """`train.video.data=uncurated`: every clip, its own folder, metrics, run and alias; the pipeline's untouched."""
     import mlflow

@@ -81,10 +81,33 @@ def vae_downsampling(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-def load_text(params: Params):
+def text_seed(params: Params, stage: str | None = None) -> int:
+    """The seed of the text tower `stage` trains with (the draw of a random tower; recorded for a pretrained one).
+
+    A stage that continues another (video from image, hq from video) keeps its parent's tower, whatever `seed` says:
+    the parent's cross-attention learned that draw, and `seed` is there to vary the training, not the frozen encoder
+    (a Stage II run at seed 1 on a seed-0 Stage I fell from colour 0.98 to 0.73 on another random tower). A parent
+    trained with another text model or weights file is a ConfigError."""
+    if stage not in ("video", "hq"):
+        return params.seed
+    parent = stage_dir(params, PARENT[stage])
+    if not (parent / MODEL_FILE).is_file():
+        return params.seed  # no parent yet: _start_unet says what to run first
+    meta = read_model(parent)
+    ours = (params.weights.text_model, params.weights.text_pretrained)
+    if (meta["text_model"], meta["text_pretrained"]) != ours:
+        raise ConfigError(f"{parent} was trained with text encoder {meta['text_model']} "
+                          f"({meta['text_pretrained'] or 'random'}), but weights.text_model / text_pretrained say "
+                          f"{ours[0]} ({ours[1] or 'random'}); a stage keeps its parent's text encoder")
+    return int(meta["text_seed"])
+
+
+def load_text(params: Params, stage: str | None = None):
     from svd.models.text import load_text_encoder
 
-    encoder = load_text_encoder(params.weights.text_model, params.weights.text_pretrained, seed=params.seed)
+    seed = text_seed(params, stage)
+    encoder = load_text_encoder(params.weights.text_model, params.weights.text_pretrained, seed=seed)
+    encoder.seed = seed
     want = params.model.unet.cross_attention_dim
     if encoder.width != want:
         raise ConfigError(f"model.unet.cross_attention_dim is {want} but the text encoder "
@@ -298,7 +321,7 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     clips = stage_clips(params, stage)
     vae_src = vae_source(params)
     vae, vae_backend = load_frozen_vae(vae_src)
-    text = load_text(params)
+    text = load_text(params, stage)
     latent_size = _latent_size(tuple(cfg.size), vae_downsampling(vae))
     if vae.config.latent_channels != params.model.unet.in_channels:
         raise ConfigError(f"model.unet.in_channels is {params.model.unet.in_channels} but the VAE ({vae_src}) has "
@@ -387,7 +410,7 @@ def write_model_file(params: Params, stage: str, out: Path, *, vae, vae_src: str
         "text_model": params.weights.text_model,
         "text_pretrained": params.weights.text_pretrained,
         "text_backend": text.backend,
-        "text_seed": params.seed,
+        "text_seed": text.seed,
         "text_token_std": None if text.pretrained else RANDOM_TOKEN_STD,
         "size": list(cfg.size),
         "latent_size": list(latent_size),
