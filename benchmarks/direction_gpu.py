@@ -15,7 +15,7 @@ machine has torch, accelerate and safetensors; diffusers travels as a wheel):
         diffusers==0.42.1 huggingface_hub==2.4.0 importlib_metadata==9.1.0
 
     # on the device (device tool `run`, carry [".whl", "gpu/job/job.json", "gpu/job/latents.safetensors",
-    # "gpu/job/unet_init"]: about 36 MB with the wheels; gpu/job/model stays here); its python3 has torch, accelerate:
+    # "gpu/job/unet_init"]: 45 MB with the wheels, of the 64 MiB a call carries; gpu/job/model stays here); its python3 has torch, accelerate:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
     PYTHONUNBUFFERED=1 python3 benchmarks/direction_gpu.py train --job gpu/job --out $OUT --batch 64 \
         --minutes 8 --save-every 2500

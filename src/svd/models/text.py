@@ -85,6 +85,7 @@ def load_text_encoder(model_name: str, pretrained: str | None, seed: int = 0,
         with torch.no_grad():
             weight.copy_(torch.randn(weight.shape, generator=generator) * RANDOM_TOKEN_STD)
     encoder = TextEncoder(model, tokenizer, backend, is_pretrained)
+    encoder.seed = seed  # which random draw this is (svd_model.json records it as text_seed)
     del model.visual  # only the text tower is kept
     return encoder
 

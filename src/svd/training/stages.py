@@ -105,9 +105,8 @@ def text_seed(params: Params, stage: str | None = None) -> int:
 def load_text(params: Params, stage: str | None = None):
     from svd.models.text import load_text_encoder
 
-    seed = text_seed(params, stage)
-    encoder = load_text_encoder(params.weights.text_model, params.weights.text_pretrained, seed=seed)
-    encoder.seed = seed
+    encoder = load_text_encoder(params.weights.text_model, params.weights.text_pretrained,
+                                seed=text_seed(params, stage))
     want = params.model.unet.cross_attention_dim
     if encoder.width != want:
         raise ConfigError(f"model.unet.cross_attention_dim is {want} but the text encoder "
