@@ -41,6 +41,34 @@ def test_random_tower_keeps_words_apart():
     torch.testing.assert_close(e[0, :2], e[1, :2])  # causal: tokens before the colour do not see it
 
 
+def test_direction_word_is_read_the_same_for_every_object():
+    """The direction word comes last, so a causal tower mixes the whole caption into its feature. If that mixing
+    dominated, "left" after "a red circle" and after "a blue square" would be different inputs to the UNet, and the
+    binding would have to be learned once per appearance. Over every colour x shape x direction prompt of the world,
+    the direction alone explains 97% of the feature's variance at its position (seed 0); open_clip's token std 0.02
+    gives 68%, the appearance taking most of the rest."""
+    import itertools
+
+    from svd.world.scene import COLOURS, DIRECTIONS, SHAPES
+
+    enc = load_text_encoder("svd-tiny-text", None, seed=0)
+    prompts = list(itertools.product(COLOURS, SHAPES, [d for d in DIRECTIONS if d != "still"]))
+    x = enc.encode([f"a {c} {s} moving {d}" for c, s, d in prompts])[:, 5].double()  # start, a, c, s, moving, d
+    x = x - x.mean(0)
+
+    def explained(key) -> float:
+        groups: dict = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(key(p), []).append(i)
+        means = torch.zeros_like(x)
+        for rows in groups.values():
+            means[rows] = x[rows].mean(0)
+        return float((means ** 2).sum() / (x ** 2).sum())
+
+    assert explained(lambda p: p[2]) > 0.9
+    assert explained(lambda p: (p[0], p[1])) < 0.05
+
+
 def test_frozen_seeded_and_distinguishes_prompts():
     a, b = load_text_encoder("svd-tiny-text", None, seed=0), load_text_encoder("svd-tiny-text", None, seed=0)
     assert all(not p.requires_grad for p in a.parameters())
