@@ -1,37 +1,48 @@
 """Stage II on the world's windows with far more windows seen than 2 CPU cores give: trained on a lent GPU, scored
-here. The open question it answers (README, "Training stages"): does the direction word bind on the world at all,
-given 10-100x the 38,400 windows the longest CPU run saw, or is something else missing?
+here. The open question it answers (docs/direction.md): does the direction word bind on the world at all, given
+10-100x the 38,400 windows the longest CPU run saw and a world large enough not to be memorised, or is something
+else missing? On the default world Stage II memorises its 276 distinct windows within 500 steps, so train on a
+larger world as well (below); the default world's job remains the control.
 
 Three steps; only `train` needs the GPU, and it imports neither PyAV, pydantic, open_clip nor MLflow (the device
 machine has torch, accelerate and safetensors; diffusers travels as a wheel):
 
-    # here: the pipeline's Stage II inputs, cached (latents fp16, caption embeddings, the UNet inflated from
-    # models/image, and the model folder the scorer needs); 47 MB, 50 s. --set takes `svd --set` overrides.
-    python benchmarks/direction_gpu.py export --job gpu/job [--set "diffusion.noise.video_tiny=[1.0, 0.8]"]
+    # here: a world three times the default's, curated (about 2 + 7 min on 2 cores)
+    svd world --seed 11 --videos 108 --out /tmp/big/world --no-track
+    svd --set paths.metrics=/tmp/big/metrics curate --input /tmp/big/world/videos --out /tmp/big/curated --no-track
 
-    # the wheels the device lacks (pure Python; our versions), once, here:
+    # here: Stage II's inputs, cached: the distinct frames' latents (fp16) and each window's frame indices, the
+    # caption embeddings, the UNet inflated from models/image, and the model folder the scorer needs. --set takes
+    # `svd --set` overrides; without paths.curated it is the pipeline's curated set (13 MB of latents, 45 s).
+    python benchmarks/direction_gpu.py export --job gpu/job-big --set paths.curated=/tmp/big/curated \
+        [--set "diffusion.noise.video_tiny=[1.0, 0.8]"]
+
+    # the wheels the device lacks (pure Python; our versions, 7.2 MB), once, here:
     echo /.whl/ >> .git/info/exclude; echo /gpu/ >> .git/info/exclude
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
         diffusers==0.42.1 huggingface_hub==2.4.0 importlib_metadata==9.1.0
 
-    # on the device (device tool `run`, carry [".whl", "gpu/job/job.json", "gpu/job/latents.safetensors",
-    # "gpu/job/unet_init"]: 45 MB with the wheels, of the 64 MiB a call carries; gpu/job/model stays here); its python3 has torch, accelerate:
+    # on the device (device tool `run`, carry [".whl", "gpu/job-big/job.json", "gpu/job-big/latents.safetensors",
+    # "gpu/job-big/unet_init"]: 60.7 MiB with the wheels and the working tree, of the 64 MiB a call carries; the
+    # model folder stays here); its python3 has torch and accelerate:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-    PYTHONUNBUFFERED=1 python3 benchmarks/direction_gpu.py train --job gpu/job --out $OUT --batch 64 \
+    PYTHONUNBUFFERED=1 python3 benchmarks/direction_gpu.py train --job gpu/job-big --out $OUT --batch 64 \
         --minutes 8 --save-every 2500
 
     # here: colour and direction of the 32 prompts over sampling seeds, for every snapshot that came back
-    python benchmarks/direction_gpu.py score --job gpu/job --snapshots DIR [--seeds 0 100 200]
+    python benchmarks/direction_gpu.py score --job gpu/job-big --snapshots DIR [--seeds 0 100 200]
 
 `train` runs the project's own loop (`svd.training.loop.train`, `make_step`, the temporal lr groups) with the
 exported hyper-parameters, on CUDA when there is one, and writes `unet-NNNNNN.safetensors` every --save-every steps
 until --steps or --minutes runs out (the last snapshot is written on the way out), plus `train.log`. Snapshots are
-raw weights; the UNet's config is the job's.
+raw weights; the UNet's config is the job's. A job exported before 2026-12-02's frame layout is refused with a
+request to export it again.
 
 Not yet run on a GPU (none has been lent). Checked here (2026-12-02): `export` on the pipeline's outputs (2,208
-windows, 212 captions), `train --steps 2` on CPU, `score` of both snapshots (seed 0: colour 0.88 / 0.81, direction
-0.12 / 0.09, i.e. Stage I's colour and no motion yet; 90 s per snapshot and seed); `tests/test_direction_gpu.py` runs
-`train` on a synthetic job with PyAV, pydantic, open_clip and MLflow made unimportable.
+windows of 69 clips, 7,972 distinct frames, 212 captions) and on the world above (243 clips, 7,776 windows, 28,540
+distinct frames, 613 captions; 47 MB of latents), `train --steps 2` on CPU from both, `score` of two snapshots (seed 0: colour 0.88 / 0.81, direction 0.12 / 0.09, i.e. Stage I's colour and no
+motion yet; 90 s per snapshot and seed); `tests/test_direction_gpu.py` runs `train` on a synthetic job with PyAV,
+pydantic, open_clip and MLflow made unimportable.
 """
 
 from __future__ import annotations
@@ -64,7 +75,8 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
     from safetensors.torch import save_file
 
     from svd.config import load_params
-    from svd.training.latents import encode_windows, read_windows
+    from svd.models.vae import encode
+    from svd.training.latents import caption_table, read_windows
     from svd.training.stages import (_latent_size, _start_unet, load_frozen_vae, load_text, stage_clips,
                                      vae_downsampling, vae_source, write_model_file)
 
@@ -79,19 +91,25 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
     windows = read_windows(stage_clips(params, "video"), num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
                            windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,
                            motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=params.seed)
-    data = encode_windows(windows, vae, text)
+    # The distinct frames' latents and each window's row of indices into them, not the windows themselves:
+    # windows of a clip share frames and a reversed window is its reversed row, so this is 2.2x smaller on the
+    # pipeline's set (13 vs 27 MB; text in fp16 too), which leaves room in the device tool's carry for a larger world.
+    frames = encode(vae, windows.frames).half().contiguous()
+    text_table, text_index = caption_table(windows.captions, text)
     job.mkdir(parents=True, exist_ok=True)
-    save_file({"latents": data.latents.half().contiguous(), "text": data.text.contiguous(),
-               "text_index": data.text_index, "fps_id": data.fps_id, "motion_bucket": data.motion_bucket},
+    save_file({"frames": frames, "index": windows.index.to(torch.int32).contiguous(),
+               "text": text_table.half().contiguous(), "text_index": text_index, "fps_id": windows.fps_id,
+               "motion_bucket": windows.motion_bucket},
               str(job / LATENTS))
     unet.save_pretrained(job / UNET_INIT, safe_serialization=True)
     p_mean, p_std = params.diffusion.noise[cfg.noise]
-    motion = float(data.motion_bucket.float().median())
+    motion = float(windows.motion_bucket.float().median())
     (job / MODEL).mkdir(exist_ok=True)
     write_model_file(params, "video", job / MODEL, vae=vae, vae_src=vae_src, vae_backend=vae_backend, text=text,
                      latent_size=_latent_size(tuple(cfg.size), vae_downsampling(vae)), motion=motion,
                      noise=(p_mean, p_std), init=init, steps=0)
-    spec = {"overrides": overrides, "windows": int(data.latents.shape[0]), "captions": int(data.text.shape[0]) - 1,
+    spec = {"overrides": overrides, "windows": len(windows), "frames": int(frames.shape[0]),
+            "clips": len(set(windows.clip_ids)), "captions": int(text_table.shape[0]) - 1,
             "sigma_data": params.diffusion.sigma_data, "p_mean": p_mean, "p_std": p_std,
             "text_dropout": params.train.text_dropout, "static_weight": cfg.static_weight, "lr": cfg.lr,
             "temporal_lr_scale": cfg.temporal_lr_scale, "warmup_steps": cfg.warmup_steps, "batch": cfg.batch,
@@ -115,9 +133,13 @@ def train_job(job: Path, out: Path, *, steps: int, batch: int | None, lr: float 
 
     spec = json.loads((job / JOB).read_text())
     tensors = load_file(str(job / LATENTS))
-    n = tensors["latents"].shape[0]
-    data = LatentSet(tensors["latents"].float(), tensors["text"], tensors["text_index"], [""] * n,
-                     tensors["fps_id"], tensors["motion_bucket"], [""] * n)
+    missing = {"frames", "index", "text", "text_index", "fps_id", "motion_bucket"} - set(tensors)
+    if missing:
+        raise SystemExit(f"{job / LATENTS} lacks {sorted(missing)}: export the job again with this script")
+    latents = tensors["frames"].float()[tensors["index"].long()]  # (N, T, C, h, w)
+    n = latents.shape[0]
+    data = LatentSet(latents, tensors["text"].float(), tensors["text_index"], [""] * n, tensors["fps_id"],
+                     tensors["motion_bucket"], [""] * n)
     unet = UNetSpatioTemporalConditionModel.from_pretrained(job / UNET_INIT)
     lr = lr or spec["lr"]
     batch = min(batch or spec["batch"], n)

@@ -23,7 +23,9 @@ def _job(folder: Path) -> Path:
     p = copy.deepcopy(TINY_UNET_PARAMS)
     g = torch.Generator().manual_seed(0)
     folder.mkdir()
-    save_file({"latents": torch.randn(6, 4, p["in_channels"], 4, 6, generator=g).half(),
+    save_file({"frames": torch.randn(10, p["in_channels"], 4, 6, generator=g).half(),  # windows share frames
+               "index": torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0], [4, 5, 6, 7], [7, 6, 5, 4], [6, 7, 8, 9],
+                                      [9, 8, 7, 6]], dtype=torch.int32),
                "text": torch.randn(3, 32, p["cross_attention_dim"], generator=g),
                "text_index": torch.tensor([1, 2, 1, 2, 0, 1]), "fps_id": torch.full((6,), 3),
                "motion_bucket": torch.full((6,), 60)}, str(folder / "latents.safetensors"))
@@ -62,3 +64,12 @@ def test_train_stops_at_the_last_snapshot_inside_its_budget(tmp_path):
     r = _train(job, tmp_path / "out", "--steps", "1000", "--batch", "3", "--save-every", "1", "--minutes", "0.0001")
     assert r.returncode == 0, r.stderr[-3000:]
     assert [s.name for s in (tmp_path / "out").glob("unet-*.safetensors")] == ["unet-000001.safetensors"]
+
+
+def test_a_job_in_another_layout_is_refused_with_the_way_out(tmp_path):
+    job = _job(tmp_path / "job")
+    tensors = load_file(str(job / "latents.safetensors"))
+    tensors["latents"] = tensors.pop("frames")[tensors.pop("index").long()]  # the per-window layout of 2026-12-02
+    save_file(tensors, str(job / "latents.safetensors"))
+    r = _train(job, tmp_path / "out", "--steps", "2", "--batch", "3")
+    assert r.returncode != 0 and "lacks ['frames', 'index']" in r.stderr and "export the job again" in r.stderr

@@ -157,14 +157,20 @@ class LatentSet:
 
 
 @torch.no_grad()
+def caption_table(captions: Sequence[str], text_encoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """One embedding per distinct caption, (U, L, D) with row 0 the empty caption, and each caption's row (N,)."""
+    table = [""] + sorted(set(captions) - {""})
+    row = {c: i for i, c in enumerate(table)}
+    text = torch.cat([text_encoder.encode(table[i:i + 256]) for i in range(0, len(table), 256)]).float()
+    return text, torch.tensor([row[c] for c in captions], dtype=torch.int64)
+
+
+@torch.no_grad()
 def encode_windows(windows: Windows, vae, text_encoder, chunk: int = 64) -> LatentSet:
     """Latent means of every window (scaled by the VAE's factor; each distinct frame encoded once) and one embedding
     per distinct caption."""
     latents = encode(vae, windows.frames, chunk=chunk).float()[windows.index]  # (N, T, C, h, w)
-    table = [""] + sorted(set(windows.captions) - {""})
-    row = {c: i for i, c in enumerate(table)}
-    text = torch.cat([text_encoder.encode(table[i:i + 256]) for i in range(0, len(table), 256)]).float()
-    index = torch.tensor([row[c] for c in windows.captions], dtype=torch.int64)
+    text, index = caption_table(windows.captions, text_encoder)
     return LatentSet(latents, text, index, list(windows.captions), windows.fps_id, windows.motion_bucket,
                      list(windows.clip_ids))
 
@@ -184,5 +190,5 @@ class LatentItems(Dataset):
                 "motion_bucket": d.motion_bucket[i]}
 
 
-__all__ = ["FLIPS", "LatentItems", "LatentSet", "Windows", "encode_windows", "flip_caption", "flip_combinations",
-           "flip_video", "read_windows"]
+__all__ = ["FLIPS", "LatentItems", "LatentSet", "Windows", "caption_table", "encode_windows", "flip_caption",
+           "flip_combinations", "flip_video", "read_windows"]
