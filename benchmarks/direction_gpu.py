@@ -40,9 +40,10 @@ request to export it again.
 
 Not yet run on a GPU (none has been lent). Checked here (2026-12-02): `export` on the pipeline's outputs (2,208
 windows of 69 clips, 7,972 distinct frames, 212 captions) and on the world above (243 clips, 7,776 windows, 28,540
-distinct frames, 613 captions; 47 MB of latents), `train --steps 2` on CPU from both, `score` of two snapshots (seed 0: colour 0.88 / 0.81, direction 0.12 / 0.09, i.e. Stage I's colour and no
-motion yet; 90 s per snapshot and seed); `tests/test_direction_gpu.py` runs `train` on a synthetic job with PyAV,
-pydantic, open_clip and MLflow made unimportable.
+distinct frames, 613 captions; 47 MB of latents), `train --steps 2` on CPU from both, `score` of two snapshots
+(seed 0: colour 0.88 / 0.81, direction 0.12 / 0.09, i.e. Stage I's colour and no motion yet; 90 s per snapshot and
+seed); `tests/test_direction_gpu.py` runs `train` on a synthetic job with PyAV, pydantic, open_clip and MLflow made
+unimportable.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
                            windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,
                            motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=params.seed)
     # The distinct frames' latents and each window's row of indices into them, not the windows themselves:
-    # windows of a clip share frames and a reversed window is its reversed row, so this is 2.2x smaller on the
-    # pipeline's set (13 vs 27 MB; text in fp16 too), which leaves room in the device tool's carry for a larger world.
+    # windows of a clip share frames and a reversed window is its reversed row, so this is 2x smaller on the
+    # pipeline's set (13 vs 27 MB, with the text in fp16), which leaves room in the device's carry for a larger world.
     frames = encode(vae, windows.frames).half().contiguous()
     text_table, text_index = caption_table(windows.captions, text)
     job.mkdir(parents=True, exist_ok=True)
