@@ -69,7 +69,8 @@ def test_train_stops_at_the_last_snapshot_inside_its_budget(tmp_path):
 def test_a_job_in_another_layout_is_refused_with_the_way_out(tmp_path):
     job = _job(tmp_path / "job")
     tensors = load_file(str(job / "latents.safetensors"))
-    tensors["latents"] = tensors.pop("frames")[tensors.pop("index").long()]  # the per-window layout of 2026-12-02
+    # the per-window layout export wrote at first
+    tensors["latents"] = tensors.pop("frames")[tensors.pop("index").long()]
     save_file(tensors, str(job / "latents.safetensors"))
     r = _train(job, tmp_path / "out", "--steps", "2", "--batch", "3")
     assert r.returncode != 0 and "lacks ['frames', 'index']" in r.stderr and "export the job again" in r.stderr
