@@ -78,8 +78,9 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
     from svd.config import load_params
     from svd.models.vae import encode
     from svd.training.latents import caption_table, read_windows
-    from svd.training.stages import (_latent_size, _start_unet, load_frozen_vae, load_text, stage_clips,
-                                     vae_downsampling, vae_source, write_model_file)
+    from svd.tasks.text_to_video import TASK as TEXT_TO_VIDEO
+    from svd.training.stages import (_latent_size, load_frozen_vae, stage_clips, vae_downsampling, vae_source,
+                                     write_model_file)
 
     torch.set_num_threads(threads)
     os.chdir(ROOT)  # params.yaml's relative paths are the project's
@@ -87,8 +88,8 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
     cfg = params.train.video
     vae_src = vae_source(params)
     vae, vae_backend = load_frozen_vae(vae_src)
-    text = load_text(params, "video")
-    unet, init = _start_unet(params, "video")
+    text = TEXT_TO_VIDEO.load_context(params, "video")
+    unet, init = TEXT_TO_VIDEO.start_unet(params, "video")
     windows = read_windows(stage_clips(params, "video"), num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
                            windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,
                            motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=params.seed)
@@ -106,7 +107,8 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
     p_mean, p_std = params.diffusion.noise[cfg.noise]
     motion = float(windows.motion_bucket.float().median())
     (job / MODEL).mkdir(exist_ok=True)
-    write_model_file(params, "video", job / MODEL, vae=vae, vae_src=vae_src, vae_backend=vae_backend, text=text,
+    write_model_file(params, "video", job / MODEL, vae=vae, vae_src=vae_src, vae_backend=vae_backend,
+                     context=TEXT_TO_VIDEO.save_context(job / MODEL, text, params, "video"),
                      latent_size=_latent_size(tuple(cfg.size), vae_downsampling(vae)), motion=motion,
                      noise=(p_mean, p_std), init=init, steps=0)
     spec = {"overrides": overrides, "windows": len(windows), "frames": int(frames.shape[0]),
@@ -128,7 +130,7 @@ def train_job(job: Path, out: Path, *, steps: int, batch: int | None, lr: float 
     from svd.data.clips import collate
     from svd.diffusion.edm import DenoiserConfig
     from svd.models.inflate import param_groups
-    from svd.training.denoiser import make_step
+    from svd.tasks.text_to_video import make_step
     from svd.training.latents import LatentItems, LatentSet
     from svd.training.loop import lr_lambda, train
 
@@ -189,7 +191,8 @@ def train_job(job: Path, out: Path, *, steps: int, batch: int | None, lr: float 
 def score(job: Path, snapshots: Path, seeds: list[int], threads: int) -> list[dict]:
     """Colour and direction accuracy (the stage's own `evaluate_model`) of each snapshot at each sampling seed."""
     from svd.config import load_params
-    from svd.training.stages import evaluate_model, load_model
+    from svd.evaluation.prompts import evaluate_model
+    from svd.training.stages import load_model
 
     torch.set_num_threads(threads)
     spec = json.loads((job / JOB).read_text())

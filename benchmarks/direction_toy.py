@@ -174,8 +174,10 @@ def main() -> None:
     from svd.evaluation.world import evaluate_videos
     from svd.models.inflate import inflate_image_unet
     from svd.models.unet import build_video_unet, video_unet_config
-    from svd.training.denoiser import generate, make_step, time_ids, unet_call
-    from svd.training.stages import load_frozen_vae, load_text, param_groups, vae_source
+    from svd.tasks.text_to_video import generate, make_step, time_ids
+    from svd.training.denoiser import unet_call
+    from svd.tasks.text_to_video import TASK as TEXT_TO_VIDEO
+    from svd.training.stages import load_frozen_vae, param_groups, vae_source
     from svd.world.scene import BG_COLOURS, COLOURS
 
     if args.render and (args.start == "centre" or args.shared):
@@ -188,7 +190,7 @@ def main() -> None:
     if args.tone is not None and (not args.render or args.tone not in BG_COLOURS):
         ap.error(f"--tone needs --render and one of: {', '.join(BG_COLOURS)}")
     params = load_params()
-    text = load_text(params)
+    text = TEXT_TO_VIDEO.load_context(params, "image")
 
     if args.render:
         ev = params.world.eval

@@ -51,7 +51,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import svd.training.latents as latents  # noqa: E402
 from svd.config import load_params  # noqa: E402
 from svd.evaluation.caption_sensitivity import caption_sensitivity, single_object  # noqa: E402
-from svd.training.stages import evaluate_model, load_model, train_diffusion_stage  # noqa: E402
+from svd.evaluation.prompts import evaluate_model  # noqa: E402
+from svd.training.stages import load_model, train_diffusion_stage  # noqa: E402
 
 
 def only_single_object_moving(read_windows):
@@ -123,6 +124,7 @@ def main() -> None:
     if args.train_image:
         start = time.perf_counter()
         trained = train_diffusion_stage(params, "image")
+        trained["eval"] = evaluate_model(params, Path(trained["model_dir"]))
         result["image"] = {"steps": trained["steps"], "train_minutes": round((time.perf_counter() - start) / 60, 1),
                            **score(params_at, Path(trained["model_dir"]), args.seeds, trained["eval"],
                                    params.sample.seed)}
@@ -136,6 +138,7 @@ def main() -> None:
 
     start = time.perf_counter()
     trained = train_diffusion_stage(params, "video")
+    trained["eval"] = evaluate_model(params, Path(trained["model_dir"]))
     minutes = (time.perf_counter() - start) / 60
     folder = Path(trained["model_dir"])
     result.update({"only_single": args.only_single, "steps": trained["steps"], "windows": trained["windows"],

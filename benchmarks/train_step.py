@@ -2,12 +2,12 @@
 
 Anchor (training): a bare diffusers step: sigma ~ log-normal, noise, the preconditioned UNet forward, MSE against
 the v target, backward, AdamW, zero_grad; batches sliced from an in-memory tensor. Ours: `svd.training.loop.train`
-with `svd.training.denoiser.make_step` over `LatentItems` (data loader, accelerate, text dropout, grad clipping,
+with `svd.tasks.text_to_video.make_step` over `LatentItems` (data loader, accelerate, text dropout, grad clipping,
 loss bookkeeping, the progress bar off), timed from its own per-window samples/s after a warm-up window, so the one
 checkpoint it writes at the end is not counted. Goal: ours / bare >= 0.90 (overhead under 10%).
 
 Anchor (sampling): a bare Euler loop over Karras sigmas calling the UNet twice per step (classifier-free guidance).
-Ours: `svd.training.denoiser.generate` with the VAE decode switched off (the bare loop has none).
+Ours: `svd.tasks.text_to_video.generate` with the VAE decode switched off (the bare loop has none).
 
 On a CUDA machine, `--a100` also times the a100 profile's video UNet (1.5B) at 14 x 320 x 576 in bf16: forward +
 backward step time, peak memory, and model FLOP utilisation from torch's FLOP counter against --peak-tflops.
@@ -41,7 +41,7 @@ from svd.config import load_params  # noqa: E402
 from svd.diffusion.edm import DenoiserConfig, v_target  # noqa: E402
 from svd.diffusion.sampling import karras_sigmas  # noqa: E402
 from svd.models.unet import build_video_unet, video_unet_config  # noqa: E402
-from svd.training.denoiser import generate, make_step  # noqa: E402
+from svd.tasks.text_to_video import generate, make_step  # noqa: E402
 from svd.training.latents import LatentItems, LatentSet  # noqa: E402
 from svd.training.loop import train  # noqa: E402
 

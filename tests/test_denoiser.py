@@ -11,7 +11,8 @@ from svd.diffusion.edm import DenoiserConfig, v_target
 from svd.models.text import load_text_encoder
 from svd.models.unet import TINY_UNET_PARAMS, build_image_unet, build_video_unet, image_unet_config, video_unet_config
 from svd.models.vae import TINY_VAE, build_vae
-from svd.training.denoiser import generate, make_step, prompt_noise, unet_call
+from svd.tasks.text_to_video import generate, make_step
+from svd.training.denoiser import prompt_noise, unet_call
 
 P = copy.deepcopy(TINY_UNET_PARAMS)
 

@@ -37,3 +37,14 @@ def test_the_curated_dataset_is_an_output_apart_from_its_gx_project():
     for name in ("train_vae", "train_image", "train_video", "train_hq"):
         deps = {str(dep.def_path) for dep in stages[name].deps}
         assert "data/curated" in deps and "data/curated-gx" not in deps, name
+
+
+def test_image_to_video_stages_follow_their_parents():
+    """train_i2v depends on the model train.i2v.parent names (DVC templating), i2v_xt on i2v, both on the FVD net."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = _stages()
+    deps = {name: {str(dep.def_path) for dep in stages[name].deps} for name in ("train_i2v", "train_i2v_xt")}
+    assert f"models/{raw['train']['i2v']['parent']}" in deps["train_i2v"]
+    assert raw["train"]["i2v_xt"]["parent"] == "i2v" and "models/i2v" in deps["train_i2v_xt"]
+    for name in deps:
+        assert {"models/fvd_i3d", "src/svd/tasks", "src/svd/evaluation/image_to_video.py"} <= deps[name], name

@@ -25,7 +25,12 @@ FAST = ["threads=1", "train.vae.steps=6", "train.vae.batch=8", "train.vae.frames
         "train.video.steps=6", "train.video.batch=4", "train.video.windows_per_clip=2",
         "train.hq.steps=4", "train.hq.batch=4", "train.hq.windows_per_clip=2",
         "train.ckpt_every=3", "train.log_every=2", "train.sample_every=6", "sample.eval_prompts=4", "sample.steps=3",
-        "train.video.fps=6.0", "train.hq.fps=6.0"]
+        "train.video.fps=6.0", "train.hq.fps=6.0",
+        "train.i2v.steps=4", "train.i2v.batch=4", "train.i2v.windows_per_clip=2", "train.i2v.fps=6.0",
+        "train.i2v.sample_steps=3", "train.i2v_xt.steps=2", "train.i2v_xt.batch=2", "train.i2v_xt.frames=6",
+        "train.i2v_xt.windows_per_clip=1", "train.i2v_xt.sample_steps=2",
+        "evaluate.image_to_video.motion_clips=2", "evaluate.image_to_video.motion_buckets=3",
+        "evaluate.image_to_video.bootstrap=20"]
 
 
 def write_params(tmp: Path, world: Path, curated: Path) -> Path:
@@ -107,8 +112,9 @@ def test_chain_writes_models_metrics_and_runs(trained):
 def test_a_continued_stage_keeps_its_parents_text_encoder(trained):
     """`--set seed=N` varies a Stage II run's training, not the random text tower its Stage I learned to read."""
     from svd.config import ConfigError, load_params
-    from svd.training.stages import text_seed
+    from svd.tasks.text_to_video import TASK
 
+    text_seed = TASK.text_seed
     tmp, params = trained
     reseeded = load_params(params, overrides=["seed=3"])
     assert text_seed(reseeded, "image") == 3  # a stage from scratch draws its own
@@ -210,6 +216,76 @@ def test_sample_errors(trained, tmp_path):
     (old / "svd_model.json").write_text(json.dumps(meta))
     result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "x.mp4"), "--model", str(old))
     assert result.exit_code == 2 and "token std 0.02" in result.output and "retrain" in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def i2v_trained(trained):
+    tmp, params = trained
+    for stage in ("i2v", "i2v_xt"):
+        result = svd(params, "train", "--stage", stage, "--no-progress")
+        assert result.exit_code == 0, result.output
+    return tmp, params
+
+
+@pytest.mark.slow
+def test_image_to_video_stages_write_evaluate_and_register(i2v_trained):
+    import mlflow
+
+    tmp, params = i2v_trained
+    meta = json.loads((tmp / "models" / "i2v" / "svd_model.json").read_text())
+    assert meta["kind"] == "image-to-video" and meta["init"].startswith("extended:") and "models/hq" in meta["init"]
+    assert meta["image_encoder"] == "image_encoder" and meta["guidance"] == [1.0, 2.5] and meta["sample_steps"] == 3
+    for name in ("unet", "vae", "image_encoder", "feature_extractor"):  # the folder samples anywhere
+        assert (tmp / "models" / "i2v" / name).is_dir(), name
+    assert json.loads((tmp / "models" / "i2v" / "unet" / "config.json").read_text())["in_channels"] == 16
+    xt = json.loads((tmp / "models" / "i2v_xt" / "svd_model.json").read_text())
+    assert xt["init"].startswith("continued:") and "models/i2v/" in xt["init"] and xt["guidance"] == [1.5, 3.0]
+    assert xt["image_encoder_seed"] == meta["image_encoder_seed"]  # the longer model keeps its parent's tower
+    metrics = json.loads((tmp / "metrics" / "train_i2v.json").read_text())
+    for key in ("eval.fidelity.psnr_frame0", "eval.fidelity.gap_db.lo", "eval.identity.mean", "eval.identity.hi",
+                "eval.identity.met", "eval.motion.spearman.value", "eval.scene.psnr.mean", "eval.scene.t2v_psnr.mean"):
+        assert key in metrics, key
+    assert metrics["eval.clips"] == 32 and metrics["eval.motion.clips"] == 2
+    assert (tmp / "models" / "i2v" / "samples" / "i2v_eval.parquet").is_file()
+    assert (tmp / "models" / "i2v" / "diffusers" / "model_index.json").is_file()  # the export travels with it
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    client = mlflow.MlflowClient()
+    for name, stage in (("svd-i2v", "i2v"), ("svd-i2v-xt", "i2v_xt")):
+        version = client.get_model_version_by_alias(name, stage)
+        assert version.version == client.get_model_version_by_alias(name, "newest").version
+        assert version.tags["svd.stage"] == stage
+
+
+@pytest.mark.slow
+def test_sample_from_an_image(i2v_trained, tmp_path):
+    import cv2
+    import numpy as np
+
+    from svd.io.video import probe
+
+    tmp, params = i2v_trained
+    frame = np.zeros((45, 80, 3), np.uint8)
+    frame[10:25, 30:45] = (40, 40, 220)  # BGR: a red square
+    cv2.imwrite(str(tmp_path / "first.png"), frame)
+    out = tmp_path / "moving.mp4"
+    result = svd(params, "sample", "--image", str(tmp_path / "first.png"), "--out", str(out), "--steps", "2",
+                 "--motion-bucket", "300")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output[result.output.index("{"):])
+    assert info["stage"] in ("i2v", "i2v_xt") and info["size"] == [40, 64] and out.is_file()
+    assert probe(out).n_frames == info["frames"]
+    assert any("outside 0-255" in w for w in info["warnings"]) and any("aspect" in w for w in info["warnings"])
+    assert "warning:" in result.output
+    # the wrong kind of model for the input: one line each
+    result = svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(out), "--model",
+                 str(tmp / "models" / "i2v"))
+    assert result.exit_code == 2 and "takes --image" in result.output, result.output
+    result = svd(params, "sample", "--image", str(tmp_path / "first.png"), "--out", str(out), "--model",
+                 str(tmp / "models" / "hq"))
+    assert result.exit_code == 2 and "takes --prompt, not --image" in result.output, result.output
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    result = svd(params, "sample", "--image", str(tmp_path / "bad.png"), "--out", str(out))
+    assert result.exit_code == 2 and "not a readable image" in result.output, result.output
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from svd.models.unet import (
     added_time_embedding,
     build_image_unet,
     build_video_unet,
+    image_to_video_config,
     image_unet_config,
     parameter_split,
     unet_params,
@@ -72,7 +73,7 @@ def _framewise(image_unet, x, ctx, t, class_labels=None):
 
 
 def test_a100_video_unet_is_the_papers():
-    assert video_unet_config(A100_UNET_PARAMS) == A100_VIDEO_UNET
+    assert image_to_video_config(A100_UNET_PARAMS) == A100_VIDEO_UNET
     video = build_video_unet(A100_VIDEO_UNET, device="meta")
     assert next(video.parameters()).device.type == "meta"
     split = parameter_split(video)
@@ -175,14 +176,17 @@ def test_inflation_fails_loudly():
 
 def test_parameter_report():
     tiny = parameter_report("tiny")
-    assert [r["name"] for r in tiny] == ["video_unet", "image_unet", "vae", "text_encoder"]
-    video, image, vae, text = tiny
+    assert [r["name"] for r in tiny] == ["video_unet", "i2v_unet", "image_unet", "vae", "text_encoder"]
+    video, i2v, image, vae, text = tiny
     assert vae["trainable"] == 0 and text["trainable"] == 0 and "svd-tiny-text" in text["class"]
     assert video["temporal"] > 0 and image["temporal"] == 0 and video["trainable"] == video["total"]
     assert video["total"] == sum(p.numel() for p in build_video_unet(TINY_VIDEO_UNET, "meta").parameters())
+    # image-to-video: conv_in takes 8 more channels (x 32 outputs x 3 x 3), add_embedding one more id (32 x 128)
+    assert i2v["total"] - video["total"] == 8 * 32 * 9 + 32 * 128
 
     a100 = {r["name"]: r for r in parameter_report("a100")}
-    assert abs(a100["video_unet"]["total"] - PAPER_TOTAL) / PAPER_TOTAL < 0.02
+    assert abs(a100["i2v_unet"]["total"] - PAPER_TOTAL) / PAPER_TOTAL < 0.02  # the released (image-to-video) model
+    assert a100["i2v_unet"]["total"] == 1_524_623_082  # diffusers' stable-video-diffusion-img2vid unet
     assert a100["vae"]["total"] == 83_653_863 and a100["vae"]["trainable"] == 0
     text = a100["text_encoder"]
     assert text["total"] is None or 340e6 < text["total"] < 360e6

@@ -111,13 +111,15 @@ def curate(
 
 @app.command("train")
 def train_cmd(
-    stage: str = typer.Option(..., "--stage", help="vae | image | video | hq (Stages I-III after the VAE)."),
+    stage: str = typer.Option(..., "--stage", help="vae | image | video | hq (Stages I-III after the VAE) | i2v | "
+                                                  "i2v_xt (image-to-video, SVD and SVD-XT)."),
     track: bool = typer.Option(True, help="Record an MLflow run (and register video models)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Train one stage into models/<stage>/ (models/<stage>-uncurated/ for the curation ablation); a killed run
-    resumes from its newest checkpoint."""
+    """Train one stage into models/<stage>/ (models/<stage>-uncurated/ for the curation ablation), then score it with
+    its task's evaluator; a killed run resumes from its newest checkpoint."""
     from svd import tracking
+    from svd.evaluation.prompts import after_training
     from svd.training import stages as st
 
     params = _setup()
@@ -134,6 +136,9 @@ def train_cmd(
                 else None
             summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress,
                                                on_samples=on_samples)
+        scores = after_training(params, stage, st.stage_dir(params, stage))
+        if scores is not None:
+            summary["roundtrip" if stage == "vae" else "eval"] = scores
         _write_metrics(params, name, summary, st.stage_dir(params, stage),
                        Path(state.file_params().paths.models) / st.stage_name(params, stage))
         if track:
@@ -144,25 +149,57 @@ def train_cmd(
 
 @app.command()
 def sample(
-    prompt: List[str] = typer.Option(..., "--prompt", help="Text prompt (repeat for several videos)."),
-    out: Path = typer.Option(..., "--out", help="Output mp4 (a GIF preview is written beside it); several prompts "
+    prompt: List[str] = typer.Option([], "--prompt", help="Text prompt, text-to-video (repeat for several videos)."),
+    image: List[Path] = typer.Option([], "--image", help="Conditioning image, image-to-video (repeat for several "
+                                                        "videos); resized to the model's size."),
+    out: Path = typer.Option(..., "--out", help="Output mp4 (a GIF preview is written beside it); several inputs "
                                                 "get _0, _1, ... suffixes."),
-    model: Optional[str] = typer.Option(None, "--model", help="A model folder (models/hq) or a registered model "
-                                                              "(models:/NAME@ALIAS). Default: the newest "
-                                                              "text-to-video model the pipeline trained."),
+    model: Optional[str] = typer.Option(None, "--model", help="A model folder (models/hq, models/i2v) or a "
+                                                              "registered model (models:/NAME@ALIAS). Default: the "
+                                                              "newest text-to-video (--prompt) or image-to-video "
+                                                              "(--image) model the pipeline trained."),
     frames: Optional[int] = typer.Option(None, min=1, help="Frames (default: the model's training frames)."),
-    seed: Optional[int] = typer.Option(None, help="Seed (default: sample.seed); prompt i uses seed + i."),
-    steps: Optional[int] = typer.Option(None, min=1, help="Sampler steps (default: sample.steps)."),
-    guidance: Optional[float] = typer.Option(None, min=0.0, help="Classifier-free guidance (default: sample.guidance)."),
+    seed: Optional[int] = typer.Option(None, help="Seed (default: sample.seed); input i uses seed + i."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Sampler steps (default: sample.steps; image-to-video: "
+                                                          "the model's, 25 or 30)."),
+    guidance: Optional[float] = typer.Option(None, min=0.0, help="Classifier-free guidance (default: "
+                                                                 "sample.guidance; image-to-video: the last frame's, "
+                                                                 "rising linearly from the model's first-frame "
+                                                                 "value)."),
+    motion_bucket: Optional[float] = typer.Option(None, "--motion-bucket", help="Image-to-video: motion_bucket_id "
+                                                                                "(default: training's median)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate conditioned on and written (default: the "
+                                                            "model's)."),
+    cond_aug: Optional[float] = typer.Option(None, "--cond-aug", help="Image-to-video: noise on the conditioning "
+                                                                      "frame (default 0.02)."),
     scale: int = typer.Option(4, min=1, help="Nearest-neighbour upscale of the written video (tiny models are small)."),
 ) -> None:
-    """Generate videos from text with a trained model."""
+    """Generate videos from text (text-to-video) or from an image (image-to-video) with a trained model."""
     from svd.training import sampling
 
     params = _setup()
-    written = sampling.sample_to_files(params, prompts=list(prompt), out=out, model=model, frames=frames, seed=seed,
-                                       steps=steps, guidance=guidance, scale=scale)
+    written = sampling.sample_to_files(params, prompts=list(prompt), images=[str(i) for i in image], out=out,
+                                       model=model, frames=frames, seed=seed, steps=steps, guidance=guidance,
+                                       scale=scale, motion_bucket=motion_bucket, fps=fps, cond_aug=cond_aug)
+    for line in written["warnings"]:
+        typer.secho(f"warning: {line}", fg="yellow", err=True)
     typer.echo(json.dumps(written, indent=2, default=_jsonable))
+
+
+@app.command("export")
+def export_cmd(
+    model: Optional[str] = typer.Option(None, "--model", help="An image-to-video model folder (models/i2v) or a "
+                                                              "registered model (models:/svd-i2v@newest). Default: "
+                                                              "the newest image-to-video model."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (replaced if it exists)."),
+) -> None:
+    """Export an image-to-video model as a diffusers StableVideoDiffusionPipeline folder (from_pretrained-able)."""
+    from svd.export import export_model
+    from svd.training.sampling import IMAGE_TO_VIDEO_STAGES, resolve_model
+
+    params = _setup()
+    folder = resolve_model(params, model, IMAGE_TO_VIDEO_STAGES)
+    typer.echo(json.dumps(export_model(params, folder, out), indent=2, default=_jsonable))
 
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate by the paper's protocols: FVD, multi-view metrics, "

@@ -44,6 +44,7 @@ class Weights(Strict):
     text_model: str = "svd-tiny-text"
     text_pretrained: str | None = None
     unet_image: str | None = None
+    image_encoder: str | None = None  # CLIPVisionModelWithProjection folder / SVD pipeline folder / cached hub id
 
 
 class EvalWorld(Strict):
@@ -205,8 +206,20 @@ class UNet(Strict):
     sample_size: int = Field(ge=1)
 
 
+class ImageEncoderParams(Strict):
+    """A random CLIP image tower (transformers CLIPVisionConfig) for image-to-video when weights.image_encoder is
+    null (svd.models.image_encoder); its input is always 224 px, as diffusers' pipeline feeds it."""
+
+    hidden_size: int = Field(ge=8)
+    layers: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    patch_size: int = Field(ge=1)
+    projection_dim: int = Field(ge=1)  # = model.unet.cross_attention_dim (one context token of this width)
+
+
 class Model(Strict):
     unet: UNet
+    image_encoder: ImageEncoderParams
 
 
 Flip = Literal["hflip", "vflip", "reverse"]
@@ -244,6 +257,12 @@ class DiffusionStage(Strict):
     ema: float | None = None
     temporal_lr_scale: float = Field(default=1.0, gt=0)  # temporal layers' lr = lr x this (video stages; ours)
     static_weight: float = Field(default=1.0, ge=0, le=1)  # loss weight of the error's mean over frames (ours; 1: EDM)
+    # image-to-video stages (svd.tasks.image_to_video)
+    parent: str | None = None         # the stage whose model it is finetuned from
+    trainable: Literal["all", "temporal"] = "all"   # temporal: the temporal layers only (spatial frozen)
+    cond_dropout: dict[str, float] | None = None    # image / latent / both: zeroed for guidance (ours)
+    guidance: str | None = None       # a preset of diffusion.guidance: per-frame linear guidance of its samples
+    sample_steps: int | None = Field(default=None, ge=1)  # EDM Euler steps of its samples (paper: 25 / 30)
 
 
 class Train(Strict):
@@ -259,6 +278,8 @@ class Train(Strict):
     image: DiffusionStage
     video: DiffusionStage
     hq: DiffusionStage
+    i2v: DiffusionStage
+    i2v_xt: DiffusionStage
 
 
 class SampleParams(Strict):
@@ -352,8 +373,28 @@ class VideoEvalParams(Strict):
         return v
 
 
+class ImageToVideoEvalParams(Strict):
+    """The image-to-video checks on the world's held-aside clips (svd.evaluation.image_to_video), run after each
+    image-to-video stage. Goals (the issue's): fidelity and scene within `max_gap_db` of the VAE round trip, identity
+    in >= `identity_goal` of samples, Spearman rho >= `spearman_goal` over `motion_buckets` buckets with the lowest
+    moving at most `low_high_ratio` of the highest, FVD below the still video's beyond the interval."""
+
+    samples_per_clip: int = Field(default=1, ge=1)   # samples at the default motion bucket per held-aside clip
+    motion_clips: int = Field(default=8, ge=1)       # held-aside clips sampled at every bucket of the motion sweep
+    motion_buckets: int = Field(default=5, ge=2)     # spread over the 5th-95th percentile of training's buckets
+    t2v_baseline: bool = True                        # also sample the newest text-to-video model for the scene check
+    bootstrap: int = Field(default=500, ge=0)        # resamples for every interval (seeded; 0 = none)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    seed: int = 0                                    # sample i uses seed + i
+    max_gap_db: float = 2.0
+    identity_goal: float = 0.9
+    spearman_goal: float = 0.9
+    low_high_ratio: float = 0.25
+
+
 class Evaluate(Strict):
     fvd: FvdParams = FvdParams()
+    image_to_video: ImageToVideoEvalParams = ImageToVideoEvalParams()
     video: VideoEvalParams = VideoEvalParams()
     multiview: MultiviewParams = MultiviewParams()
     preference: PreferenceParams = PreferenceParams()

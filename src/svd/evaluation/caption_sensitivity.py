@@ -116,7 +116,8 @@ def caption_sensitivity(params, folder: Path | str, *, windows: int = 48, sigmas
     """`word_gaps` of the video model in `folder` on up to `windows` single-object windows of the curated set its
     stage trains on (one window per clip, at the model's frames, fps and size), and (`steer`) `steering` on those
     whose object moves."""
-    from svd.training.denoiser import is_video_unet, time_ids, unet_call
+    from svd.tasks.text_to_video import time_ids
+    from svd.training.denoiser import is_video_unet, unet_call
     from svd.training.latents import encode_windows, read_windows
     from svd.training.stages import load_model, stage_clips
     from svd.world.scene import COLOURS

@@ -461,7 +461,7 @@ def generate_missing(params, load: Callable[[], dict], out: Path, samples: list[
     indices written. `load()` gives the model; it is called only when something is missing (a re-score of a
     finished out-dir never loads the UNet)."""
     from svd.io.video import write_video
-    from svd.training.denoiser import generate
+    from svd.tasks.text_to_video import generate
     from svd.training.stages import vae_downsampling
 
     vcfg, sampler = params.evaluate.video, params.diffusion.sampler
@@ -486,7 +486,7 @@ def generate_missing(params, load: Callable[[], dict], out: Path, samples: list[
     for k, (s, e) in enumerate(todo):
         started = time.perf_counter()
         part = samples[s:e]
-        # one call per chunk with seed + s: sample i gets seed + i (svd.training.denoiser.generate)
+        # one call per chunk with seed + s: sample i gets seed + i (svd.tasks.text_to_video.generate)
         videos = generate(loaded["unet"], loaded["vae"], loaded["text"], [x.prompt for x in part],
                           latent_size=latent, num_frames=protocol.frames, steps=vcfg.steps, guidance=vcfg.guidance,
                           seed=vcfg.seed + s, fps=protocol.fps, motion_bucket=loaded["meta"]["motion_bucket"],

@@ -16,6 +16,7 @@ from svd.models.unet import (
     PROFILE_UNET_PARAMS,
     build_image_unet,
     build_video_unet,
+    image_to_video_config,
     image_unet_config,
     is_temporal,
     parameter_split,
@@ -136,6 +137,21 @@ def _text_row(arch: str = OPENCLIP_TEXT) -> dict[str, Any]:
     }
 
 
+def _image_encoder_row(cfg: dict) -> dict[str, Any] | None:
+    """The CLIP image tower of image-to-video, when the params carry `model.image_encoder` (its shape)."""
+    node = cfg.get("model", cfg).get("image_encoder") if isinstance(cfg, dict) else None
+    if not node:
+        return None
+    from transformers import CLIPVisionModelWithProjection
+
+    from svd.models.image_encoder import vision_config
+
+    with torch.device("meta"):
+        model = _frozen(CLIPVisionModelWithProjection(vision_config(node)))
+    return _row("image_encoder", model, "CLIP image tower of image-to-video (a100: ViT-H/14 as SVD's image_encoder/), "
+                                        "frozen")
+
+
 def parameter_report(profile: str, cfg: dict | None = None) -> list[dict[str, Any]]:
     """One row per model of `profile`: name, class, total, trainable, temporal parameters and a note.
 
@@ -158,6 +174,12 @@ def parameter_report(profile: str, cfg: dict | None = None) -> list[dict[str, An
         ),
         _row("image_unet", build_image_unet(image_unet_config(cfg), device="meta"), "Stage I (text-to-image)"),
     ]
+    i2v = build_video_unet(image_to_video_config(cfg), device="meta")
+    rows.insert(1, _row("i2v_unet", i2v, "image-to-video (SVD, SVD-XT): the video UNet with the conditioning latent "
+                                         "concatenated and cond_aug as a third id", temporal=is_temporal))
+    encoder = _image_encoder_row(cfg)
+    if encoder is not None:
+        rows.append(encoder)
     for kind in PROFILE_FROZEN_MODELS.get(profile, []):
         rows.append(_text_row(PROFILE_TEXT_MODEL[profile]) if kind == "text_encoder" else _vae_row(kind))
     return rows

@@ -86,6 +86,7 @@ def load_text_encoder(model_name: str, pretrained: str | None, seed: int = 0,
             weight.copy_(torch.randn(weight.shape, generator=generator) * RANDOM_TOKEN_STD)
     encoder = TextEncoder(model, tokenizer, backend, is_pretrained)
     encoder.seed = seed  # which random draw this is (svd_model.json records it as text_seed)
+    encoder.model_name, encoder.pretrained_source = model_name, pretrained  # what a model folder records
     del model.visual  # only the text tower is kept
     return encoder
 

@@ -65,12 +65,13 @@ A100_VIDEO_UNET: dict[str, Any] = {
     "num_frames": 14,
 }
 
-# `model.unet` values per profile (what params.yaml carries). a100 reproduces A100_VIDEO_UNET (tested) and an
+# `model.unet` values per profile (what params.yaml carries): the text-to-video UNet; `image_to_video_config` of the
+# a100 values reproduces A100_VIDEO_UNET (tested) and `image_unet_config` an
 # SD 2.1-shaped image UNet (865.9M); tiny (text-to-video: 8 latent channels of the tiny VAE, ids fps + motion) runs
 # a training step of 16 x 8 frames x 8 x 8 x 12 latents in about 0.8 s on 2 cores.
 A100_UNET_PARAMS: dict[str, Any] = {
     "in_channels": 4,
-    "concat_channels": 4,
+    "concat_channels": 0,
     "out_channels": 4,
     "block_out_channels": [320, 640, 1280, 1280],
     "cross_attention": [True, True, True, False],
@@ -79,7 +80,7 @@ A100_UNET_PARAMS: dict[str, Any] = {
     "transformer_layers_per_block": 1,
     "cross_attention_dim": 1024,
     "addition_time_embed_dim": 256,
-    "num_added_ids": 3,
+    "num_added_ids": 2,
     "image_class_embedding": False,
     "num_frames": 14,
     "sample_size": 96,
@@ -170,6 +171,14 @@ def video_unet_config(profile_cfg: dict) -> dict[str, Any]:
         "num_attention_heads": _heads(p),
         "num_frames": p["num_frames"],
     }
+
+
+def image_to_video_config(profile_cfg: dict) -> dict[str, Any]:
+    """The image-to-video UNet of the same `model.unet` params (svd.tasks.image_to_video): the conditioning frame's
+    latent concatenated to the input (in_channels doubled) and cond_aug as a third micro-conditioning id."""
+    p = unet_params(profile_cfg)
+    return video_unet_config({**p, "concat_channels": p["in_channels"] + p["concat_channels"],
+                              "num_added_ids": p["num_added_ids"] + 1})
 
 
 def image_unet_config(profile_cfg: dict) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""`svd sample`: text -> video files with a trained model folder or a registered model.
+"""`svd sample`: text -> video, or image -> video, files with a trained model folder or a registered model.
 
 A model reference is a folder written by `svd train` (holding svd_model.json), or `models:/NAME@ALIAS` /
 `models:/NAME/VERSION` from the MLflow registry (downloaded to a local cache under mlruns/, then read as a folder).
-Without one, the newest text-to-video folder the pipeline trained (models/hq, else models/video) is used.
+Without one, the newest folder the pipeline trained of the kind the inputs ask for: text-to-video (models/hq or
+models/video) for --prompt, image-to-video (models/i2v_xt or models/i2v) for --image.
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ from svd.errors import InputError
 from svd.training.stages import MODEL_FILE, load_model, read_model, stage_dir, write_samples
 
 VIDEO_STAGES = ("hq", "video")
+IMAGE_TO_VIDEO_STAGES = ("i2v_xt", "i2v")
 
 
-def newest_video_model(params: Params) -> Path:
-    found = [stage_dir(params, s) for s in VIDEO_STAGES if (stage_dir(params, s) / MODEL_FILE).is_file()]
+def newest_video_model(params: Params, stages: tuple[str, ...] = VIDEO_STAGES) -> Path:
+    found = [stage_dir(params, s) for s in stages if (stage_dir(params, s) / MODEL_FILE).is_file()]
     if not found:
-        raise InputError(f"no trained text-to-video model under {params.paths.models}/ (hq or video): run "
-                         f"`svd train --stage video` (or `make run`), or pass --model")
+        kind = "image-to-video" if stages == IMAGE_TO_VIDEO_STAGES else "text-to-video"
+        raise InputError(f"no trained {kind} model under {params.paths.models}/ ({' or '.join(stages)}): run "
+                         f"`svd train --stage {stages[-1]}` (or `make run`), or pass --model")
     return max(found, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
 
 
-def resolve_model(params: Params, ref: str | None) -> Path:
-    """A local model folder for `ref` (see module docstring)."""
+def resolve_model(params: Params, ref: str | None, stages: tuple[str, ...] = VIDEO_STAGES) -> Path:
+    """A local model folder for `ref` (see module docstring); None: the newest of `stages`."""
     if ref is None:
-        return newest_video_model(params)
+        return newest_video_model(params, stages)
     if ref.startswith("models:/"):
         from svd import tracking
 
@@ -40,48 +43,125 @@ def resolve_model(params: Params, ref: str | None) -> Path:
     return folder
 
 
-def sample_to_files(params: Params, *, prompts: list[str], out: Path, model: str | None = None,
-                    frames: int | None = None, seed: int | None = None, steps: int | None = None,
-                    guidance: float | None = None, scale: int = 4) -> dict[str, Any]:
-    from svd.training.denoiser import generate
+def _write(out: Path, videos, labels: list[str], fps: float, scale: int) -> list[dict[str, str]]:
+    """OUT.mp4 + OUT.gif (several videos: OUT_0, OUT_1, ...)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = []
+    tmp = out.parent / f".{out.stem}.samples"
+    written = write_samples(tmp, videos, labels, fps, scale=scale)
+    for i, path in enumerate(written):
+        stem = out.stem if len(labels) == 1 else f"{out.stem}_{i}"
+        mp4, gif = out.with_name(stem + ".mp4"), out.with_name(stem + ".gif")
+        path.replace(mp4)
+        path.with_suffix(".gif").replace(gif)
+        files.append({"mp4": str(mp4), "gif": str(gif)})
+    for leftover in tmp.iterdir():
+        leftover.unlink()
+    tmp.rmdir()
+    return files
 
-    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+
+def sample_to_files(params: Params, *, prompts: list[str] | None = None, images: list[str] | None = None,
+                    out: Path, model: str | None = None, frames: int | None = None, seed: int | None = None,
+                    steps: int | None = None, guidance: float | None = None, scale: int = 4,
+                    motion_bucket: float | None = None, fps: float | None = None,
+                    cond_aug: float | None = None) -> dict[str, Any]:
+    """Videos from prompts with a text-to-video model or from images with an image-to-video model, written as mp4 +
+    GIF; the result lists the files and `warnings` (every conversion of an input, settings outside training's)."""
+    prompts, images = list(prompts or []), list(images or [])
+    if not prompts and not images:
+        raise InputError("give --prompt TEXT (text-to-video) or --image FILE (image-to-video)")
+    if prompts and images:
+        raise InputError("give --prompt (text-to-video) or --image (image-to-video), not both: image-to-video is "
+                         "conditioned on the image alone")
+    if any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InputError("--prompt must be non-empty text")
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"--out {out}: the output must be an .mp4 file")
-    folder = resolve_model(params, model)
+    folder = resolve_model(params, model, IMAGE_TO_VIDEO_STAGES if images else VIDEO_STAGES)
     meta = read_model(folder)
     if meta["profile"] != params.profile:
         raise InputError(f"{folder} was trained with profile {meta['profile']}, this run uses profile "
                          f"{params.profile}: pass --profile {meta['profile']}")
+    i2v = meta["kind"] == "image-to-video"
+    if images and not i2v:
+        raise InputError(f"{folder} is a {meta['kind']} model: it takes --prompt, not --image (pass an "
+                         f"image-to-video model, e.g. --model models/i2v)")
+    if prompts and i2v:
+        raise InputError(f"{folder} is an image-to-video model: it takes --image FILE, not --prompt")
+    seed = params.sample.seed if seed is None else seed
+    if i2v:
+        return _image_to_video(params, folder, meta, images, out, frames=frames, seed=seed, steps=steps,
+                               guidance=guidance, scale=scale, motion_bucket=motion_bucket, fps=fps,
+                               cond_aug=cond_aug)
+    if motion_bucket is not None or cond_aug is not None:
+        raise InputError("--motion-bucket and --cond-aug are image-to-video settings")
+    from svd.tasks.text_to_video import generate
+
     loaded = load_model(folder)
     video = meta["kind"] == "text-to-video"
     sampler = params.diffusion.sampler
-    seed = params.sample.seed if seed is None else seed
     steps = steps or params.sample.steps
     guidance = params.sample.guidance if guidance is None else guidance
     videos = generate(loaded["unet"], loaded["vae"], loaded["text"], prompts, latent_size=tuple(meta["latent_size"]),
                       num_frames=(frames or meta["frames"]) if video else None, steps=steps, guidance=guidance,
-                      seed=seed, fps=meta["fps"], motion_bucket=meta["motion_bucket"], sigma_min=sampler.sigma_min,
-                      sigma_max=sampler.sigma_max, rho=sampler.rho, method=sampler.method,
-                      sigma_data=params.diffusion.sigma_data)
-    # write_samples names files by index and prompt; here the user named the output
-    out.parent.mkdir(parents=True, exist_ok=True)
-    files = []
-    tmp = out.parent / f".{out.stem}.samples"
-    written = write_samples(tmp, videos, prompts, meta["fps"], scale=scale)
-    for i, path in enumerate(written):
-        stem = out.stem if len(prompts) == 1 else f"{out.stem}_{i}"
-        mp4, gif = out.with_name(stem + ".mp4"), out.with_name(stem + ".gif")
-        path.replace(mp4)
-        path.with_suffix(".gif").replace(gif)
-        files.append({"prompt": prompts[i], "mp4": str(mp4), "gif": str(gif), "seed": seed + i})
-    for leftover in tmp.iterdir():
-        leftover.unlink()
-    tmp.rmdir()
+                      seed=seed, fps=meta["fps"] if fps is None else fps, motion_bucket=meta["motion_bucket"],
+                      sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max, rho=sampler.rho,
+                      method=sampler.method, sigma_data=params.diffusion.sigma_data)
+    files = _write(out, videos, prompts, meta["fps"], scale)
     return {"model": str(folder), "stage": meta["stage"], "frames": int(videos.shape[1]),
-            "size": list(videos.shape[2:4]), "steps": steps, "guidance": guidance, "videos": files}
+            "size": list(videos.shape[2:4]), "steps": steps, "guidance": guidance, "warnings": [],
+            "videos": [{"prompt": p, **f, "seed": seed + i} for i, (p, f) in enumerate(zip(prompts, files))]}
+
+
+def _image_to_video(params: Params, folder: Path, meta: dict, images: list[str], out: Path, *, frames, seed, steps,
+                    guidance, scale, motion_bucket, fps, cond_aug) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from svd.diffusion.conditioning import MOTION_BUCKET_MAX
+    from svd.io.image import read_image, resize_frame
+    from svd.tasks.image_to_video import generate
+
+    warnings, frames_in = [], []
+    size = tuple(meta["size"])
+    for path in images:
+        rgb, notes = read_image(path)
+        rgb, more = resize_frame(rgb, size)
+        warnings += [f"{path}: {n}" for n in notes + more]
+        frames_in.append(rgb)
+    motion_bucket = float(meta["motion_bucket"]) if motion_bucket is None else float(motion_bucket)
+    lo, hi = meta.get("motion_range", [0.0, MOTION_BUCKET_MAX])
+    if not 0 <= motion_bucket <= MOTION_BUCKET_MAX:
+        warnings.append(f"--motion-bucket {motion_bucket:g} is outside 0-{MOTION_BUCKET_MAX} (SVD's range); "
+                        f"expect motion the model never trained on")
+    elif not lo <= motion_bucket <= hi:
+        warnings.append(f"--motion-bucket {motion_bucket:g} is outside the buckets training saw ({lo:g}-{hi:g})")
+    fps = float(meta["fps"]) if fps is None else float(fps)
+    if fps != float(meta["fps"]):
+        warnings.append(f"--fps {fps:g}: the model trained at {meta['fps']:g} fps only (fps_id {meta['fps'] - 1:g}); "
+                        f"other rates are extrapolation")
+    if fps - 1 < 0:
+        raise InputError(f"--fps must be >= 1 (SVD conditions on fps - 1), got {fps:g}")
+    cond_aug = float(meta["cond_aug"]) if cond_aug is None else float(cond_aug)
+    if cond_aug < 0:
+        raise InputError(f"--cond-aug must be >= 0, got {cond_aug:g}")
+    guide = tuple(meta["guidance"]) if guidance is None else (float(meta["guidance"][0]), float(guidance))
+    steps = steps or int(meta["sample_steps"])
+    n_frames = frames or int(meta["frames"])
+    loaded = load_model(folder)
+    sampler = params.diffusion.sampler
+    x = torch.from_numpy(np.stack(frames_in)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    videos = generate(loaded["unet"], loaded["vae"], loaded["image_encoder"], x, num_frames=n_frames, steps=steps,
+                      guidance=guide, seed=seed, fps=fps, motion_bucket=motion_bucket, cond_aug=cond_aug,
+                      sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max, rho=sampler.rho,
+                      method=sampler.method, sigma_data=params.diffusion.sigma_data)
+    files = _write(out, videos, [Path(p).stem for p in images], fps, scale)
+    return {"model": str(folder), "stage": meta["stage"], "frames": int(videos.shape[1]),
+            "size": list(videos.shape[2:4]), "steps": steps, "guidance": list(guide), "motion_bucket": motion_bucket,
+            "fps": fps, "cond_aug": cond_aug, "warnings": warnings,
+            "videos": [{"image": p, **f, "seed": seed + i} for i, (p, f) in enumerate(zip(images, files))]}
 
 
 __all__ = ["newest_video_model", "resolve_model", "sample_to_files"]

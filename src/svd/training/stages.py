@@ -29,8 +29,7 @@ from svd.errors import InputError, WeightsError
 from svd.models.inflate import param_groups
 from svd.models.text import RANDOM_TOKEN_STD
 
-STAGES = ("vae", "image", "video", "hq")
-PARENT = {"image": "vae", "video": "image", "hq": "video"}
+STAGES = ("vae", "image", "video", "hq", "i2v", "i2v_xt")
 MODEL_FILE = "svd_model.json"
 Logger = Callable[[dict, int], None]
 
@@ -48,7 +47,14 @@ def stage_dir(params: Params, stage: str) -> Path:
     return Path(params.paths.models) / stage_name(params, stage)
 
 
-def _require_dir(folder: Path, what: str, fix: str) -> Path:
+def parent_stage(params: Params, stage: str) -> str | None:
+    """The stage whose output `stage` starts from (its task says: fixed for Stages I-III, params for i2v)."""
+    from svd import tasks
+
+    return None if stage == "vae" else tasks.for_stage(stage).parent(params, stage)
+
+
+def require_dir(folder: Path, what: str, fix: str) -> Path:
     if not folder.is_dir() or not any(folder.iterdir()):
         raise InputError(f"{what} not found at {folder}: {fix}")
     return folder
@@ -79,39 +85,6 @@ def load_frozen_vae(source: str):
 
 def vae_downsampling(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
-def text_seed(params: Params, stage: str | None = None) -> int:
-    """The seed of the text tower `stage` trains with (the draw of a random tower; recorded for a pretrained one).
-
-    A stage that continues another (video from image, hq from video) keeps its parent's tower, whatever `seed` says:
-    the parent's cross-attention learned that draw, and `seed` is there to vary the training, not the frozen encoder
-    (a Stage II run at seed 1 on a seed-0 Stage I fell from colour 0.98 to 0.73 on another random tower). A parent
-    trained with another text model or weights file is a ConfigError."""
-    if stage not in ("video", "hq"):
-        return params.seed
-    parent = stage_dir(params, PARENT[stage])
-    if not (parent / MODEL_FILE).is_file():
-        return params.seed  # no parent yet: _start_unet says what to run first
-    meta = read_model(parent)
-    ours = (params.weights.text_model, params.weights.text_pretrained)
-    if (meta["text_model"], meta["text_pretrained"]) != ours:
-        raise ConfigError(f"{parent} was trained with text encoder {meta['text_model']} "
-                          f"({meta['text_pretrained'] or 'random'}), but weights.text_model / text_pretrained say "
-                          f"{ours[0]} ({ours[1] or 'random'}); a stage keeps its parent's text encoder")
-    return int(meta["text_seed"])
-
-
-def load_text(params: Params, stage: str | None = None):
-    from svd.models.text import load_text_encoder
-
-    encoder = load_text_encoder(params.weights.text_model, params.weights.text_pretrained,
-                                seed=text_seed(params, stage))
-    want = params.model.unet.cross_attention_dim
-    if encoder.width != want:
-        raise ConfigError(f"model.unet.cross_attention_dim is {want} but the text encoder "
-                          f"{params.weights.text_model} gives {encoder.width}-wide tokens; make them equal")
-    return encoder
 
 
 # ---------------------------------------------------------------- data
@@ -148,31 +121,6 @@ def _latent_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- models
-def _start_unet(params: Params, stage: str):
-    """The UNet a stage starts from (before its own checkpoints, which the loop resumes over it)."""
-    from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel
-
-    from svd.models.inflate import inflate_image_unet
-    from svd.models.unet import build_image_unet, image_unet_config, video_unet_config
-
-    unet_cfg = params.model.unet.model_dump()
-    if stage == "image":
-        if params.weights.unet_image:
-            path = Path(params.weights.unet_image)
-            if not (path / "config.json").is_file():
-                raise WeightsError(f"weights.unet_image: no diffusers UNet (config.json) at {path}")
-            return UNet2DConditionModel.from_pretrained(path), f"diffusers:{path}"
-        torch.manual_seed(params.seed)
-        return build_image_unet(image_unet_config(unet_cfg)), "random"
-    parent = stage_dir(params, PARENT[stage])
-    folder = _require_dir(parent / "unet", f"the Stage {PARENT[stage]} UNet",
-                          f"run `svd train --stage {PARENT[stage]}` first")
-    if stage == "video":
-        image = UNet2DConditionModel.from_pretrained(folder)
-        return inflate_image_unet(image, video_unet_config(unet_cfg), seed=params.seed), f"inflated:{folder}"
-    return UNetSpatioTemporalConditionModel.from_pretrained(folder), f"continued:{folder}"
-
-
 def read_model(folder: str | Path) -> dict:
     """svd_model.json of a stage folder (InputError when the folder is not a model of ours)."""
     path = Path(folder) / MODEL_FILE
@@ -213,42 +161,7 @@ def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool
                         recon_loss=cfg.recon_loss, patch=tuple(cfg.patch) if cfg.patch else None,
                         warmup_steps=cfg.warmup_steps, progress=progress)
     (out / VAE_SOURCE_FILE).write_text(json.dumps({"source": "vae", "backend": "trained"}) + "\n")
-    vae, _ = load_frozen_vae(str(out / "vae"))
-    roundtrip = vae_roundtrip_eval(params, vae)
-    return {"trained": True, **summary, **({"roundtrip": roundtrip} if roundtrip else {})}
-
-
-def vae_roundtrip_eval(params: Params, vae) -> dict[str, float] | None:
-    """The world evaluator on the world's eval clips after an encode/decode round trip at Stage II's size, frames and
-    fps: the ceiling any sample decoded by this VAE can reach (the clips themselves score 1.0). None without a world
-    eval set. Held-out red objects coming back green showed up here first, not in the PSNR."""
-    import pandas as pd
-
-    from svd.evaluation.world import evaluate_videos
-    from svd.io.video import iter_frames
-    from svd.models.vae import decode, encode
-
-    world = Path(params.paths.world)
-    table = world / "eval" / "actions.parquet"
-    if not table.is_file():
-        return None
-    cfg = params.train.video
-    h, w = cfg.size
-    clips, prompts = [], []
-    for row in pd.read_parquet(table).itertuples():
-        frames = list(iter_frames(world / row.file, size=(w, h)))[:: max(1, round(row.fps / cfg.fps))][: cfg.frames]
-        if len(frames) == cfg.frames:
-            clips.append(np.stack(frames))
-            prompts.append(row.class_name)
-    if not clips:
-        return None
-    x = torch.from_numpy(np.stack(clips)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
-    with torch.no_grad():
-        y = decode(vae, encode(vae, x))
-    videos = ((y.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
-    scores = evaluate_videos(list(videos), prompts, cfg.fps)
-    return {"colour_accuracy": scores["colour_accuracy"], "direction_accuracy": scores["direction_accuracy"],
-            "n": scores["n"]}
+    return {"trained": True, **summary}
 
 
 def fingerprint(params: Params, stage: str) -> str:
@@ -265,6 +178,9 @@ def fingerprint(params: Params, stage: str) -> str:
              "text_dropout": params.train.text_dropout, "lr_schedule": params.train.lr_schedule, "text": [params.weights.text_model,
                                                                  params.weights.text_pretrained],
              "inputs": {k: tracking.hash_path(v) for k, v in sorted(stage_inputs(params, stage).items())}}
+    if stage.startswith("i2v"):  # what only image-to-video reads (kept out of the other stages' fingerprints)
+        parts["image_to_video"] = {"encoder": [params.weights.image_encoder, params.model.image_encoder.model_dump()],
+                                   "cond_aug": params.diffusion.cond_aug.model_dump()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -292,18 +208,19 @@ def eval_prompts(params: Params, n: int | None = None) -> list[str]:
 
 def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = None, progress: bool = False,
                           on_samples: Callable[[Path, int], None] | None = None) -> dict[str, Any]:
-    """Train Stage I (image), II (video) or III (hq); write its folder; score it on the prompt set.
+    """Train a diffusion stage (I image, II video, III hq, i2v, i2v_xt) through its task (svd.tasks) and write its
+    folder. Scoring it is the caller's business (the task names its evaluator; training imports no evaluation).
 
-    Every `train.sample_every` steps a few prompts are sampled with the current weights into
+    Every `train.sample_every` steps the task's preview inputs are sampled with the current weights into
     samples/step-NNNNNN/ (mp4 + GIF) and handed to `on_samples(folder, step)` (the CLI logs them to MLflow)."""
-    from svd.diffusion.edm import DenoiserConfig
+    from svd import tasks
     from svd.data.clips import collate
-    from svd.training.denoiser import make_step
-    from svd.training.latents import LatentItems, encode_windows, read_windows
+    from svd.training.latents import read_windows
     from svd.training.loop import lr_lambda, train
 
-    if stage not in ("image", "video", "hq"):
+    if stage not in tasks.STAGE_TASKS:
         raise ValueError(f"not a diffusion stage: {stage!r}")
+    task = tasks.for_stage(stage)
     started = time.perf_counter()
     cfg = getattr(params.train, stage)
     if cfg.noise not in params.diffusion.noise:
@@ -320,44 +237,39 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     clips = stage_clips(params, stage)
     vae_src = vae_source(params)
     vae, vae_backend = load_frozen_vae(vae_src)
-    text = load_text(params, stage)
+    context = task.load_context(params, stage)
     latent_size = _latent_size(tuple(cfg.size), vae_downsampling(vae))
     if vae.config.latent_channels != params.model.unet.in_channels:
         raise ConfigError(f"model.unet.in_channels is {params.model.unet.in_channels} but the VAE ({vae_src}) has "
                           f"{vae.config.latent_channels} latent channels; make them equal")
-    unet, init = _start_unet(params, stage)
+    unet, init = task.start_unet(params, stage)
 
     windows = read_windows(clips, num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
                            windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,
                            motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=params.seed)
-    data = encode_windows(windows, vae, text)
+    items, info = task.training_set(windows, vae, context)
     del windows
-    p_mean, p_std = params.diffusion.noise[cfg.noise]
-    noise = DenoiserConfig(params.diffusion.sigma_data, p_mean, p_std)
-    step_fn = make_step(noise, data.text, video=video, text_dropout=params.train.text_dropout,
-                        static_weight=cfg.static_weight)
-    optimizer = torch.optim.AdamW(param_groups(unet, cfg.lr, cfg.temporal_lr_scale if video else 1.0),
-                                  weight_decay=0.0)
+    step_fn = task.make_step(params, stage, items, vae)
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
+              for g in param_groups(unet, cfg.lr, cfg.temporal_lr_scale if video else 1.0)]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, params.train.lr_schedule))
-    batch = min(cfg.batch, len(data.latents))
-    motion = float(np.median(data.motion_bucket.numpy()))
+    batch = min(cfg.batch, len(items))
+    buckets = items.data.motion_bucket.numpy()
+    motion = float(np.median(buckets))
 
     fresh_checkpoints(out / "checkpoints", fingerprint(params, stage))
-    preview = eval_prompts(params, 4)
+    preview, labels = task.preview(params, stage, {"vae": vae, "context": context, "latent_size": latent_size},
+                                   items)
 
     def sample_fn(model, step: int) -> None:
-        from svd.training.denoiser import generate
-
-        videos = generate(model, vae, text, preview, latent_size=latent_size, num_frames=cfg.frames if video else None,
-                          steps=params.sample.steps, guidance=params.sample.guidance, seed=params.sample.seed,
-                          fps=cfg.fps, motion_bucket=motion, sigma_data=params.diffusion.sigma_data)
         folder = out / "samples" / f"step-{step:06d}"
-        write_samples(folder, videos, preview, cfg.fps)
+        write_samples(folder, preview(model), labels, cfg.fps)
         if on_samples is not None:
             on_samples(folder, step)
 
-    summary = train(step_fn, unet, optimizer, LatentItems(data), max_steps=cfg.steps, ckpt_dir=out / "checkpoints",
+    summary = train(step_fn, unet, optimizer, items, max_steps=cfg.steps, ckpt_dir=out / "checkpoints",
                     sample_every=params.train.sample_every, sample_fn=sample_fn,
                     ckpt_every=params.train.ckpt_every, lr_scheduler=scheduler, ema_decay=cfg.ema,
                     log_every=params.train.log_every, logger=logger, seed=params.seed, profile=params.profile,
@@ -371,51 +283,54 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     load_weights(summary["checkpoint"], model=unet, which="ema" if cfg.ema else "model", profile=params.profile)
     unet.eval()
     unet.save_pretrained(out / "unet", safe_serialization=True)
-    write_model_file(params, stage, out, vae=vae, vae_src=vae_src, vae_backend=vae_backend, text=text,
-                     latent_size=latent_size, motion=motion, noise=(p_mean, p_std), init=init, steps=summary["steps"])
-    result = {
+    p_mean, p_std = params.diffusion.noise[cfg.noise]
+    write_model_file(params, stage, out, vae=vae, vae_src=vae_src, vae_backend=vae_backend,
+                     context=task.save_context(out, context, params, stage), latent_size=latent_size, motion=motion,
+                     noise=(p_mean, p_std), init=init, steps=summary["steps"],
+                     extra={"motion_range": [float(buckets.min()), float(buckets.max())],
+                            "motion_percentiles": [float(q) for q in np.percentile(buckets, [5, 50, 95])]})
+    task.finish(params, stage, out)
+    return {
         "stage": stage,
+        "kind": task.model_kind(stage),
         "final_loss": summary["final_loss"],
         "steps": summary["steps"],
         "resumed_from": summary["resumed_from"],
         "train_seconds": summary["seconds"],
         "samples_per_s": summary["samples_per_s"],
-        "windows": int(data.latents.shape[0]),
+        **info,
         "clips": len(clips),
-        "captions": int(data.text.shape[0]) - 1,
         "parameters": sum(p.numel() for p in unet.parameters()),
-        "text_encoder": "pretrained" if text.pretrained else "random",
+        "trainable_parameters": sum(p.numel() for p in unet.parameters() if p.requires_grad),
+        "context_encoder": "pretrained" if context.pretrained else "random",
+        "text_encoder": ("pretrained" if context.pretrained else "random") if task.kind == "text-to-video"
+        else "n/a",
         "model_dir": str(out),
+        "seconds": time.perf_counter() - started,
     }
-    # the image stage is scored on colour only (a single frame has no direction)
-    result["eval"] = evaluate_model(params, out, vae=vae, text=text, unet=unet)
-    result["seconds"] = time.perf_counter() - started
-    return result
 
 
-def write_model_file(params: Params, stage: str, out: Path, *, vae, vae_src: str, vae_backend: str, text,
+def write_model_file(params: Params, stage: str, out: Path, *, vae, vae_src: str, vae_backend: str, context: dict,
                      latent_size: tuple[int, int], motion: float, noise: tuple[float, float], init: str,
-                     steps: int) -> dict[str, Any]:
+                     steps: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Bundle the VAE into `out` (when small) and write `out/svd_model.json`, what `load_model` and the samplers read
-    to rebuild the model's conditioning."""
+    to rebuild the model's conditioning. `context`: the task's record of its frozen encoder (Task.save_context)."""
+    from svd import tasks
+
     cfg = getattr(params.train, stage)
-    video = stage != "image"
     meta = {
         "stage": stage,
-        "kind": "text-to-video" if video else "text-to-image",
+        "kind": tasks.for_stage(stage).model_kind(stage),
         "profile": params.profile,
         "vae": _bundle_vae(vae, vae_src, out),
         "vae_backend": vae_backend,
-        "text_model": params.weights.text_model,
-        "text_pretrained": params.weights.text_pretrained,
-        "text_backend": text.backend,
-        "text_seed": text.seed,
-        "text_token_std": None if text.pretrained else RANDOM_TOKEN_STD,
+        **context,
         "size": list(cfg.size),
         "latent_size": list(latent_size),
         "frames": cfg.frames,
         "fps": cfg.fps,
         "motion_bucket": motion,
+        **(extra or {}),
         "noise": list(noise),
         "data": cfg.data,
         "init": init,
@@ -439,37 +354,6 @@ def _bundle_vae(vae, source: str, out: Path) -> str:
     return "vae"
 
 
-def evaluate_model(params: Params, folder: Path, *, vae=None, text=None, unet=None, prompts: list[str] | None = None,
-                   guidance: float | None = None, steps: int | None = None) -> dict[str, Any]:
-    """Generate the prompt set with a model folder and score it with the world evaluator (colour and direction; an
-    image model: colour only); samples of the first prompts are written to folder/samples (mp4 + GIF)."""
-    from svd.evaluation.world import evaluate_videos
-    from svd.training.denoiser import generate
-
-    meta = read_model(folder)
-    model = load_model(folder) if unet is None else {"unet": unet, "vae": vae, "text": text, "meta": meta}
-    prompts = prompts or eval_prompts(params)
-    guidance = params.sample.guidance if guidance is None else guidance
-    steps = steps or params.sample.steps
-    sampler = params.diffusion.sampler
-    started = time.perf_counter()
-    video = meta["kind"] == "text-to-video"
-    videos = generate(model["unet"], model["vae"], model["text"], prompts, latent_size=tuple(meta["latent_size"]),
-                      num_frames=meta["frames"] if video else None, steps=steps, guidance=guidance, seed=params.sample.seed,
-                      fps=meta["fps"], motion_bucket=meta["motion_bucket"], sigma_min=sampler.sigma_min,
-                      sigma_max=sampler.sigma_max, rho=sampler.rho, method=sampler.method,
-                      sigma_data=params.diffusion.sigma_data)
-    seconds = time.perf_counter() - started
-    scores = evaluate_videos(list(videos), prompts, meta["fps"])
-    write_samples(folder / "samples", videos[:8], prompts[:8], meta["fps"])
-    (folder / "samples" / "eval.json").write_text(json.dumps(scores, indent=2) + "\n")
-    result = {"colour_accuracy": scores["colour_accuracy"], "n": scores["n"], "guidance": guidance, "steps": steps,
-              "sample_seconds": seconds}
-    if video:
-        result["direction_accuracy"] = scores["direction_accuracy"]
-    return result
-
-
 def write_samples(folder: Path, videos: np.ndarray, prompts: list[str], fps: float, scale: int = 4) -> list[Path]:
     """mp4 + GIF preview per video (nearest-upscaled `scale`x so a person can see them), a prompts.json manifest."""
     from svd.io.video import write_gif, write_video
@@ -488,37 +372,38 @@ def write_samples(folder: Path, videos: np.ndarray, prompts: list[str], fps: flo
 
 
 def load_model(folder: str | Path) -> dict[str, Any]:
-    """unet + frozen VAE + text encoder of a stage folder, as svd_model.json names them."""
+    """unet + frozen VAE + the task's context encoder (`text` or `image_encoder`) of a stage folder, as
+    svd_model.json names them."""
     from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel
 
-    from svd.models.text import load_text_encoder
+    from svd import tasks
 
     folder = Path(folder)
     meta = read_model(folder)
-    cls = UNetSpatioTemporalConditionModel if meta["kind"] == "text-to-video" else UNet2DConditionModel
-    unet_dir = _require_dir(folder / "unet", "the model's UNet", "the folder is incomplete; re-run its stage")
+    cls = UNet2DConditionModel if meta["kind"] == "text-to-image" else UNetSpatioTemporalConditionModel
+    unet_dir = require_dir(folder / "unet", "the model's UNet", "the folder is incomplete; re-run its stage")
     try:
         unet = cls.from_pretrained(unet_dir).eval()
     except Exception as exc:  # noqa: BLE001 - any unreadable weight file is the same user-facing problem
         raise InputError(f"cannot load the UNet in {unet_dir} ({exc.__class__.__name__})") from None
     vae, _ = load_frozen_vae(str(folder / meta["vae"]) if meta["vae"] == "vae" else meta["vae"])
-    text = load_text_encoder(meta["text_model"], meta["text_pretrained"], seed=meta["text_seed"])
-    # a random tower is a function of the code that draws it: a folder trained on another draw would sample with
-    # text features it never saw, so refuse it (folders from before this field was recorded drew at std 0.02)
-    recorded = meta.get("text_token_std", 0.02 if meta["text_pretrained"] is None else None)
-    expected = None if text.pretrained else RANDOM_TOKEN_STD
-    if recorded != expected:
-        raise InputError(f"{folder} was trained with a random text tower drawn at token std {recorded}, this code "
-                         f"draws {expected}; retrain it (svd train --stage {meta['stage']})")
-    return {"unet": unet, "vae": vae, "text": text, "meta": meta}
+    return {"unet": unet, "vae": vae, "meta": meta, "text": None,
+            **tasks.for_kind(meta["kind"]).load_saved_context(folder, meta)}
 
 
-__all__ = ["STAGES", "eval_prompts", "evaluate_model", "load_model", "read_model", "registry_aliases", "stage_dir",
+__all__ = ["STAGES", "eval_prompts", "load_model", "read_model", "registry_aliases", "stage_dir",
            "stage_name", "train_diffusion_stage", "train_vae_stage", "write_samples"]
 
 
 # ---------------------------------------------------------------- tracking
-REGISTERED_NAME = {"video": "svd-t2v", "hq": "svd-t2v"}
+def _registered_names() -> dict[str, str]:
+    from svd import tasks
+
+    names = {stage: tasks.for_stage(stage).registered_name(stage) for stage in tasks.STAGE_TASKS}
+    return {stage: name for stage, name in names.items() if name}
+
+
+REGISTERED_NAME = _registered_names()  # stage -> registered model (svd-t2v for video and hq, svd-i2v, ...)
 
 
 def registry_aliases(params: Params, stage: str) -> list[str]:
@@ -532,7 +417,7 @@ def registry_aliases(params: Params, stage: str) -> list[str]:
 def stage_inputs(params: Params, stage: str) -> dict[str, Path]:
     """The files a stage's lineage tags hash: the curated clip table and the parent stage's weights."""
     inputs = {"curated": Path(params.paths.curated) / "clips.parquet"}
-    parent = PARENT.get(stage)
+    parent = parent_stage(params, stage)
     if parent == "vae" and not params.train.vae.train:
         return inputs
     if parent is not None:
@@ -549,7 +434,8 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
 
     out = stage_dir(params, stage)
     mlflow.set_tags({"svd.stage": stage, "svd.train_data": getattr(params.train, stage).data if stage != "vae"
-                     else "curated", "svd.text_encoder": summary.get("text_encoder", "n/a")})
+                     else "curated", "svd.text_encoder": summary.get("text_encoder", "n/a"),
+                     "svd.context_encoder": summary.get("context_encoder", "n/a")})
     if stage == "vae":
         tracking.log_artifacts(out / "recon.png")
         return
@@ -564,6 +450,8 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
             data = getattr(params.train, stage).data
             version = tracking.register_folder(
                 params, out, REGISTERED_NAME[stage], registry_aliases(params, stage),
-                include=["unet", "vae", MODEL_FILE],
-                tags={"svd.stage": stage, "svd.profile": params.profile, "svd.train_data": data})
+                include=[n for n in ("unet", "vae", "image_encoder", "feature_extractor", "diffusers", MODEL_FILE)
+                         if (out / n).exists()],
+                tags={"svd.stage": stage, "svd.profile": params.profile, "svd.train_data": data,
+                      "svd.kind": read_model(out)["kind"], "svd.init": read_model(out)["init"]})
             mlflow.set_tag("svd.registered", f"{REGISTERED_NAME[stage]}/{version}")
