@@ -218,6 +218,18 @@ def test_sample_errors(trained, tmp_path):
     assert result.exit_code == 2 and "token std 0.02" in result.output and "retrain" in result.output, result.output
 
 
+@pytest.mark.slow
+def test_evaluate_stage_scores_a_folder_as_training_did(trained, tmp_path):
+    tmp, params = trained
+    result = svd(params, "evaluate", "stage", "video", "--out", str(tmp_path / "video.json"))
+    assert result.exit_code == 0, result.output
+    got = json.loads((tmp_path / "video.json").read_text())
+    trained_eval = json.loads((tmp / "metrics" / "train_video.json").read_text())
+    assert got["colour_accuracy"] == trained_eval["eval.colour_accuracy"] and got["n"] == 4
+    result = svd(params, "evaluate", "stage", "nope")
+    assert result.exit_code == 2 and "stage must be one of" in result.output
+
+
 @pytest.fixture(scope="module")
 def i2v_trained(trained):
     tmp, params = trained

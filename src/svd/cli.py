@@ -115,6 +115,8 @@ def train_cmd(
                                                   "i2v_xt (image-to-video, SVD and SVD-XT)."),
     track: bool = typer.Option(True, help="Record an MLflow run (and register video models)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Score the trained model with its task's "
+                                                                 "evaluator (`svd evaluate stage` does it later)."),
 ) -> None:
     """Train one stage into models/<stage>/ (models/<stage>-uncurated/ for the curation ablation), then score it with
     its task's evaluator; a killed run resumes from its newest checkpoint."""
@@ -136,7 +138,7 @@ def train_cmd(
                 else None
             summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress,
                                                on_samples=on_samples)
-        scores = after_training(params, stage, st.stage_dir(params, stage))
+        scores = after_training(params, stage, st.stage_dir(params, stage)) if evaluate else None
         if scores is not None:
             summary["roundtrip" if stage == "vae" else "eval"] = scores
         _write_metrics(params, name, summary, st.stage_dir(params, stage),
@@ -356,6 +358,30 @@ def video_cmd(
         flat["mlflow_model_run"] = run_id
     typer.echo(json.dumps({**flat, "generated": len(result["generated"]), "out_dir": result["out_dir"],
                            "metrics": str(js), "report": str(md)}, indent=2, default=_jsonable))
+
+
+@evaluate_app.command("stage")
+def evaluate_stage_cmd(
+    stage: str = typer.Argument(..., help="A trained diffusion stage: image | video | hq | i2v | i2v_xt."),
+    model: Optional[Path] = typer.Option(None, "--model", help="The model folder (default: the stage's own, "
+                                                               "models/<stage>)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+) -> None:
+    """Score a trained model with its task's evaluator (what `svd train` runs after training): the eval prompts for
+    text-to-video, the held-aside-clip checks for image-to-video (fidelity, identity, motion, FVD, scene)."""
+    from svd import tasks
+    from svd.evaluation.prompts import after_training
+    from svd.training import stages as st
+
+    params = _setup()
+    if stage not in tasks.STAGE_TASKS:
+        raise SvdError(f"stage must be one of {', '.join(tasks.STAGE_TASKS)}, got {stage!r}")
+    result = after_training(params, stage, model or st.stage_dir(params, stage))
+    text = json.dumps(result, indent=2, default=_jsonable)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
 
 
 @evaluate_app.command("caption-sensitivity")

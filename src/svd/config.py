@@ -45,6 +45,8 @@ class Weights(Strict):
     text_pretrained: str | None = None
     unet_image: str | None = None
     image_encoder: str | None = None  # CLIPVisionModelWithProjection folder / SVD pipeline folder / cached hub id
+    i2v_pipeline: str | None = None     # stable-video-diffusion-img2vid (diffusers layout): i2v finetunes it
+    i2v_xt_pipeline: str | None = None  # stable-video-diffusion-img2vid-xt: i2v_xt finetunes it
 
 
 class EvalWorld(Strict):

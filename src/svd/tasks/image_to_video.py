@@ -239,6 +239,30 @@ __all__ = ["ImageItems", "ImageWindows", "KIND", "NUM_IDS", "cond_noise", "condi
 
 
 # ---------------------------------------------------------------- the task, as svd.training.stages drives it
+def pipeline_folder(source: str, key: str):
+    """A local StableVideoDiffusionPipeline folder (model_index.json, unet/, vae/, image_encoder/) for a path or a
+    hub id already in the local cache; nothing is downloaded."""
+    from pathlib import Path
+
+    from svd.errors import WeightsError
+
+    path = Path(source).expanduser()
+    if not path.exists():
+        if source.startswith(("/", ".", "~")) or source.count("/") > 1:
+            raise WeightsError(f"{key}: folder not found: {path}")
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(source, "model_index.json", local_files_only=True)).parent
+        except Exception:  # not in the cache, or not a valid id
+            raise WeightsError(f"{key}: {source!r} is neither a local folder nor a hub id in the local cache "
+                               f"(nothing is downloaded)") from None
+    missing = [n for n in ("model_index.json", "unet", "vae", "image_encoder") if not (path / n).exists()]
+    if missing:
+        raise WeightsError(f"{key}: {path} is not a StableVideoDiffusionPipeline folder (missing {', '.join(missing)})")
+    return path
+
+
 REGISTERED_NAMES = {"i2v": "svd-i2v", "i2v_xt": "svd-i2v-xt"}
 BUNDLE_ENCODER_MAX_BYTES = 64 * 2**20
 EXPORT_MAX_BYTES = 512 * 2**20
@@ -267,6 +291,16 @@ class ImageToVideo:
             raise ConfigError(f"train.{stage}.parent: a stage cannot be its own parent")
         return parent
 
+    def pretrained(self, params, stage: str):
+        """The public pipeline folder this stage finetunes (weights.<stage>_pipeline), or None: ours."""
+        source = getattr(params.weights, f"{stage}_pipeline", None)
+        return pipeline_folder(source, f"weights.{stage}_pipeline") if source else None
+
+    def vae_source(self, params, stage: str) -> str | None:
+        """A public pipeline brings its own VAE (SVD's temporal decoder); else the VAE stage's."""
+        folder = self.pretrained(params, stage)
+        return str(folder / "vae") if folder is not None else None
+
     def _parent_meta(self, params, stage: str) -> tuple[object, dict | None]:
         from svd.training.stages import MODEL_FILE, read_model, stage_dir
 
@@ -274,12 +308,16 @@ class ImageToVideo:
         return folder, (read_model(folder) if (folder / MODEL_FILE).is_file() else None)
 
     def load_context(self, params, stage: str):
-        """The frozen CLIP image tower; a model continued from an image-to-video parent keeps the parent's."""
+        """The frozen CLIP image tower: the public pipeline's when one is finetuned (weights.<stage>_pipeline), the
+        parent's when continuing an image-to-video parent, else weights.image_encoder (or a random one)."""
         from svd.errors import ConfigError
         from svd.models.image_encoder import load_image_encoder
 
         folder, meta = self._parent_meta(params, stage)
-        if meta is not None and meta["kind"] == KIND:
+        public = self.pretrained(params, stage)
+        if public is not None:  # a finetune of the public model keeps the tower it was trained with
+            encoder = load_image_encoder(str(public))
+        elif meta is not None and meta["kind"] == KIND and public is None:
             encoder = self.load_saved_context(folder, meta)["image_encoder"]
         else:
             encoder = load_image_encoder(params.weights.image_encoder, params.model.image_encoder.model_dump(),
@@ -297,6 +335,20 @@ class ImageToVideo:
         from svd.errors import InputError
         from svd.training.stages import require_dir
 
+        public = self.pretrained(params, stage)
+        if public is not None:
+            try:
+                unet = UNetSpatioTemporalConditionModel.from_pretrained(public, subfolder="unet")
+            except Exception as exc:  # corrupt or missing weights
+                raise InputError(f"weights.{stage}_pipeline: cannot load the UNet of {public} "
+                                 f"({str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__})") \
+                    from None
+            if unet.config.in_channels != 2 * unet.config.out_channels:
+                raise InputError(f"weights.{stage}_pipeline: {public}/unet takes {unet.config.in_channels} input "
+                                 f"channels for {unet.config.out_channels} outputs: not an image-to-video UNet")
+            if getattr(params.train, stage).trainable == "temporal":
+                freeze_spatial(unet)
+            return unet, f"pretrained:{public}"
         folder, meta = self._parent_meta(params, stage)
         parent = self.parent(params, stage)
         if meta is None:

@@ -207,6 +207,10 @@ class TextToVideo:
                 "text_backend": context.backend, "text_seed": context.seed,
                 "text_token_std": None if context.pretrained else RANDOM_TOKEN_STD}
 
+    def vae_source(self, params, stage: str) -> str | None:
+        """None: the VAE stage's (tiny: trained; a100: weights.vae)."""
+        return None
+
     def finish(self, params, stage: str, out) -> None:
         """Nothing more to write: diffusers has no text-to-video SVD pipeline to export to."""
 

@@ -235,7 +235,7 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
         raise ConfigError("train.image.static_weight must be 1 (it weighs the error's mean over frames; images have one)")
     out = stage_dir(params, stage)
     clips = stage_clips(params, stage)
-    vae_src = vae_source(params)
+    vae_src = task.vae_source(params, stage) or vae_source(params)
     vae, vae_backend = load_frozen_vae(vae_src)
     context = task.load_context(params, stage)
     latent_size = _latent_size(tuple(cfg.size), vae_downsampling(vae))
@@ -417,6 +417,12 @@ def registry_aliases(params: Params, stage: str) -> list[str]:
 def stage_inputs(params: Params, stage: str) -> dict[str, Path]:
     """The files a stage's lineage tags hash: the curated clip table and the parent stage's weights."""
     inputs = {"curated": Path(params.paths.curated) / "clips.parquet"}
+    public = getattr(params.weights, f"{stage}_pipeline", None)  # a public model finetuned instead of the parent
+    if public:
+        from svd import tasks
+
+        inputs["pretrained"] = tasks.for_stage(stage).pretrained(params, stage) / "unet"
+        return {k: v for k, v in inputs.items() if v.exists()}
     parent = parent_stage(params, stage)
     if parent == "vae" and not params.train.vae.train:
         return inputs
