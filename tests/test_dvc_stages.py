@@ -48,3 +48,15 @@ def test_image_to_video_stages_follow_their_parents():
     assert raw["train"]["i2v_xt"]["parent"] == "i2v" and "models/i2v" in deps["train_i2v_xt"]
     for name in deps:
         assert {"models/fvd_i3d", "src/svd/tasks", "src/svd/evaluation/image_to_video.py"} <= deps[name], name
+
+
+def test_a_training_stage_reruns_for_its_own_block_only():
+    """Editing train.i2v.steps must not re-run Stages I-III: each stage names its own train.<stage> block (plus the
+    loop's shared keys), never the whole `train` block."""
+    stages = _stages()
+    for name in ("train_image", "train_video", "train_hq", "train_i2v", "train_i2v_xt"):
+        params = _params(stages[name])
+        assert "train" not in params and f"train.{name.removeprefix('train_')}" in params, (name, params)
+        others = [p for p in params if p.startswith("train.") and p.count(".") == 1
+                  and p.split(".")[1] in ("image", "video", "hq", "i2v", "i2v_xt", "vae")]
+        assert others == [f"train.{name.removeprefix('train_')}"], (name, others)
