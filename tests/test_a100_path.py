@@ -28,6 +28,17 @@ REDUCED = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """The a100 profile's stages run bf16, and accelerate keeps one process-wide state: reset it afterwards, so the
+    tests that follow in this process (tiny profile, mixed_precision "no") can make their own Accelerator. (`svd
+    train` runs one stage per process, so users never meet this.)"""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.mark.slow
 def test_every_a100_stage_takes_a_step_at_reduced_width(small_curated, tmp_path):
     from svd.models.image_encoder import load_image_encoder

@@ -38,6 +38,8 @@ def write_params(tmp: Path, world: Path, curated: Path) -> Path:
     raw["paths"].update({"world": str(world), "curated": str(curated), "models": str(tmp / "models"),
                          "metrics": str(tmp / "metrics"), "mlflow_uri": f"sqlite:///{tmp}/mlruns/mlflow.db",
                          "mlflow_artifacts": str(tmp / "mlruns" / "artifacts")})
+    # no FVD net unless a test trains one: never the project's own models/fvd_i3d (absent on a fresh clone)
+    raw["evaluate"]["fvd"]["i3d_weights"] = str(tmp / "models" / "fvd_i3d" / "i3d.safetensors")
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -53,6 +55,10 @@ class Result:
         self.exit_code, self.output = result.exit_code, result.output
         if isinstance(result.exception, (SvdError, ConfigError)):
             self.exit_code, self.output = 2, f"{self.output}error: {result.exception}"
+        elif result.exception is not None and not isinstance(result.exception, SystemExit):
+            import traceback  # an unexpected exception: show it in the assertion message, not just "exit 1"
+
+            self.output += "".join(traceback.format_exception(result.exception))
 
 
 def invoke(args: list[str]) -> Result:

@@ -157,6 +157,8 @@ def _fvd(params: Params, real: np.ndarray, fake: np.ndarray, still: np.ndarray, 
     except (WeightsError, InputError, FileNotFoundError) as exc:
         return {"skipped": f"no FVD extractor ({str(exc)[:120]})"}
     k = params.evaluate.fvd.frames
+    if real.shape[1] < k:
+        return {"skipped": f"the model makes {real.shape[1]} frames; the FVD extractor reads {k} (evaluate.fvd.frames)"}
     feats = [extractor.features_of(v[:, :k]) for v in (real, fake, still)]
     r, f, s = feats
     n = len(r)
