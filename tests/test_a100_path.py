@@ -24,7 +24,7 @@ REDUCED = [
     "train.i2v_xt.fps=8.0", "train.i2v_xt.sample_steps=1", "train.sample_every=1000000",
     "sample.steps=1", "sample.eval_prompts=2", "evaluate.image_to_video.motion_clips=2",
     "evaluate.image_to_video.motion_buckets=2", "evaluate.image_to_video.bootstrap=10",
-    "evaluate.image_to_video.t2v_baseline=false",
+    "evaluate.image_to_video.t2v_clips=0",
 ]
 
 

@@ -57,6 +57,12 @@ def test_extended_unet_predicts_exactly_what_its_parent_did():
     loss.backward()
     assert child.conv_in.weight.grad[:, 8:].abs().sum() > 0
     assert child.add_embedding.linear_1.weight.grad[:, 64:].abs().sum() > 0
+    # the task names exactly the zero columns it added (their lr scale), and none when it continues a model
+    parts = i2v.TASK.new_inputs(child, "extended:parent/unet")
+    assert [(p.shape, d, s) for p, d, s in parts] == [(child.conv_in.weight.shape, 1, 8),
+                                                     (child.add_embedding.linear_1.weight.shape, 1, 64)]
+    assert all(not p.detach()[:, s:].any() and p.detach()[:, :s].any() for p, d, s in parts)
+    assert i2v.TASK.new_inputs(child, "continued:i2v/unet") == []
     with pytest.raises(ValueError, match="not a text-to-video model"):
         i2v.extend_for_images(child)
 

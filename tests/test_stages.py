@@ -191,9 +191,11 @@ def test_sample_from_folder_registry_and_default(trained, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reg_0.mp4").is_file() and (tmp_path / "reg_1.gif").is_file()
 
-    result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "d.mp4"), "--steps", "2")
+    result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "d.mp4"), "--steps", "2",
+                 "--fps", "6")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["stage"] == "hq"  # the newest text-to-video model
+    assert probe(tmp_path / "d.mp4").fps == pytest.approx(6.0)  # written at the rate it was conditioned on
 
 
 @pytest.mark.slow

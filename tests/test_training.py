@@ -251,3 +251,28 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     assert (ta["epoch"], ta["batches_in_epoch"]) == (tb["epoch"], tb["batches_in_epoch"])
     for i, st in ta["optimizer"]["state"].items():
         assert torch.equal(st["exp_avg_sq"], tb["optimizer"]["state"][i]["exp_avg_sq"])
+
+
+def test_scale_updates_gives_columns_their_own_lr():
+    """Scaling the update of a tensor's last columns equals training those columns as their own parameter at
+    lr x scale (AdamW, no decay); the other columns move exactly as without the hooks."""
+    from svd.training.loop import scale_updates
+
+    torch.manual_seed(0)
+    w0 = torch.randn(4, 6)
+    x, y = torch.randn(16, 6), torch.randn(16, 4)
+
+    def loss(w):
+        return ((x @ w.T - y) ** 2).mean()
+
+    whole = nn.Parameter(w0.clone())
+    opt = torch.optim.AdamW([whole], lr=1e-2, weight_decay=0.0)
+    scale_updates(opt, [(whole, 1, 4)], 10.0)
+    old, new = nn.Parameter(w0[:, :4].clone()), nn.Parameter(w0[:, 4:].clone())
+    ref = torch.optim.AdamW([{"params": [old], "lr": 1e-2}, {"params": [new], "lr": 1e-1}], weight_decay=0.0)
+    for _ in range(5):
+        for o, w in ((opt, whole), (ref, None)):
+            o.zero_grad()
+            loss(whole if w is not None else torch.cat([old, new], 1)).backward()
+            o.step()
+    torch.testing.assert_close(whole.detach(), torch.cat([old, new], 1).detach(), rtol=1e-5, atol=1e-6)

@@ -130,6 +130,15 @@ def test_inflated_video_unet_is_the_image_unet_frame_by_frame(tmp_path):
     with torch.no_grad():
         assert torch.equal(reloaded(x, t, ctx, ids).sample, passthrough)
 
+    # the task names what inflation added at zero (its lr scale, train.video.new_inputs_lr_scale): the micro-
+    # conditioning's last layer; nothing when a video UNet is continued, or once that layer has grown
+    from svd.tasks.text_to_video import TASK
+
+    added = TASK.new_inputs(video, "inflated:image/unet")
+    assert [p is q for p, q in zip([p for p, _, _ in added], [video.add_embedding.linear_2.weight,
+                                                             video.add_embedding.linear_2.bias])] == [True, True]
+    assert TASK.new_inputs(video, "continued:video/unet") == []
+
     # the trainable alternative: temporal output layers at zero, mix left at its init
     reset_temporal_mix(video)
     assert zero_init_temporal(video)

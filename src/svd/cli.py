@@ -339,7 +339,8 @@ def video_cmd(
     metrics_dir = Path(params.paths.metrics)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     js, md = metrics_dir / f"evaluate_{result['name']}.json", Path(result["out_dir"]) / ucf101.REPORT_FILE
-    js.write_text(json.dumps(flat, indent=2, default=_jsonable) + "\n")
+    js.write_text(json.dumps({k: v for k, v in flat.items() if k not in WALL_CLOCK}, indent=2, default=_jsonable)
+                  + "\n")
     md.write_text(ucf101.markdown(result))
     if track:
         from svd import tracking
@@ -514,8 +515,15 @@ def _write_metrics(params: Params, stage: str, summary: dict, out: Path, pipelin
         path = out.with_name(out.name + "-metrics.json")
         typer.echo(f"{stage}: output is not the pipeline's ({pipeline_out}), so its metrics go to {path}", err=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_numeric(summary), indent=2, sort_keys=True) + "\n")
+    numbers = {k: v for k, v in _numeric(summary).items() if k.rsplit(".", 1)[-1] not in WALL_CLOCK}
+    path.write_text(json.dumps(numbers, indent=2, sort_keys=True) + "\n")
     return path
+
+
+# Numbers of how a run went rather than what it made (wall times, throughput, where it resumed): logged to MLflow,
+# kept out of metrics/*.json, which git tracks and a reproducing re-run must leave unchanged.
+WALL_CLOCK = frozenset({"seconds", "train_seconds", "sample_seconds", "real_seconds", "generate_seconds",
+                        "score_seconds", "samples_per_s", "resumed_from"})
 
 
 def _numeric(summary: dict) -> dict[str, float]:

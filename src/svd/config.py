@@ -259,6 +259,7 @@ class DiffusionStage(Strict):
     ema: float | None = None
     temporal_lr_scale: float = Field(default=1.0, gt=0)  # temporal layers' lr = lr x this (video stages; ours)
     static_weight: float = Field(default=1.0, ge=0, le=1)  # loss weight of the error's mean over frames (ours; 1: EDM)
+    new_inputs_lr_scale: float = Field(default=1.0, gt=0)  # lr x this for the input columns a task adds at zero (ours)
     # image-to-video stages (svd.tasks.image_to_video)
     parent: str | None = None         # the stage whose model it is finetuned from
     trainable: Literal["all", "temporal"] = "all"   # temporal: the temporal layers only (spatial frozen)
@@ -384,7 +385,8 @@ class ImageToVideoEvalParams(Strict):
     samples_per_clip: int = Field(default=1, ge=1)   # samples at the default motion bucket per held-aside clip
     motion_clips: int = Field(default=8, ge=1)       # held-aside clips sampled at every bucket of the motion sweep
     motion_buckets: int = Field(default=5, ge=2)     # spread over the 5th-95th percentile of training's buckets
-    t2v_baseline: bool = True                        # also sample the newest text-to-video model for the scene check
+    t2v_clips: int = Field(default=8, ge=0)          # held-aside clips the newest text-to-video model samples for the
+                                                     # scene check (its baseline; 0 = none)
     bootstrap: int = Field(default=500, ge=0)        # resamples for every interval (seeded; 0 = none)
     confidence: float = Field(default=0.95, gt=0, lt=1)
     seed: int = 0                                    # sample i uses seed + i

@@ -83,27 +83,10 @@ class ImageEncoder(nn.Module):
         return torch.cat(out)[:, None]
 
 
-def _hub_folder(source: str) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    for name in (f"{SUBFOLDER}/config.json", "config.json"):
-        try:
-            return Path(hf_hub_download(source, name, local_files_only=True)).parent
-        except Exception:  # not cached, not a valid id
-            continue
-    raise WeightsError(f"{PARAMS_KEY}: {source!r} is neither a local folder nor a hub id in the local cache "
-                       f"(nothing is downloaded; point it at a folder holding config.json or {SUBFOLDER}/config.json)")
-
-
 def _model_folder(source: str) -> Path:
-    path = Path(source).expanduser()
-    if not path.exists():
-        if source.startswith(("/", ".", "~")) or source.count("/") > 1:
-            raise WeightsError(f"{PARAMS_KEY}: folder not found: {path}")
-        return _hub_folder(source)
-    if not path.is_dir():
-        raise WeightsError(f"{PARAMS_KEY}: {path} is a file; expected a folder holding config.json (a "
-                           f"CLIPVisionModelWithProjection) or a pipeline folder with {SUBFOLDER}/")
+    from svd.models.sources import local_or_cached
+
+    path = local_or_cached(source, PARAMS_KEY, (f"{SUBFOLDER}/config.json", "config.json"))
     if (path / "config.json").is_file() and "vision" in json.loads((path / "config.json").read_text()).get(
             "model_type", ""):
         return path

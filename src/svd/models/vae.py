@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from svd.errors import WeightsError
+from svd.models.sources import local_or_cached
 
 # stabilityai/stable-diffusion-2-1 vae/config.json (the SVD VAE has the same encoder): 83,653,863 parameters.
 SD21_VAE: dict[str, Any] = {
@@ -75,25 +76,6 @@ def build_vae(cfg: dict[str, Any]) -> torch.nn.Module:
     return _vae_class(name)(**cfg)
 
 
-def _looks_like_path(source: str) -> bool:
-    # hub ids are "name" or "org/name"; anything else with separators, or rooted, is a filesystem path
-    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
-
-
-def _resolve_hub(source: str) -> Path:
-    """The local snapshot folder of a hub id already in the HF cache (never downloads)."""
-    from huggingface_hub import hf_hub_download
-
-    for name, up in (("config.json", 1), ("vae/config.json", 2)):
-        try:
-            path = Path(hf_hub_download(source, name, local_files_only=True))
-        except Exception:  # LocalEntryNotFoundError, EntryNotFoundError, HFValidationError for odd names
-            continue
-        return path.parents[up - 1]  # the snapshot folder
-    raise WeightsError(f"{PARAMS_KEY}: {source!r} is neither a local folder nor a hub id in the local cache "
-                       "(nothing is downloaded; point it at a folder holding config.json, or vae/config.json)")
-
-
 def _config_file(folder: Path) -> tuple[Path, str | None]:
     """The config.json to load and the subfolder it lives in (None: the folder itself)."""
     if (folder / "config.json").is_file():
@@ -119,16 +101,7 @@ def load_vae(source: str | Path | None, cfg: dict[str, Any] | None = None) -> tu
         return vae.eval(), f"diffusers:{type(vae).__name__}:random"
 
     text = str(source)
-    path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise WeightsError(f"{PARAMS_KEY}: {path} is a file; expected a diffusers folder (config.json + "
-                               "diffusion_pytorch_model.safetensors)")
-        folder = path
-    elif _looks_like_path(text):
-        raise WeightsError(f"{PARAMS_KEY}: folder not found: {path}")
-    else:
-        folder = _resolve_hub(text)
+    folder = local_or_cached(text, PARAMS_KEY, ("config.json", "vae/config.json"))
 
     config_path, subfolder = _config_file(folder)
     try:

@@ -242,21 +242,10 @@ __all__ = ["ImageItems", "ImageWindows", "KIND", "NUM_IDS", "cond_noise", "condi
 def pipeline_folder(source: str, key: str):
     """A local StableVideoDiffusionPipeline folder (model_index.json, unet/, vae/, image_encoder/) for a path or a
     hub id already in the local cache; nothing is downloaded."""
-    from pathlib import Path
-
     from svd.errors import WeightsError
+    from svd.models.sources import local_or_cached
 
-    path = Path(source).expanduser()
-    if not path.exists():
-        if source.startswith(("/", ".", "~")) or source.count("/") > 1:
-            raise WeightsError(f"{key}: folder not found: {path}")
-        from huggingface_hub import hf_hub_download
-
-        try:
-            path = Path(hf_hub_download(source, "model_index.json", local_files_only=True)).parent
-        except Exception:  # not in the cache, or not a valid id
-            raise WeightsError(f"{key}: {source!r} is neither a local folder nor a hub id in the local cache "
-                               f"(nothing is downloaded)") from None
+    path = local_or_cached(source, key, ("model_index.json",))
     missing = [n for n in ("model_index.json", "unet", "vae", "image_encoder") if not (path / n).exists()]
     if missing:
         raise WeightsError(f"{key}: {path} is not a StableVideoDiffusionPipeline folder (missing {', '.join(missing)})")
@@ -366,6 +355,15 @@ class ImageToVideo:
         if getattr(params.train, stage).trainable == "temporal":
             freeze_spatial(unet)
         return unet, init
+
+    def new_inputs(self, unet, init: str) -> list:
+        """The columns extend_for_images added at zero, when this run added them (not when continuing an image-to-video
+        model or finetuning the public one): conv_in's conditioning-latent channels and add_embedding's cond_aug id."""
+        if not init.startswith("extended:"):
+            return []
+        cfg = unet.config
+        return [(unet.conv_in.weight, 1, cfg.out_channels),
+                (unet.add_embedding.linear_1.weight, 1, (NUM_IDS - 1) * cfg.addition_time_embed_dim)]
 
     def training_set(self, windows, vae, context):
         data = encode_image_windows(windows, vae, context)

@@ -171,6 +171,15 @@ class TextToVideo:
             return inflate_image_unet(image, video_unet_config(unet_cfg), seed=params.seed), f"inflated:{folder}"
         return UNetSpatioTemporalConditionModel.from_pretrained(folder), f"continued:{folder}"
 
+    def new_inputs(self, unet, init: str) -> list:
+        """What inflation added at zero: the micro-conditioning's last layer (add_embedding.linear_2) when Stage I had
+        no vector conditioning, so fps and motion reach the UNet only as fast as it grows. (The new temporal layers
+        start random, not zero: they have train.video.temporal_lr_scale.)"""
+        if not init.startswith("inflated:"):
+            return []
+        layer = unet.add_embedding.linear_2
+        return [(p, 0, 0) for p in (layer.weight, layer.bias) if not p.detach().any()]
+
     def training_set(self, windows, vae, context):
         from svd.training.latents import LatentItems, encode_windows
 

@@ -44,6 +44,33 @@ def lr_lambda(warmup_steps: int, total_steps: int, schedule: str = "constant", f
     return factor
 
 
+def scale_updates(optimizer: torch.optim.Optimizer, parts: list[tuple[torch.nn.Parameter, int, int]],
+                  scale: float) -> None:
+    """Multiply the optimizer's update of some columns of some parameters by `scale`: each part is (parameter, dim,
+    start), the slice start: along dim. Adam's step is about lr whatever the gradient's size, so weights that start at
+    zero can only grow by ~lr per step; this gives them their own lr without splitting the tensor (the rest of it
+    keeps the group's lr). Exact for AdamW without weight decay (the only decay scaled with it)."""
+    if scale == 1.0 or not parts:
+        return
+    before: list[torch.Tensor] = []
+
+    def keep(opt, args, kwargs):
+        before[:] = [p.detach()[_columns(p, d, s)].clone() for p, d, s in parts]
+
+    def rescale(opt, args, kwargs):
+        with torch.no_grad():
+            for (p, d, s), old in zip(parts, before):
+                cols = p.data[_columns(p, d, s)]
+                cols.copy_(old + scale * (cols - old))
+
+    optimizer.register_step_pre_hook(keep)
+    optimizer.register_step_post_hook(rescale)
+
+
+def _columns(p: torch.Tensor, dim: int, start: int) -> tuple:
+    return (slice(None),) * dim + (slice(start, None),)
+
+
 def seed_everything(seed: int) -> None:
     import random
 

@@ -27,7 +27,6 @@ import torch
 from svd.config import ConfigError, Params
 from svd.errors import InputError, WeightsError
 from svd.models.inflate import param_groups
-from svd.models.text import RANDOM_TOKEN_STD
 
 STAGES = ("vae", "image", "video", "hq", "i2v", "i2v_xt")
 MODEL_FILE = "svd_model.json"
@@ -216,7 +215,7 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     from svd import tasks
     from svd.data.clips import collate
     from svd.training.latents import read_windows
-    from svd.training.loop import lr_lambda, train
+    from svd.training.loop import lr_lambda, scale_updates, train
 
     if stage not in tasks.STAGE_TASKS:
         raise ValueError(f"not a diffusion stage: {stage!r}")
@@ -253,6 +252,7 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
               for g in param_groups(unet, cfg.lr, cfg.temporal_lr_scale if video else 1.0)]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
+    scale_updates(optimizer, task.new_inputs(unet, init), cfg.new_inputs_lr_scale)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, params.train.lr_schedule))
     batch = min(cfg.batch, len(items))
