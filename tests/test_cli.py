@@ -27,6 +27,13 @@ def test_doctor_reports_weights_and_threads():
     assert "weights.craft" in result.output and "found" in result.output
     assert "weights.clip_pretrained" in result.output and "not configured" in result.output
     assert "threads" in result.output
+    from svd.config import load_params
+    from svd.doctor import weights_status
+
+    status = {key: text for key, _, text in weights_status(load_params(ROOT / "params.yaml"))}
+    assert status["weights.vae"] == "not configured: trained by the pipeline (train.vae)"  # not "annotator off"
+    assert status["weights.text_model"].startswith("architecture")  # an open_clip config name, not a hub id
+    assert "captions off" in status["weights.coca_pretrained"]
 
 
 def test_doctor_flags_missing_configured_weights(tmp_path):
@@ -108,3 +115,26 @@ def test_only_the_pipelines_own_outputs_write_its_metrics_files(tmp_path, monkey
     world("--set", "paths.metrics=m2", "world", "--out", "scratch2")
     assert read("m2/world.json") == 4 and not Path("scratch2-metrics.json").exists()
     assert read("metrics/world.json") == 1
+
+
+def test_global_options_are_accepted_after_the_command():
+    from svd.cli import hoist_global_options as hoist
+
+    assert hoist(["model-info", "--profile", "a100"]) == ["--profile", "a100", "model-info"]
+    assert hoist(["--params", "p.yaml", "evaluate", "stage", "i2v", "--set=seed=1", "--set", "threads=1"]) == \
+        ["--params", "p.yaml", "--set=seed=1", "--set", "threads=1", "evaluate", "stage", "i2v"]
+    assert hoist(["sample", "--prompt", "a red circle", "--out", "x.mp4"]) == \
+        ["sample", "--prompt", "a red circle", "--out", "x.mp4"]
+    assert hoist(["--help"]) == ["--help"] and hoist([]) == []
+
+
+def test_model_info_takes_the_profile_where_users_type_it():
+    import subprocess
+    import sys
+
+    svd = Path(sys.executable).with_name("svd")
+    r = subprocess.run([str(svd), "model-info", "--profile", "a100"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    line = next(l for l in r.stdout.splitlines() if l.startswith("video_unet"))
+    assert abs(int(line.split()[5].replace(",", "")) - 1521e6) / 1521e6 < 0.02  # the a100 profile's UNet

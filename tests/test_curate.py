@@ -1,6 +1,7 @@
 """End to end on a small world: the contract of every curation output, quarantine, expectations, tracking."""
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -104,9 +105,10 @@ def test_stage_run_is_tracked_with_lineage(curated):
 
     mlflow.set_tracking_uri(f"sqlite:///{curated}/mlruns/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["svd"], output_format="list")
-    by_stage = {r.data.tags["dvc.stage"]: r for r in runs}
+    by_stage = {r.data.tags["svd.step"]: r for r in runs}
     assert {"world", "curate"} <= set(by_stage)
     run = by_stage["curate"]
+    assert "dvc.stage" not in run.data.tags  # run by `svd curate`, not by `dvc repro`: no DVC stage to name
     assert len(run.data.tags["git.commit"]) >= 7 and run.data.tags["input.videos.sha256"] != "missing"
     assert run.data.params["curate.filters.motion_bottom"] == "0.25"
     assert run.data.metrics["kept"] >= 1
@@ -122,6 +124,10 @@ def test_expectations_failure_is_readable(curated, tmp_path, params_file):
     assert "expect_column_pair_values_a_to_be_greater_than_b" in message and "clip_id" in message
     assert "FAILED" in (tmp_path / "report" / "report.txt").read_text()
     assert list((tmp_path / "gx").rglob("local_site/index.html"))
+    # the offline page: every expectation with its verdict, nothing loaded from a network
+    page = (tmp_path / "gx" / "report.html").read_text()
+    assert "FAILED" in page and "passed" in page and "expect_column_pair_values_a_to_be_greater_than_b" in page
+    assert "http" not in page and "<script" not in page and "<link" not in page
 
 
 def _file_digests(folder: Path) -> dict[str, str]:
@@ -160,6 +166,11 @@ def test_bad_inputs_meet_one_line_errors(tmp_path):
                         str(tmp_path / "nothing"), "--out", str(tmp_path / "o")], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "input folder not found" in r.stderr and "Traceback" not in r.stderr
+    # with no --out it would overwrite the pipeline's DVC output behind DVC's back: refused, one line, the fix named
+    r = subprocess.run([str(svd), "--params", str(ROOT / "params.yaml"), "curate", "--no-track"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "DVC_STAGE": ""})
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "dvc repro curate" in r.stderr, r.stderr
+    assert not (tmp_path / "data").exists()
     (tmp_path / "empty").mkdir()
     from svd.curation.pipeline import list_videos
     from svd.errors import InputError

@@ -154,11 +154,15 @@ def test_report_keys_resume_and_tracking(setup):
     assert result.exit_code == 0, result.output
     printed = last_json(result.stdout)
     assert printed["generated"] == 6
-    report = json.loads((tmp / "metrics" / "evaluate_t.json").read_text())
+    metrics = json.loads((tmp / "metrics" / "evaluate_t.json").read_text())  # numbers only: git and `dvc metrics`
+    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()), metrics
+    assert "generate_seconds" not in metrics and metrics["comparable_to_paper"] == 0
+    report = json.loads((tmp / "evaluate" / "t" / "report.json").read_text())  # everything, beside the samples
     for key in ("fvd", "colour_accuracy", "direction_accuracy", "n_samples", "feature_extractor",
                 "feature_net_accuracy", "n_real", "real_set", "comparable_to_paper"):
         assert key in report, key
-    assert report["fvd"] > 0 and report["n_samples"] == 6 and report["n_real"] == 8
+        assert key in metrics or isinstance(report[key], str), key
+    assert report["fvd"] == metrics["fvd"] > 0 and report["n_samples"] == 6 and report["n_real"] == 8
     assert 0 <= report["colour_accuracy"] <= 1 and 0 <= report["direction_accuracy"] <= 1
     assert report["feature_net_accuracy"] is not None and report["comparable_to_paper"] is False
     assert report["feature_extractor"].startswith("inception-i3d(") and "clips=4@4fps" in report["feature_extractor"]
@@ -180,6 +184,9 @@ def test_report_keys_resume_and_tracking(setup):
     runs = mlflow.search_runs(experiment_names=["svd"])
     run = runs[runs["tags.mlflow.runName"] == "evaluate_t"].iloc[0]
     assert run["metrics.fvd"] == pytest.approx(report["fvd"]) and run["tags.svd.model_ref"] == str(model)
+    # the run was open while the samples were made: it spans their writing, not just the logging after it
+    first = min(f.stat().st_mtime for f in (out / "samples").glob("*.mp4"))
+    assert run["start_time"].timestamp() <= first <= run["end_time"].timestamp()
     assert run["tags.svd.model_run_id"] == "none"  # a bare folder, never registered
 
     # resume: delete one sample; only it is made again, to the same pixels
@@ -387,8 +394,9 @@ def test_ucf101_layout_runs_the_same_path(setup, tmp_path):
     result = svd(params, "evaluate", "video", "--model", str(model), "--name", "ucf", "--no-track",
                  "--out-dir", str(tmp_path / "ucf"), extra=[*extra, f"evaluate.fvd.i3d_weights={net}"])
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp / "metrics" / "evaluate_ucf.json").read_text())
+    report = json.loads((tmp_path / "ucf" / "report.json").read_text())
     assert report["n_real"] == 3 and report["real_set"].startswith("ucf101:") and report["n_classes"] == 2
+    assert "colour_accuracy" not in json.loads((tmp / "metrics" / "evaluate_ucf.json").read_text())  # no unknowns
     assert report["colour_accuracy"] is None and report["direction_accuracy"] is None and report["n_judged"] == 0
     manifest = pd.read_parquet(tmp_path / "ucf" / "manifest.parquet")
     # 6 samples following 1 : 2 -> 2 and 4; the prompt is the class name in words

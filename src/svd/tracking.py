@@ -50,8 +50,16 @@ def git_state(cwd: Path | str = ".") -> dict[str, str]:
             return ""
 
     commit = run("rev-parse", "HEAD") or "unknown"
-    dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
-    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+    # the pipeline writes dvc.lock and metrics/ itself while it runs, so they cannot make its code "dirty"; whether
+    # they differ from the commit is recorded apart
+    outputs = [f":(top){p}" for p in PIPELINE_OUTPUTS]
+    dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                     *[f":(exclude,top){p}" for p in PIPELINE_OUTPUTS]))
+    outputs_dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", *outputs))
+    return {"git.commit": commit, "git.dirty": str(dirty).lower(), "git.outputs_dirty": str(outputs_dirty).lower()}
+
+
+PIPELINE_OUTPUTS = ("dvc.lock", "metrics")  # git-tracked files the pipeline itself rewrites
 
 
 def hash_path(path: Path | str) -> str:
@@ -89,7 +97,9 @@ def stage_run(params: Params, stage: str, inputs: dict[str, Path | str] | None =
     """One run per stage execution: params, lineage tags (commit, DVC stage, input hashes), nested if a parent is set."""
     mlflow = _mlflow()
     experiment_id = configure(params)
-    tags = {**git_state(), "svd.kind": "stage", "dvc.stage": stage, "svd.profile": params.profile}
+    tags = {**git_state(), "svd.kind": "stage", "svd.step": stage, "svd.profile": params.profile}
+    if os.environ.get("DVC_STAGE"):  # set by `dvc repro` for the stage's command; a bare `svd ...` run has none
+        tags["dvc.stage"] = os.environ["DVC_STAGE"]
     for key, value in (inputs or {}).items():
         tags[f"input.{key}.path"] = str(value)
         tags[f"input.{key}.sha256"] = hash_path(value)
@@ -107,6 +117,22 @@ def log_metrics(metrics: dict[str, float]) -> None:
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if clean:
         mlflow.log_metrics(clean)
+
+
+# Numbers that describe a run rather than measure it (sizes, counts, settings the summary echoes): MLflow params
+# under "result.", so the metrics view holds the scores and the training curves.
+DESCRIPTIVE = frozenset({"clips", "captions", "conditioning_frames", "parameters", "trainable_parameters", "windows",
+                         "steps", "frames", "fps", "motion_bucket", "guidance", "n", "samples"})
+
+
+def log_summary(numbers: dict[str, float]) -> None:
+    """Flat numbers of a stage's summary: descriptive ones (DESCRIPTIVE, by last key part) as params, the rest as
+    metrics."""
+    mlflow = _mlflow()
+    described = {f"result.{k}": v for k, v in numbers.items() if k.rsplit(".", 1)[-1] in DESCRIPTIVE}
+    if described:
+        mlflow.log_params(described)
+    log_metrics({k: v for k, v in numbers.items() if k.rsplit(".", 1)[-1] not in DESCRIPTIVE})
 
 
 def log_artifacts(path: Path | str, artifact_path: str | None = None) -> None:

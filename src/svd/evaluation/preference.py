@@ -441,6 +441,77 @@ def _check_port(host: str, port: int) -> None:
             raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port") from None
 
 
+def gather_versions(params, refs: list[str], out: Path | str) -> Path:
+    """Lay out the evaluation samples of model versions as `serve` reads them, so any two versions can be compared
+    with no copying by hand: OUT/<label>/ holds each version's final samples (mp4) and their prompts.json.
+
+    A ref is a registered version (`models:/NAME@ALIAS` or `models:/NAME/VERSION`; label NAME-vVERSION), whose
+    samples are the ones its training run logged under `samples/` (a version made by `svd register` points to that
+    run through its lineage tag), or a model folder written by `svd train` (label: the folder's name), whose
+    samples are in FOLDER/samples/. A version without samples is a one-line error naming it."""
+    out = Path(out)
+    labels = [_gather_one(params, ref, out) for ref in refs]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"--model: two refs name the same version ({', '.join(labels)})")
+    return out
+
+
+def _gather_one(params, ref: str, out: Path) -> str:
+    import shutil
+
+    if not ref.startswith("models:/"):
+        folder = Path(ref)
+        samples = folder / "samples"
+        if not (samples / MANIFEST).is_file():
+            raise InputError(f"--model {ref}: no samples/{MANIFEST} (a model folder written by `svd train`)")
+        label = folder.resolve().name
+        dest = out / label
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, _ in _manifest_rows(samples / MANIFEST):
+            shutil.copy2(samples / name, dest / name)
+        shutil.copy2(samples / MANIFEST, dest / MANIFEST)
+        return label
+
+    import mlflow
+
+    from svd import tracking
+
+    tracking.configure(params)
+    client = mlflow.MlflowClient()
+    body = ref.removeprefix("models:/")
+    try:
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, number = body.rsplit("/", 1)
+            version = client.get_model_version(name, number)
+    except (ValueError, mlflow.exceptions.MlflowException) as exc:
+        raise InputError(f"--model {ref}: not in the MLflow registry ({str(exc).splitlines()[0][:160]})") from None
+    run_id = version.tags.get("svd.lineage.train_run_id")
+    if not run_id or run_id == "unknown":
+        run_id = version.run_id
+    label = f"{name}-v{version.version}"
+    files = {Path(a.path).name for a in client.list_artifacts(run_id, "samples") if not a.is_dir}
+    if MANIFEST not in files:
+        raise InputError(f"--model {ref}: its training run {run_id} logged no samples/{MANIFEST}")
+    dest = out / label
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def fetch(name: str) -> None:
+        got = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"samples/{name}",
+                                                       dst_path=str(dest)))
+        if got != dest / name:
+            got.replace(dest / name)
+
+    fetch(MANIFEST)
+    for name, _ in _manifest_rows(dest / MANIFEST):
+        if name not in files:
+            raise InputError(f"--model {ref}: {MANIFEST} of run {run_id} lists {name}, which was not logged")
+        fetch(name)
+    return label
+
+
 def serve(videos: Path | str, db: Path | str, *, host: str = "127.0.0.1", port: int = 8765, seed: int = 0,
           on_ready=None) -> None:
     """Check the inputs, then serve the vote page until interrupted."""
