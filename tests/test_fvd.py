@@ -572,3 +572,20 @@ def test_train_feature_net_tiny(tmp_path):
     assert ext.features_of(np.stack([clip, clip[::-1]])).shape == (2, 4)
     with pytest.raises(WeightsError, match="trained for 8 frames at 32 px"):
         load_extractor(FvdParams(i3d_weights=summary["path"], frames=8, size=64, device="cpu"))
+
+
+def test_saved_feature_net_bytes_repeat(tmp_path):
+    """The same weights and metadata give the same file bytes (safetensors' own metadata order varies run to run,
+    which moved the FVD feature net's DVC hash on every re-run), and the file still loads."""
+    import torch
+
+    from svd.evaluation.i3d import InceptionI3d, load_inception_i3d, read_metadata, save_inception_i3d
+
+    torch.manual_seed(0)
+    net = InceptionI3d(num_classes=5, width=0.0625)
+    extra = {"protocol": {"frames": 4, "size": 32, "fps": 4.0}, "classes": ["a b c"] * 5, "heldout_accuracy": 0.5}
+    blobs = [save_inception_i3d(net, tmp_path / f"{i}.safetensors", extra=extra).read_bytes() for i in range(6)]
+    assert all(b == blobs[0] for b in blobs)
+    loaded = load_inception_i3d(tmp_path / "0.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
+    assert read_metadata(tmp_path / "0.safetensors")["protocol"] == extra["protocol"]

@@ -284,15 +284,32 @@ def load_inception_i3d(path: str | Path, key: str = WEIGHTS_KEY) -> InceptionI3d
 def save_inception_i3d(model: InceptionI3d, path: str | Path, extra: dict | None = None) -> Path:
     """safetensors with the architecture in its metadata (what `load_inception_i3d` reads back); `extra` entries
     (JSON-able) are stored beside it, e.g. the protocol a trained net expects."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(model.config)}
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    save_file(sd, str(path), metadata=meta)
+    path.write_bytes(_sorted_metadata(save(sd, metadata=meta)))
     return path
+
+
+def _sorted_metadata(blob: bytes) -> bytes:
+    """safetensors bytes with the header's __metadata__ keys in sorted order. safetensors keeps metadata in a hash
+    map, so its key order, and with it the file's bytes and DVC hash, changed from run to run for the same weights
+    (the FVD feature net's dvc.lock hash moved on every re-run). The header keeps its length, so the tensor offsets
+    (relative to the data after it) stay valid."""
+    import struct
+
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:
+        raise ValueError("re-serialised safetensors header grew")  # never: same content, same compact form
+    return blob[:8] + text + b" " * (n - len(text)) + blob[8 + n:]
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -425,6 +442,8 @@ def train_feature_net(ecfg, net, out: str | Path, seed: int, logger=None) -> dic
         "classes": [" ".join(c) for c in classes],
         "heldout_accuracy": summary["heldout_accuracy"],
     })
-    (out / "feature_net.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # the wall time goes to the run's summary (MLflow), not into the folder DVC hashes
+    (out / "feature_net.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "train_seconds"},
+                                                     indent=2) + "\n")
     summary["path"] = str(path)
     return summary
