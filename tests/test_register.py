@@ -190,9 +190,22 @@ def test_training_run_found_by_content(store, tmp_path, name):
         tracking.register_folder(params, folder, name, ["hq", "newest"], include=list(registry.INCLUDE),
                                  tags={"svd.stage": "hq", "svd.profile": "tiny"})
     report = registry.register_model(params, folder, name=name, metrics=write_metrics(tmp_path / "e.json", fvd=1.0))
-    assert report["version"] == "2"
+    # the training version itself becomes the candidate (and champion): no byte-identical second copy
+    assert report["version"] == "1" and report["created"] is False and "registered by its training run" in \
+        report["message"]
     assert report["lineage"]["svd.lineage.train_run_id"] == train.info.run_id
     assert report["lineage"]["svd.lineage.train_version"] == "1"
+    assert len(client(store).search_model_versions(f"name='{name}'")) == 1
+    only = client(store).get_model_version(name, "1")
+    assert set(only.aliases) == {"hq", "newest", "candidate", "champion"}
+    tags = only.tags
+    assert tags[registry.CONTENT_TAG] == registry.content_hash(folder) and float(tags["svd.eval.fvd"]) == 1.0
+    assert only.run_id == train.info.run_id and tags["svd.gate.moved"] == "true" and tags["svd.gate.run_id"]
+    again = registry.register_model(params, folder, name=name, metrics=write_metrics(tmp_path / "e.json", fvd=1.0))
+    assert again["created"] is False and again["duplicate_of"] == "1"  # the same content: nothing new
+    forced = registry.register_model(params, folder, name=name, force=True,
+                                     metrics=write_metrics(tmp_path / "e.json", fvd=1.0))
+    assert forced["version"] == "2" and forced["created"] is True  # --force still stores a new version
     # a folder that records its run says so itself
     other = fake_model(tmp_path / "o", 12, mlflow_run_id="abc123")
     assert registry.find_training_origin([], json.loads((other / "svd_model.json").read_text()), "x") == {

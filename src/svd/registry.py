@@ -295,8 +295,17 @@ def register_model(params: Params, model: Path | str, *, name: str | None = None
                          "input.metrics.sha256": lineage["svd.eval_file.sha256"]})
         tracking.log_metrics({f"eval.{k}": v for k, v in values.items()})
         tracking.log_artifacts(metrics_path, "evaluation")
-        version = tracking.register_folder(params, folder, name, [CANDIDATE], include=list(INCLUDE),
-                                           tags={**lineage, **eval_tags})
+        adopted = lineage.get("svd.lineage.train_version") if not force else None
+        if adopted:
+            # `svd train` already registered these very files: the gate gives that version its lineage and verdict
+            # instead of storing a byte-identical second copy (--force still registers a new one)
+            version = adopted
+            for key, value in {**lineage, **eval_tags, "svd.gate.run_id": run.info.run_id}.items():
+                client.set_model_version_tag(name, version, key, str(value)[:5000])
+            client.set_registered_model_alias(name, CANDIDATE, version)
+        else:
+            version = tracking.register_folder(params, folder, name, [CANDIDATE], include=list(INCLUDE),
+                                               tags={**lineage, **eval_tags})
         champ = _champion(client, name)
         champ_version = str(champ.version) if champ is not None and str(champ.version) != version else None
         decision = gate(values, champ.tags if champ_version else None, champ_version, metric=cfg.metric,
@@ -311,9 +320,11 @@ def register_model(params: Params, model: Path | str, *, name: str | None = None
         mlflow.set_tags({"svd.registered": f"{name}/{version}", "svd.gate.moved": str(decision["moved"]).lower()})
         run_id = run.info.run_id
     verdict = f"champion moved to v{version}" if decision["moved"] else "champion stays"
-    return _report(client, name, version, created=True, duplicate_of=None, run_id=run_id, gate_result=decision,
-                   lineage=lineage, message=f"registered {name} v{version} as {CANDIDATE}; {verdict}: "
-                                            f"{decision['reason']}")
+    how = f"gave {name} v{version} (registered by its training run) its lineage" if adopted else \
+        f"registered {name} v{version}"
+    return _report(client, name, version, created=not adopted, duplicate_of=None, run_id=run_id,
+                   gate_result=decision, lineage=lineage,
+                   message=f"{how} as {CANDIDATE}; {verdict}: {decision['reason']}")
 
 
 def _report(client, name: str, version: str, *, created: bool, duplicate_of: str | None, run_id: str | None,
