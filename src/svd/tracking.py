@@ -187,8 +187,8 @@ def register_folder(params: Params, folder: Path | str, name: str, aliases: list
     return str(version.version)
 
 
-def download_model(params: Params, ref: str) -> Path:
-    """A local folder for `models:/NAME@ALIAS` or `models:/NAME/VERSION` (cached under mlruns/registry/)."""
+def model_version(params: Params, ref: str):
+    """(registered name, ModelVersion) of `models:/NAME@ALIAS` or `models:/NAME/VERSION`; InputError if absent."""
     from svd.errors import InputError
 
     mlflow = _mlflow()
@@ -198,13 +198,18 @@ def download_model(params: Params, ref: str) -> Path:
     try:
         if "@" in body:
             name, alias = body.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias)
-        else:
-            name, number = body.rsplit("/", 1)
-            version = client.get_model_version(name, number)
+            return name, client.get_model_version_by_alias(name, alias)
+        name, number = body.rsplit("/", 1)
+        return name, client.get_model_version(name, number)
     except (ValueError, mlflow.exceptions.MlflowException) as exc:
         reason = str(exc).splitlines()[0][:200]
         raise InputError(f"--model {ref}: not in the MLflow registry at {params.paths.mlflow_uri} ({reason})") from None
+
+
+def download_model(params: Params, ref: str) -> Path:
+    """A local folder for `models:/NAME@ALIAS` or `models:/NAME/VERSION` (cached under mlruns/registry/)."""
+    mlflow = _mlflow()
+    name, version = model_version(params, ref)
     dest = Path(params.paths.mlflow_artifacts).parent / "registry" / name / str(version.version)
     if not (dest / "svd_model.json").is_file():
         dest.mkdir(parents=True, exist_ok=True)

@@ -476,18 +476,8 @@ def _gather_one(params, ref: str, out: Path) -> str:
 
     from svd import tracking
 
-    tracking.configure(params)
+    name, version = tracking.model_version(params, ref)
     client = mlflow.MlflowClient()
-    body = ref.removeprefix("models:/")
-    try:
-        if "@" in body:
-            name, alias = body.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias)
-        else:
-            name, number = body.rsplit("/", 1)
-            version = client.get_model_version(name, number)
-    except (ValueError, mlflow.exceptions.MlflowException) as exc:
-        raise InputError(f"--model {ref}: not in the MLflow registry ({str(exc).splitlines()[0][:160]})") from None
     run_id = version.tags.get("svd.lineage.train_run_id")
     if not run_id or run_id == "unknown":
         run_id = version.run_id
