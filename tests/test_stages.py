@@ -280,7 +280,7 @@ def test_image_to_video_stages_write_evaluate_and_register(i2v_trained):
 
 
 @pytest.mark.slow
-def test_sample_from_an_image(i2v_trained, tmp_path):
+def test_sample_from_an_image(i2v_trained, tmp_path, monkeypatch):
     import cv2
     import numpy as np
 
@@ -299,6 +299,23 @@ def test_sample_from_an_image(i2v_trained, tmp_path):
     assert probe(out).n_frames == info["frames"]
     assert any("outside 0-255" in w for w in info["warnings"]) and any("aspect" in w for w in info["warnings"])
     assert "warning:" in result.output
+    # the bucket and fps asked for are the ones the sampler conditions on; without them, the model's own
+    import svd.tasks.image_to_video as i2v_task
+
+    seen, real_generate = [], i2v_task.generate
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["motion_bucket"], kwargs["fps"]))
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(i2v_task, "generate", spy)
+    for extra in (["--motion-bucket", "77", "--fps", "5"], []):
+        result = svd(params, "sample", "--image", str(tmp_path / "first.png"), "--out", str(out), "--steps", "1",
+                     "--model", str(tmp / "models" / "i2v"), *extra)
+        assert result.exit_code == 0, result.output
+    meta = json.loads((tmp / "models" / "i2v" / "svd_model.json").read_text())
+    assert seen == [(77.0, 5.0), (float(meta["motion_bucket"]), float(meta["fps"]))]
+    monkeypatch.undo()
     # the wrong kind of model for the input: one line each
     result = svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(out), "--model",
                  str(tmp / "models" / "i2v"))

@@ -132,6 +132,7 @@ def _image_to_video(params: Params, folder: Path, meta: dict, images: list[str],
         rgb, more = resize_frame(rgb, size)
         warnings += [f"{path}: {n}" for n in notes + more]
         frames_in.append(rgb)
+    motion_bucket = float(meta["motion_bucket"]) if motion_bucket is None else float(motion_bucket)
     lo, hi = meta.get("motion_range", [0.0, MOTION_BUCKET_MAX])
     if not 0 <= motion_bucket <= MOTION_BUCKET_MAX:
         warnings.append(f"--motion-bucket {motion_bucket:g} is outside 0-{MOTION_BUCKET_MAX} (SVD's range); "
@@ -154,7 +155,7 @@ def _image_to_video(params: Params, folder: Path, meta: dict, images: list[str],
     sampler = params.diffusion.sampler
     x = torch.from_numpy(np.stack(frames_in)).permute(0, 3, 1, 2).float() / 127.5 - 1
     videos = generate(loaded["unet"], loaded["vae"], loaded["image_encoder"], x, num_frames=n_frames, steps=steps,
-                      guidance=guide, seed=seed, fps=fps, motion_bucket=meta["motion_bucket"], cond_aug=cond_aug,
+                      guidance=guide, seed=seed, fps=fps, motion_bucket=motion_bucket, cond_aug=cond_aug,
                       sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max, rho=sampler.rho,
                       method=sampler.method, sigma_data=params.diffusion.sigma_data)
     files = _write(out, videos, [Path(p).stem for p in images], fps, scale)
