@@ -175,6 +175,7 @@ def main() -> None:
     from svd.models.inflate import inflate_image_unet
     from svd.models.unet import build_video_unet, video_unet_config
     from svd.tasks.text_to_video import generate, make_step, time_ids
+    from svd.training.loop import StepRandom
     from svd.training.denoiser import unet_call
     from svd.tasks.text_to_video import TASK as TEXT_TO_VIDEO
     from svd.training.stages import load_frozen_vae, param_groups, vae_source
@@ -274,7 +275,7 @@ def main() -> None:
 
     unet.train()
     for i in range(1, args.steps + 1):
-        loss = step(unet, next_batch(), generator)
+        loss = step(unet, next_batch(), StepRandom.of(generator))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -11,6 +11,7 @@ for key, value in {
     "DVC_NO_ANALYTICS": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "OMP_NUM_THREADS": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
 }.items():
     os.environ.setdefault(key, value)
 
@@ -71,3 +72,27 @@ def small_curated(tmp_path_factory):
     generate_world(params.world, base / "world", seed=5)
     curate(params, base / "world" / "videos", base / "curated", truth=base / "world")
     return base / "world", base / "curated"
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """One local Ray cluster (2 CPUs, no dashboard) for the session, started as a user starts theirs (`ray start
+    --head`, token authentication on: Ray's default) and joined by address through `curate.ray.address`, which needs
+    RAY_AUTH_MODE=token on the driver too; stopped at the end."""
+    import socket
+    import subprocess
+    import sys
+
+    ray = Path(sys.executable).with_name("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ["RAY_AUTH_MODE"] = "token"
+    started = subprocess.run([str(ray), "start", "--head", f"--port={port}", "--num-cpus=2",
+                              f"--object-store-memory={256 * 2**20}", "--include-dashboard=false",
+                              "--disable-usage-stats"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)

@@ -12,6 +12,7 @@ from svd.models.text import load_text_encoder
 from svd.models.unet import TINY_UNET_PARAMS, build_image_unet, build_video_unet, image_unet_config, video_unet_config
 from svd.models.vae import TINY_VAE, build_vae
 from svd.tasks.text_to_video import generate, make_step
+from svd.training.loop import StepRandom
 from svd.training.denoiser import prompt_noise, unet_call
 
 P = copy.deepcopy(TINY_UNET_PARAMS)
@@ -33,7 +34,7 @@ def test_video_step_is_the_v_mse_with_dropout_to_the_empty_caption():
     table, batch = _table(), _batch()
     noise = DenoiserConfig(1.0, -1.2, 1.2)
     step = make_step(noise, table, video=True, text_dropout=0.5)
-    loss = step(unet, batch, torch.Generator().manual_seed(5))
+    loss = step(unet, batch, StepRandom.of(torch.Generator().manual_seed(5)))
 
     # independent replay of the same draws: sigma, noise, dropout mask (in the step's order)
     g = torch.Generator().manual_seed(5)
@@ -59,7 +60,7 @@ def test_video_step_passes_static_weight_to_the_loss():
     table, batch = _table(), _batch()
     noise = DenoiserConfig(1.0, -1.2, 1.2)
     loss = make_step(noise, table, video=True, text_dropout=0.0, static_weight=0.25)(
-        unet, batch, torch.Generator().manual_seed(5))
+        unet, batch, StepRandom.of(torch.Generator().manual_seed(5)))
     g = torch.Generator().manual_seed(5)
     x0 = batch["latents"]
     sigma = torch.exp(-1.2 + 1.2 * torch.randn(3, generator=g))
@@ -74,14 +75,14 @@ def test_video_step_passes_static_weight_to_the_loss():
     torch.testing.assert_close(loss, want, rtol=1e-4, atol=1e-5)
     image = make_step(noise, table, video=False, static_weight=0.25)
     with pytest.raises(ValueError, match="needs videos"):
-        image(build_image_unet(image_unet_config(P)), _batch(t=1), torch.Generator().manual_seed(0))
+        image(build_image_unet(image_unet_config(P)), _batch(t=1), StepRandom.of(torch.Generator().manual_seed(0)))
 
 
 def test_step_trains_and_conditioning_matters():
     torch.manual_seed(0)
     unet = build_video_unet(video_unet_config(P))
     step = make_step(DenoiserConfig(1.0, -1.2, 1.2), _table(), video=True, text_dropout=0.15)
-    loss = step(unet, _batch(), torch.Generator().manual_seed(0))
+    loss = step(unet, _batch(), StepRandom.of(torch.Generator().manual_seed(0)))
     loss.backward()
     assert torch.isfinite(loss)
     assert unet.conv_in.weight.grad.abs().sum() > 0
@@ -99,7 +100,7 @@ def test_image_step_uses_first_frame():
     unet = build_image_unet(image_unet_config(P))
     step = make_step(DenoiserConfig(1.0, -1.2, 1.0), _table(), video=False)
     batch = _batch(t=1)
-    assert torch.isfinite(step(unet, batch, torch.Generator().manual_seed(0)))
+    assert torch.isfinite(step(unet, batch, StepRandom.of(torch.Generator().manual_seed(0))))
     with pytest.raises(ValueError, match="text_dropout"):
         make_step(DenoiserConfig(), _table(), video=False, text_dropout=1.0)
 

@@ -9,6 +9,7 @@ import torch
 from svd.models.unet import TINY_UNET_PARAMS, build_video_unet, image_to_video_config, video_unet_config
 from svd.models.vae import TINY_VAE, build_vae
 from svd.tasks import image_to_video as i2v
+from svd.training.loop import StepRandom
 
 ENCODER = {"hidden_size": 32, "layers": 1, "heads": 2, "patch_size": 32, "projection_dim": 64}
 
@@ -133,7 +134,7 @@ def test_training_step_conditions_like_svd():
     step = i2v.make_step(DenoiserConfig(1.0, 0.7, 1.6), data, vae, cond_aug=(-3.0, 0.5),
                          dropout={"image": 0.0, "latent": 0.0, "both": 0.0})
     batch = collate([i2v.ImageItems(data)[i] for i in range(4)])
-    loss = step(unet, batch, torch.Generator().manual_seed(0))
+    loss = step(unet, batch, StepRandom.of(torch.Generator().manual_seed(0)))
     assert loss.ndim == 0 and torch.isfinite(loss)
     sample, ids = seen["sample"], seen["ids"]
     assert sample.shape == (4, 4, 16, 4, 6)
@@ -150,7 +151,7 @@ def test_training_step_conditions_like_svd():
 
 def test_dropout_masks_follow_their_rates():
     g = torch.Generator().manual_seed(0)
-    emb, lat = i2v.dropout_masks(200_000, {"image": 0.05, "latent": 0.1, "both": 0.15}, g, "cpu")
+    emb, lat = i2v.dropout_masks(torch.rand(200_000, generator=g), {"image": 0.05, "latent": 0.1, "both": 0.15})
     assert abs((emb & ~lat).float().mean() - 0.05) < 0.005
     assert abs((lat & ~emb).float().mean() - 0.1) < 0.005
     assert abs((emb & lat).float().mean() - 0.15) < 0.005

@@ -50,7 +50,8 @@ def _setup() -> Params:
     from svd.runtime import set_threads
 
     params = state.params()
-    set_threads(params.threads)
+    # under `accelerate launch` / torchrun the processes on one machine share its cores
+    set_threads(params.threads // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return params
 
 
@@ -133,6 +134,14 @@ def train_cmd(
     params = _setup()
     if stage not in st.STAGES:
         raise SvdError(f"--stage must be one of {', '.join(st.STAGES)}, got {stage!r}")
+    from svd.runtime import distributed
+
+    dist = distributed()  # under torchrun / accelerate launch: joins the process group (gloo on CPU, NCCL on GPU)
+    if dist.num_processes > 1 and stage == "vae":
+        raise SvdError("the VAE stage (tiny profile) trains on one process: run it without accelerate launch")
+    if not dist.is_main_process:  # the others train with it; the main process logs, evaluates and registers
+        st.train_diffusion_stage(params, stage, progress=False)
+        return
     name = f"train_{st.stage_name(params, stage)}"  # train_video-uncurated for the curation ablation
     run = tracking.stage_run(params, name, inputs=st.stage_inputs(params, stage)) if track else _null()
     with run:
@@ -144,6 +153,7 @@ def train_cmd(
                 else None
             summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress,
                                                on_samples=on_samples)
+            summary["processes"] = dist.num_processes
         scores = after_training(params, stage, st.stage_dir(params, stage)) if evaluate else None
         if scores is not None:
             summary["roundtrip" if stage == "vae" else "eval"] = scores
@@ -560,7 +570,8 @@ def _write_metrics(params: Params, stage: str, summary: dict, out: Path, pipelin
 # Numbers of how a run went rather than what it made (wall times, throughput, where it resumed): logged to MLflow,
 # kept out of metrics/*.json, which git tracks and a reproducing re-run must leave unchanged.
 WALL_CLOCK = frozenset({"seconds", "train_seconds", "sample_seconds", "real_seconds", "generate_seconds",
-                        "score_seconds", "samples_per_s", "resumed_from"})
+                        "score_seconds", "samples_per_s", "resumed_from", "startup_seconds", "retried", "workers",
+                        "processes"})
 
 
 def _metric_values(flat: dict) -> dict[str, float]:

@@ -150,8 +150,17 @@ class Expectations(Strict):
     max_clip_s: float = Field(gt=0)
 
 
+class RayEngine(Strict):
+    address: str
+    cpus_per_worker: float = Field(gt=0)
+    gpus_per_worker: float = Field(ge=0)
+    max_attempts: int = Field(ge=1)
+
+
 class Curate(Strict):
+    engine: Literal["local", "ray"]
     workers: int = Field(ge=1)
+    ray: RayEngine
     decode_short_side: int = Field(ge=16)
     cuts: Cuts
     motion: Motion
@@ -277,6 +286,7 @@ class Train(Strict):
     keep_last: int = Field(ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"]
     gradient_checkpointing: bool
+    grad_accumulation: int = Field(ge=1)
     vae: VaeStage
     image: DiffusionStage
     video: DiffusionStage

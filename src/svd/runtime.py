@@ -23,3 +23,12 @@ def set_threads(n: int) -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass  # can only be set once per process, before parallel work starts
+
+
+def distributed():
+    """accelerate's process state, joined to the process group when launched by `torchrun` or `accelerate launch`:
+    gloo on a machine without CUDA, NCCL with it (accelerate alone picks gloo only under its MPI launcher)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())

@@ -122,7 +122,7 @@ def log_metrics(metrics: dict[str, float]) -> None:
 # Numbers that describe a run rather than measure it (sizes, counts, settings the summary echoes): MLflow params
 # under "result.", so the metrics view holds the scores and the training curves.
 DESCRIPTIVE = frozenset({"clips", "captions", "conditioning_frames", "parameters", "trainable_parameters", "windows",
-                         "steps", "frames", "fps", "motion_bucket", "guidance", "n", "samples"})
+                         "steps", "frames", "fps", "motion_bucket", "guidance", "n", "samples", "processes"})
 
 
 def log_summary(numbers: dict[str, float]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from types import SimpleNamespace
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -113,30 +112,6 @@ def curate_video(path: Path, name: str, params: Params, annotators: Annotators, 
     return {"clips": rows, "boundaries": boundaries, "frames": count, "fps": info.fps, "info": info.to_dict()}
 
 
-# -- process-pool plumbing: annotators are built once per worker process ----------------------------------------
-_WORKER: dict = {}
-
-
-def _init_worker(params: Params, truth_dir: str | None) -> None:
-    from svd.runtime import set_threads
-
-    set_threads(max(1, params.threads // max(1, params.curate.workers)))
-    _WORKER["params"] = params
-    _WORKER["annotators"] = Annotators(params)
-    _WORKER["truth"] = TruthIndex(Path(truth_dir) if truth_dir else None)
-
-
-def _run_one(args: tuple[str, str]) -> dict:
-    path, name = args
-    annotators = _WORKER["annotators"]
-    # which backends produced the values travels with the result, so the parent never builds the models itself
-    described = {"backends": annotators.backends, "real": annotators.real}
-    try:
-        return {**curate_video(Path(path), name, _WORKER["params"], annotators, _WORKER["truth"]), **described}
-    except VideoReadError as exc:
-        return {"error": str(exc), **described}
-
-
 def gx_dir_for(out_dir: Path) -> Path:
     """Where `curate` puts the Great Expectations project of a curation into out_dir: beside it, not inside, since
     its timestamps would change the dataset's hash (svd.curation.expectations)."""
@@ -146,10 +121,11 @@ def gx_dir_for(out_dir: Path) -> Path:
     return out_dir.with_name(out_dir.name + "-gx")
 
 
-def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = None) -> dict:
+def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = None, progress=None) -> dict:
     """Curate the videos under input_dir into out_dir (and its GX project into gx_dir_for(out_dir)). Every file in
     out_dir is a function of the inputs and params, so an unchanged re-curation keeps the dataset's DVC hash; the
-    returned summary adds the wall time, which only the metrics file keeps."""
+    returned summary adds the wall time and how the engine ran (MLflow keeps them, not the dataset).
+    progress(done, total) is called as videos finish (svd.curation.engines)."""
     started = time.perf_counter()
     files = list_videos(input_dir)
     out_dir = Path(out_dir)
@@ -157,13 +133,9 @@ def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = 
     jobs = [(str(p), video_name(p, Path(input_dir))) for p in files]
     truth_dir = str(truth) if truth else None
 
-    if params.curate.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(params.curate.workers, initializer=_init_worker,
-                                 initargs=(params, truth_dir)) as pool:
-            results = list(pool.map(_run_one, jobs))
-    else:
-        _init_worker(params, truth_dir)
-        results = [_run_one(job) for job in jobs]
+    from svd.curation.engines import map_videos
+
+    results, engine = map_videos(params, jobs, truth_dir, progress)
     annotators = SimpleNamespace(backends=results[0]["backends"], real=results[0]["real"])
 
     clips, boundaries, quarantine, frames = [], [], [], 0
@@ -208,7 +180,7 @@ def curate(params: Params, input_dir: Path, out_dir: Path, truth: Path | None = 
     if truth is not None:
         summary["truth"] = score_against_truth(clips_df, shots_df, TruthIndex(Path(truth)))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return {**summary, "seconds": round(seconds, 2)}
+    return {**summary, "seconds": round(seconds, 2), "engine": engine}
 
 
 def jobs_by_name(jobs: list[tuple[str, str]]):

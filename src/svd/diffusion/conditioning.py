@@ -120,10 +120,12 @@ def noise_augment(
     generator: torch.Generator | None = None,
     *,
     sigma: float | Tensor | None = None,
+    noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """image + sigma * n for the conditioning frame (B, ...), ln(sigma) ~ N(mean, std^2) per sample (training), or
     the given `sigma` (inference: diffusers' noise_aug_strength, 0.02 by default). Returns (augmented, sigma (B,)).
-    The same sigma is what `added_time_ids` receives as cond_aug."""
+    The same sigma is what `added_time_ids` receives as cond_aug. `noise`: the unit noise, when the caller draws it
+    (training draws it per sample from the global batch, svd.training.loop.StepRandom)."""
     b = image.shape[0]
     if sigma is None:
         z = torch.randn(b, generator=generator, dtype=image.dtype, device=image.device)
@@ -133,7 +135,10 @@ def noise_augment(
         s = s.expand(b) if s.ndim == 0 else s
         if s.shape != (b,):
             raise ValueError(f"sigma must be a scalar or ({b},), got {tuple(s.shape)}")
-    noise = torch.randn(image.shape, generator=generator, dtype=image.dtype, device=image.device)
+    if noise is None:
+        noise = torch.randn(image.shape, generator=generator, dtype=image.dtype, device=image.device)
+    elif noise.shape != image.shape:
+        raise ValueError(f"noise must have the image's shape {tuple(image.shape)}, got {tuple(noise.shape)}")
     return image + append_dims(s, image.ndim) * noise, s
 
 

@@ -139,10 +139,9 @@ def condition_latent(vae, augmented: torch.Tensor) -> torch.Tensor:
     return encode(vae, augmented, scale=False).float()
 
 
-def dropout_masks(b: int, rates: dict[str, float], generator, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(drop_embedding, drop_latent) bool (B,): one uniform draw per sample falls in [0, image) -> embedding only,
+def dropout_masks(u: torch.Tensor, rates: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(drop_embedding, drop_latent) bool (B,) from one uniform draw u per sample: u in [0, image) -> embedding only,
     [image, image + both) -> both, then [.., + latent) -> latent only."""
-    u = torch.rand(b, generator=generator, device=device)
     image, both, latent = rates["image"], rates["both"], rates["latent"]
     drop_embedding = u < image + both
     drop_latent = (u >= image) & (u < image + both + latent)
@@ -151,22 +150,24 @@ def dropout_masks(b: int, rates: dict[str, float], generator, device) -> tuple[t
 
 def make_step(noise: DenoiserConfig, data: ImageWindows, vae, *, cond_aug: tuple[float, float],
               dropout: dict[str, float], static_weight: float = 1.0):
-    """step_fn(model, batch, generator) -> mean EDM loss over ImageItems batches (see the module docstring)."""
+    """step_fn(model, batch, rng) -> mean EDM loss over ImageItems batches (see the module docstring; rng: the
+    loop's StepRandom)."""
     if set(dropout) != {"image", "latent", "both"} or any(not 0 <= v < 1 for v in dropout.values()) \
             or sum(dropout.values()) >= 1:
         raise ValueError(f"cond_dropout needs image, latent and both in [0, 1) summing below 1, got {dropout}")
     mean, std = cond_aug
 
-    def step(model, batch, generator):
+    def step(model, batch, rng):
         x0 = batch["latents"]
         b, t = x0.shape[:2]
         device = x0.device
-        sigma = noise.sample_sigmas(b, generator, device=device)
-        eps = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+        sigma = rng.rows(b, lambda k, g: noise.sample_sigmas(k, g, device=device))
+        eps = rng.randn(x0.shape, dtype=x0.dtype)
         frames = data.cond_frames.to(device)[batch["cond_index"]]
-        augmented, aug_sigma = noise_augment(frames, mean, std, generator)  # one sigma per sample
+        aug_sigma = torch.exp(mean + std * rng.randn((b,), dtype=frames.dtype))  # one sigma per sample
+        augmented, aug_sigma = noise_augment(frames, sigma=aug_sigma, noise=rng.randn(frames.shape, dtype=frames.dtype))
         z = condition_latent(vae, augmented)
-        drop_embedding, drop_latent = dropout_masks(b, dropout, generator, device)
+        drop_embedding, drop_latent = dropout_masks(rng.rand(b), dropout)
         context = data.embeds.to(device)[batch["cond_index"]] * (~drop_embedding).view(-1, 1, 1)
         concat = (z * (~drop_latent).view(-1, 1, 1, 1))[:, None].expand(-1, t, -1, -1, -1)
         ids = time_ids(batch["fps_id"], batch["motion_bucket"], aug_sigma).to(device)

@@ -33,19 +33,20 @@ def time_ids(fps_id: torch.Tensor, motion_bucket: torch.Tensor) -> torch.Tensor:
 
 def make_step(noise: DenoiserConfig, text_table: torch.Tensor, *, video: bool, text_dropout: float = 0.15,
               static_weight: float = 1.0):
-    """step_fn(model, batch, generator) -> mean EDM loss, for svd.training.loop.train over LatentItems batches.
+    """step_fn(model, batch, rng) -> mean EDM loss, for svd.training.loop.train over LatentItems batches (rng: its
+    StepRandom, so each sample's draws do not depend on how many processes share the batch).
     `static_weight`: see svd.diffusion.edm.edm_loss (video only)."""
     if not 0.0 <= text_dropout < 1.0:
         raise ValueError(f"text_dropout must be in [0, 1), got {text_dropout}")
 
-    def step(model, batch, generator):
+    def step(model, batch, rng):
         x0 = batch["latents"]
         if not video:
             x0 = x0[:, 0]  # image stage: windows of one frame
         b = x0.shape[0]
-        sigma = noise.sample_sigmas(b, generator, device=x0.device)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        keep = torch.rand(b, generator=generator, device=x0.device) >= text_dropout
+        sigma = rng.rows(b, lambda k, g: noise.sample_sigmas(k, g, device=x0.device))
+        eps = rng.randn(x0.shape, dtype=x0.dtype)
+        keep = rng.rand(b) >= text_dropout
         index = torch.where(keep, batch["text_index"], torch.zeros_like(batch["text_index"]))
         cond = {"context": text_table.to(x0.device)[index]}
         if video:

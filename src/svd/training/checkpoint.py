@@ -143,8 +143,9 @@ def _fsync_dir(path: Path) -> None:
 # ---------------------------------------------------------------- public API
 def save_checkpoint(ckpt_dir: str | Path, step: int, *, model: nn.Module, optimizer=None, lr_scheduler=None,
                     ema: EMA | None = None, epoch: int = 0, batches_in_epoch: int = 0, seed: int | None = None,
-                    profile: str = "tiny", keep_last: int | None = None) -> Path:
-    """Write ``ckpt_dir/step-NNNNNN/`` atomically; pass the unwrapped model. Returns the folder."""
+                    profile: str = "tiny", keep_last: int | None = None, loss: float | None = None) -> Path:
+    """Write ``ckpt_dir/step-NNNNNN/`` atomically; pass the unwrapped model. Returns the folder. ``loss``: the last
+    step's, so a run resumed at its final step still reports it."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / step_dir_name(step)
@@ -162,6 +163,7 @@ def save_checkpoint(ckpt_dir: str | Path, step: int, *, model: nn.Module, optimi
         "epoch": int(epoch),
         "batches_in_epoch": int(batches_in_epoch),
         "seed": seed,
+        "loss": None if loss is None else float(loss),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
         # the shadow itself lives in ema/ (float32), not twice on disk
@@ -246,7 +248,8 @@ def load_weights(path: str | Path, *, model: nn.Module, which: str = "model", pr
 
 def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, lr_scheduler=None, ema: EMA | None = None,
                     profile: str = "tiny", restore_rng: bool = True) -> dict[str, Any]:
-    """Restore everything ``save_checkpoint`` wrote into the live objects; returns step, epoch, batches_in_epoch."""
+    """Restore everything ``save_checkpoint`` wrote into the live objects; returns step, epoch, batches_in_epoch,
+    seed and loss (None in checkpoints written before it was kept)."""
     path = Path(path)
     check_compatible(path, model=model, profile=profile)
     trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
@@ -264,4 +267,4 @@ def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, lr_sc
         ema.load_state_dict({**trainer["ema"], "shadow": {k: weights[k] for k in ema.shadow}})
     if restore_rng:
         set_rng_state(trainer["rng"])
-    return {k: trainer[k] for k in ("step", "epoch", "batches_in_epoch", "seed")}
+    return {**{k: trainer[k] for k in ("step", "epoch", "batches_in_epoch", "seed")}, "loss": trainer.get("loss")}

@@ -20,7 +20,8 @@ from svd.models.vae import decode
 
 
 def is_video_unet(unet) -> bool:
-    return type(unet).__name__ == "UNetSpatioTemporalConditionModel"
+    """A diffusers video UNet, bare or wrapped for several processes (DDP/FSDP keep it as .module)."""
+    return type(getattr(unet, "module", unet)).__name__ == "UNetSpatioTemporalConditionModel"
 
 
 def unet_call(unet):

@@ -1,11 +1,19 @@
 """The training loop: short enough to read in one sitting (nanoGPT), generic over what is trained.
 
-Determinism contract: everything random in step ``s`` derives from (seed, s, rank) and the data order from
-(seed, epoch), so a run killed and resumed from its last checkpoint reaches bit-identical weights on CPU.
+Determinism contract: everything random in step ``s`` derives from (seed, s) and the data order from (seed, epoch),
+so a run killed and resumed from its last checkpoint reaches bit-identical weights on CPU.
+
+Several processes (DDP under `accelerate launch` / `torchrun`): a step is one optimizer step over a global batch of
+batch_size x processes x accumulation samples. Each epoch's permutation is cut into global batches, and process r
+takes rows ((m * processes + r) * batch_size ...) of each for its micro-batch m; StepRandom draws the step's noise for
+the whole global batch and hands each micro-batch its rows. So a sample sees the same data and the same noise on 1
+process or N at the same global batch, the loss curves agree up to the order of the gradient all-reduce's float sums,
+and a checkpoint (which counts global batches) resumes under another process count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from svd.training.checkpoint import latest, load_checkpoint, save_checkpoint
 from svd.training.ema import EMA
 
-StepFn = Callable[[torch.nn.Module, Any, torch.Generator], torch.Tensor]
+StepFn = Callable[[torch.nn.Module, Any, "StepRandom"], torch.Tensor]
 
 
 def derive_seed(*parts: int) -> int:
@@ -71,6 +79,64 @@ def _columns(p: torch.Tensor, dim: int, start: int) -> tuple:
     return (slice(None),) * dim + (slice(start, None),)
 
 
+class StepRandom:
+    """The random numbers of one micro-batch of one optimizer step, handed to the step function.
+
+    ``randn``, ``rand`` and ``rows`` draw for the whole global batch (``total`` rows) from a generator seeded by the
+    step alone and return this micro-batch's rows (``start`` ...): a sample's noise depends on (seed, step, its place
+    in the global batch), not on how many processes or accumulation micro-steps share the batch. ``generator`` is a
+    plain generator of this process and micro-batch, for draws that cannot be split by row (a VAE posterior's
+    sample); a step function uses one kind or the other. With one process and no accumulation both are seeded like
+    the loop's earlier single generator, so single-process runs draw exactly what they drew before.
+    """
+
+    def __init__(self, seed: int, step: int, *, rank: int = 0, micro: int = 0, world: int = 1, accumulation: int = 1,
+                 batch_size: int = 1, device: torch.device | str = "cpu"):
+        self.start = (micro * world + rank) * batch_size
+        self.total: int | None = batch_size * world * accumulation
+        self.device = torch.device(device)
+        self._global_seed = derive_seed(seed, step, 0)
+        self._local_seed = derive_seed(seed, step, rank) if micro == 0 else derive_seed(seed, step, rank, micro)
+        self._global: torch.Generator | None = None
+        self._local: torch.Generator | None = None
+
+    @classmethod
+    def of(cls, generator: torch.Generator) -> "StepRandom":
+        """One process, one micro-batch, every draw from ``generator`` (tests, benchmarks, scripts)."""
+        rng = cls(0, 0, device=generator.device)
+        rng._global = rng._local = generator
+        rng.total = None
+        return rng
+
+    @property
+    def global_generator(self) -> torch.Generator:
+        if self._global is None:
+            self._global = torch.Generator(device=self.device).manual_seed(self._global_seed)
+        return self._global
+
+    @property
+    def generator(self) -> torch.Generator:
+        if self._local is None:
+            self._local = torch.Generator(device=self.device).manual_seed(self._local_seed)
+        return self._local
+
+    def rows(self, n: int, draw: Callable[[int, torch.Generator], torch.Tensor]) -> torch.Tensor:
+        """This micro-batch's n rows of ``draw(total, generator)`` (a draw of one row per sample of the global batch)."""
+        if self.total is None:
+            return draw(n, self.global_generator)
+        if self.start + n > self.total:
+            raise ValueError(f"a micro-batch of {n} rows from row {self.start} overruns the global batch of "
+                             f"{self.total}")
+        return draw(self.total, self.global_generator)[self.start:self.start + n]
+
+    def randn(self, shape, **kw) -> torch.Tensor:
+        shape = tuple(shape)
+        return self.rows(shape[0], lambda k, g: torch.randn((k, *shape[1:]), generator=g, device=self.device, **kw))
+
+    def rand(self, n: int, **kw) -> torch.Tensor:
+        return self.rows(n, lambda k, g: torch.rand(k, generator=g, device=self.device, **kw))
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -80,31 +146,44 @@ def seed_everything(seed: int) -> None:
 
 
 class ResumableBatches:
-    """Batches of a map-style dataset in an order fixed by (seed, epoch), sharded over ranks, resumable mid-epoch.
+    """This process's micro-batches of a map-style dataset, in an order fixed by (seed, epoch), resumable mid-epoch.
 
-    ``epoch`` and ``consumed`` (batches of this epoch already handed out) are the whole position; a new iterator
-    recreates the epoch's permutation and skips ``consumed`` batches without loading them.
+    Each epoch's permutation is cut into global batches of batch_size x world x accumulation items (drop_last: every
+    process takes the same number of steps); ``next_step()`` returns this process's ``accumulation`` micro-batches of
+    the next one. ``epoch`` and ``consumed`` (global batches of this epoch already taken) are the whole position,
+    the same on every process and under any process count that keeps the global batch; a new iterator recreates
+    the epoch's permutation and skips what was consumed without loading it.
     Augmentation inside the dataset is reproducible across resume with num_workers=0 (it draws from the global RNG
     the loop reseeds each step); with workers, put random augmentation in step_fn using its generator.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, *, seed: int, rank: int = 0, world: int = 1,
-                 num_workers: int = 0, collate_fn=None, epoch: int = 0, consumed: int = 0):
+                 accumulation: int = 1, num_workers: int = 0, collate_fn=None, epoch: int = 0, consumed: int = 0):
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.rank, self.world, self.num_workers, self.collate_fn = rank, world, num_workers, collate_fn
-        self.per_epoch = len(dataset) // world // batch_size  # drop_last: every rank takes the same number of steps
+        self.rank, self.world, self.accumulation = rank, world, accumulation
+        self.num_workers, self.collate_fn = num_workers, collate_fn
+        self.global_batch = batch_size * world * accumulation
+        self.per_epoch = len(dataset) // self.global_batch
         if self.per_epoch < 1:
-            raise ValueError(f"dataset of {len(dataset)} items gives no full batch of {batch_size} on {world} ranks")
+            raise ValueError(f"dataset of {len(dataset)} items gives no full global batch of {self.global_batch} "
+                             f"({batch_size} per process x {world} processes x {accumulation} accumulation steps)")
         self.epoch, self.consumed = epoch, consumed
         self._it = None
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This process's micro-batches of the epoch, in the order the steps take them."""
         g = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-        order = torch.randperm(len(self.dataset), generator=g)[self.rank::self.world].tolist()
-        return [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(self.per_epoch)]
+        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        b, out = self.batch_size, []
+        for step in range(self.per_epoch):
+            chunk = order[step * self.global_batch:(step + 1) * self.global_batch]
+            for micro in range(self.accumulation):
+                start = (micro * self.world + self.rank) * b
+                out.append(chunk[start:start + b])
+        return out
 
     def _open(self) -> None:
-        batches = self._epoch_batches(self.epoch)[self.consumed:]
+        batches = self._epoch_batches(self.epoch)[self.consumed * self.accumulation:]
         # A dedicated generator: DataLoader otherwise draws its worker base seed from the global RNG at iterator
         # creation, which happens at different steps in a resumed run.
         g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, self.consumed, self.rank))
@@ -112,14 +191,14 @@ class ResumableBatches:
                             collate_fn=self.collate_fn, generator=g)
         self._it = iter(loader)
 
-    def next(self):
+    def next_step(self) -> list:
         if self.consumed >= self.per_epoch:
             self.epoch, self.consumed, self._it = self.epoch + 1, 0, None
         if self._it is None:
             self._open()
-        batch = next(self._it)
+        micro_batches = [next(self._it) for _ in range(self.accumulation)]
         self.consumed += 1
-        return batch
+        return micro_batches
 
 
 def _batch_len(batch) -> int:
@@ -138,13 +217,16 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
           accelerator=None, profile: str = "tiny", grad_clip: float | None = 1.0, sample_every: int | None = None,
           sample_fn: Callable[[torch.nn.Module, int], Any] | None = None, batch_size: int = 1, num_workers: int = 0,
           collate_fn=None, keep_last: int | None = None, mixed_precision: str = "no",
-          gradient_checkpointing: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train ``model`` for ``max_steps`` optimizer steps of ``step_fn(model, batch, generator) -> loss``.
+          gradient_checkpointing: bool = False, progress: bool = True,
+          gradient_accumulation: int = 1) -> dict[str, Any]:
+    """Train ``model`` for ``max_steps`` optimizer steps of ``step_fn(model, batch, rng: StepRandom) -> loss``.
 
-    ``accelerator`` (an accelerate.Accelerator) carries device, bf16, DDP/FSDP and gradient accumulation; without
-    one, an Accelerator(mixed_precision=...) is made. ``logger(metrics, step)`` gets loss, lr, samples_per_s, epoch
-    every ``log_every`` steps on the main process. Checkpoints go to ``ckpt_dir/step-NNNNNN`` every ``ckpt_every``
-    steps and at the end; with ``resume`` the newest complete one is loaded first.
+    ``batch_size`` is per process and micro-batch: a step takes batch_size x processes x ``gradient_accumulation``
+    samples. ``accelerator`` (an accelerate.Accelerator) carries device, bf16 and DDP/FSDP; without one, an
+    Accelerator(mixed_precision=...) is made (under `accelerate launch` it joins the process group).
+    ``logger(metrics, step)`` gets loss, lr, samples_per_s, epoch every ``log_every`` steps on the main process.
+    Checkpoints go to ``ckpt_dir/step-NNNNNN`` every ``ckpt_every`` steps and at the end, written by the main
+    process; with ``resume`` the newest complete one is loaded first, on every process.
     """
     from accelerate import Accelerator
     from accelerate.utils import send_to_device
@@ -163,20 +245,27 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
     ema = EMA(raw, ema_decay) if ema_decay else None
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
 
-    step, epoch, consumed, resumed_from = 0, 0, 0, None
+    step, epoch, consumed, resumed_from, last_loss = 0, 0, 0, None, None
     if resume and (ck := latest(ckpt_dir)) is not None:
         state = load_checkpoint(ck, model=raw, optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
                                 profile=profile)
         step, epoch, consumed, resumed_from = state["step"], state["epoch"], state["batches_in_epoch"], state["step"]
-    batches = ResumableBatches(data, batch_size, seed=seed, rank=rank, world=world, num_workers=num_workers,
-                               collate_fn=collate_fn, epoch=epoch, consumed=consumed)
+        last_loss = state["loss"]
+    if gradient_accumulation < 1:
+        raise ValueError(f"gradient_accumulation must be >= 1, got {gradient_accumulation}")
+    batches = ResumableBatches(data, batch_size, seed=seed, rank=rank, world=world,
+                               accumulation=gradient_accumulation, num_workers=num_workers, collate_fn=collate_fn,
+                               epoch=epoch, consumed=consumed)
 
     def checkpoint(at: int) -> Path | None:
+        nonlocal last_loss
         path = None
+        if loss is not None:
+            last_loss = accelerator.reduce(loss, reduction="mean").item()  # every process: a collective
         if main:
             path = save_checkpoint(ckpt_dir, at, model=raw, optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
                                    epoch=batches.epoch, batches_in_epoch=batches.consumed, seed=seed,
-                                   profile=profile, keep_last=keep_last)
+                                   profile=profile, keep_last=keep_last, loss=last_loss)
         accelerator.wait_for_everyone()
         return path
 
@@ -187,28 +276,35 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
     window_n, window_samples, window_t = 0, 0, time.perf_counter()
     loss = None
     model.train()
+    accumulation = gradient_accumulation
     while step < max_steps:
         step += 1
-        step_seed = derive_seed(seed, step, rank)
-        seed_everything(step_seed)  # dropout and in-dataset augmentation draw the same numbers, resumed or not
-        batch = send_to_device(batches.next(), accelerator.device)
-        generator = torch.Generator(device=accelerator.device).manual_seed(step_seed)
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                loss = step_fn(model, batch, generator)
-            accelerator.backward(loss)
-            if grad_clip and accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            if lr_scheduler is not None and accelerator.sync_gradients:
-                lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        if ema is not None and accelerator.sync_gradients:
+        seed_everything(derive_seed(seed, step, rank))  # dropout, in-dataset augmentation: the same when resumed
+        step_loss = torch.zeros((), device=accelerator.device)
+        for micro, batch in enumerate(batches.next_step()):
+            batch = send_to_device(batch, accelerator.device)
+            rng = StepRandom(seed, step, rank=rank, micro=micro, world=world, accumulation=accumulation,
+                             batch_size=batch_size, device=accelerator.device)
+            last = micro == accumulation - 1
+            # gradients are all-reduced once per step, on the last micro-batch
+            with contextlib.nullcontext() if last or world == 1 else accelerator.no_sync(model):
+                with accelerator.autocast():
+                    loss = step_fn(model, batch, rng)
+                accelerator.backward(loss / accumulation if accumulation > 1 else loss)
+            step_loss += loss.detach().float()
+            window_samples += _batch_len(batch) * world
+        if grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if lr_scheduler is not None:
+            lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
             ema.update(raw)
 
-        window_loss += loss.detach().float()
+        loss = step_loss / accumulation
+        window_loss += loss
         window_n += 1
-        window_samples += _batch_len(batch) * world
         bar.update(1)
         if step % log_every == 0 or step == max_steps:
             mean_loss = accelerator.reduce(window_loss / window_n, reduction="mean").item()  # .item() syncs: only here
@@ -233,11 +329,11 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
     seconds = time.perf_counter() - started
     done = step - first_step
     return {
-        "final_loss": float(loss.detach().float().item()) if loss is not None else None,
+        "final_loss": last_loss,  # the last step's loss, averaged over processes (kept in the checkpoint)
         "steps": step,
         "steps_this_run": done,
         "resumed_from": resumed_from,
         "seconds": seconds,
-        "samples_per_s": done * batch_size * world / seconds if done and seconds > 0 else None,  # None: no step ran
+        "samples_per_s": done * batches.global_batch / seconds if done and seconds > 0 else None,  # None: no step ran
         "checkpoint": str(last_path) if last_path is not None else (str(latest(ckpt_dir)) if main else None),
     }

@@ -27,6 +27,7 @@ import torch
 from svd.config import ConfigError, Params
 from svd.errors import InputError, WeightsError
 from svd.models.inflate import param_groups
+from svd.runtime import distributed
 
 STAGES = ("vae", "image", "video", "hq", "i2v", "i2v_xt")
 MODEL_FILE = "svd_model.json"
@@ -163,6 +164,17 @@ def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool
     return {"trained": True, **summary}
 
 
+def per_process_batch(params: Params, stage: str, global_batch: int) -> int:
+    """A stage's `batch` is the global batch of one optimizer step; each process takes global / (processes x
+    train.grad_accumulation) per micro-batch, so the recipe, the data order and the noise draws stay the same
+    however many processes run it (svd.training.loop)."""
+    processes, accumulation = distributed().num_processes, params.train.grad_accumulation
+    if global_batch % (processes * accumulation):
+        raise ConfigError(f"train.{stage}.batch (global, {global_batch} here) must be divisible by processes x "
+                          f"train.grad_accumulation = {processes} x {accumulation}")
+    return global_batch // (processes * accumulation)
+
+
 def fingerprint(params: Params, stage: str) -> str:
     """What a stage's checkpoints depend on besides the step count: its params and its inputs' contents. A
     checkpoint is resumed only under the same fingerprint (a retried or killed run), never after a change."""
@@ -255,11 +267,14 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     scale_updates(optimizer, task.new_inputs(unet, init), cfg.new_inputs_lr_scale)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, params.train.lr_schedule))
-    batch = min(cfg.batch, len(items))
+    batch = per_process_batch(params, stage, min(cfg.batch, len(items)))
     buckets = items.data.motion_bucket.numpy()
     motion = float(np.median(buckets))
 
-    fresh_checkpoints(out / "checkpoints", fingerprint(params, stage))
+    dist = distributed()
+    if dist.is_main_process:
+        fresh_checkpoints(out / "checkpoints", fingerprint(params, stage))
+    dist.wait_for_everyone()  # every process decides to resume (or not) from what the main process left
     preview, labels = task.preview(params, stage, {"vae": vae, "context": context, "latent_size": latent_size},
                                    items)
 
@@ -275,7 +290,11 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
                     log_every=params.train.log_every, logger=logger, seed=params.seed, profile=params.profile,
                     batch_size=batch, collate_fn=collate, keep_last=params.train.keep_last,
                     mixed_precision=params.train.mixed_precision,
-                    gradient_checkpointing=params.train.gradient_checkpointing, progress=progress)
+                    gradient_checkpointing=params.train.gradient_checkpointing, progress=progress,
+                    gradient_accumulation=params.train.grad_accumulation)
+    if not dist.is_main_process:  # the main process writes the folder; the others are done
+        return {"stage": stage, "rank": dist.process_index, "final_loss": summary["final_loss"],
+                "steps": summary["steps"]}
 
     # the stage's model: the last checkpoint's weights (EMA where used), as a diffusers folder
     from svd.training.checkpoint import load_weights

@@ -181,7 +181,8 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
     if patch is not None and (patch[0] > size[0] or patch[1] > size[1]):
         raise ValueError(f"train.vae.patch {list(patch)} is larger than train.vae.size {list(size)}")
 
-    def step_fn(model, batch, generator):
+    def step_fn(model, batch, rng):
+        generator = rng.generator  # the posterior's draw cannot be split by row: the VAE trains on one process
         images = batch["image"] if patch is None else random_patches(batch["image"], patch, generator)
         return vae_loss(model, images, generator, kl_weight=kl_weight, grad_weight=grad_weight,
                         lowpass_weight=lowpass_weight, recon_loss=recon_loss)
