@@ -7,6 +7,14 @@ the flow opens the pipeline's parent run and hands its id to every stage through
 The graph comes from DVC's Python API (`Repo.index.graph`), so foreach/matrix stages, stages in other dvc.yaml files
 and new stages are picked up with no edit here.
 
+Work pools (`work_pools=True`, as the `full-pipeline` deployment runs): each stage becomes a run of the deployment
+`svd-stage/stage-cpu` or `svd-stage/stage-gpu` (stage_pool: training and evaluation need a GPU at paper scale), which
+a worker of that pool picks up. The orchestrating flow stays the only writer of its dvc.lock: it hands each stage
+run the lock entries of the stages it reads from and merges back the entry the stage run returns. With a DVC remote
+(`dvc_remote`), a stage run first pulls what it reads (and its own outputs, so a persisted checkpoint folder
+resumes) and afterwards pushes what it wrote, so workers on different machines share one cache; a worker runs the
+commit its deployment's pull step checks out (prefect.yaml).
+
     python flows/pipeline.py [STAGE ...] [--force] [--project-dir DIR]
 """
 
@@ -37,6 +45,8 @@ from prefect.exceptions import MissingContextError  # noqa: E402
 from prefect.logging import get_logger  # noqa: E402
 
 STAGE_RETRIES = 2
+# Stages that want a GPU worker at paper scale (the rest, world/curation/registry, go to the CPU pool).
+GPU_STAGE_PREFIXES = ("train_", "evaluate_")
 MAX_PARALLEL = 1  # stages running at once (the flow's max_parallel); 1 = one after another, in graph order
 RETRY_DELAY_S = 10.0
 STDERR_TAIL_LINES = 25
@@ -88,6 +98,7 @@ def stage_plan(project_dir: str | Path = ".", stages: list[str] | None = None) -
         plan: dict[str, dict[str, Any]] = {}
         for stage in order:
             ancestors = nx.descendants(pipeline, stage)
+            direct = set(pipeline.successors(stage))
             cmd = stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd)
             name = _address(stage, root)
             plan[name] = {
@@ -97,6 +108,7 @@ def stage_plan(project_dir: str | Path = ".", stages: list[str] | None = None) -
                 "metrics": [_rel(o.fs_path, root) for o in stage.outs if o.metric],
                 # transitive upstream, so a subset selection still waits for every chosen ancestor
                 "upstream": [_address(u, root) for u in order if u in ancestors],
+                "direct": [_address(u, root) for u in order if u in direct],  # whose outputs it reads
             }
 
     if not stages:
@@ -112,7 +124,7 @@ def stage_plan(project_dir: str | Path = ".", stages: list[str] | None = None) -
         known = sorted({s for s in plan} | {s.split("@", 1)[0] for s in plan})
         raise ValueError(f"unknown stage(s) {', '.join(map(repr, unknown))}; dvc.yaml has: {', '.join(known)}")
     return {
-        name: {**spec, "upstream": [u for u in spec["upstream"] if u in chosen]}
+        name: {**spec, "upstream": [u for u in spec["upstream"] if u in chosen]}  # "direct" kept: pull what it reads
         for name, spec in plan.items()
         if name in chosen
     }
@@ -258,15 +270,21 @@ def pipeline_markdown(plan: dict[str, dict], results: dict[str, dict], failed: d
     cache_policy=NO_CACHE,
 )
 def run_stage(
-    spec: dict[str, Any], project_dir: str = ".", force: bool = False, parent_run_id: str | None = None
+    spec: dict[str, Any], project_dir: str = ".", force: bool = False, parent_run_id: str | None = None,
+    dvc_remote: str | None = None,
 ) -> dict[str, Any]:
-    """`dvc repro --single-item STAGE` with its output streamed into the task log; a markdown artifact per stage."""
+    """`dvc repro --single-item STAGE` with its output streamed into the task log; a markdown artifact per stage.
+    With `dvc_remote`: `dvc pull` of what the stage reads and of its own outputs first, `dvc push` of them after."""
     logger = _logger()
     name = spec["name"]
     env = stage_env(parent_run_id)
     dvc = shutil.which("dvc", path=env["PATH"])
     if dvc is None:
         raise StageFailed(f"stage {name!r}: no `dvc` executable on PATH ({env['PATH']})")
+    if dvc_remote:
+        # --allow-missing: a stage's own outputs are not on the remote before its first run
+        _dvc(dvc, ["pull", "--remote", dvc_remote, "--allow-missing", *spec.get("direct", []), name], project_dir,
+             env, name, logger)
     # --wait-for-lock: DVC drops its repo lock while a stage's cmd runs, so independent stages do run side by side,
     # but they queue for the short bookkeeping sections instead of failing on a busy lock
     argv = [dvc, "--wait-for-lock", "repro", "--single-item", name] + (["--force"] if force else [])
@@ -306,6 +324,8 @@ def run_stage(
         raise StageFailed(f"stage {name!r} failed: `{command}` exited with {rc} after {seconds:.1f} s\n{tail}")
 
     status, detail = repro_status(name, "\n".join(output))
+    if dvc_remote:
+        _dvc(dvc, ["push", "--remote", dvc_remote, name], project_dir, env, name, logger)
     result = {
         "status": status,
         "seconds": round(seconds, 3),
@@ -318,6 +338,88 @@ def run_stage(
         )
     logger.info("stage %r %s (%s) in %.2f s", name, status, detail, seconds)
     return result
+
+
+def _dvc(dvc: str, args: list[str], project_dir: str, env: dict, stage: str, logger) -> None:
+    """A dvc command around a stage (pull/push), its output in the task log; StageFailed when it fails."""
+    command = " ".join(["dvc", *args])
+    logger.info("%s  (in %s)", command, project_dir)
+    done = subprocess.run([dvc, *args], cwd=project_dir, env=env, capture_output=True, text=True, errors="replace")
+    for line in (done.stdout + done.stderr).splitlines():
+        logger.info("%s", line)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).splitlines()[-STDERR_TAIL_LINES:])
+        raise StageFailed(f"stage {stage!r}: `{command}` exited with {done.returncode}\n{tail}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Work pools: one stage per deployment run, dvc.lock written by the orchestrator alone
+
+
+def stage_pool(name: str) -> str:
+    """"gpu" for the stages that train or evaluate models, else "cpu" (GPU_STAGE_PREFIXES)."""
+    return "gpu" if name.startswith(GPU_STAGE_PREFIXES) else "cpu"
+
+
+def lock_entries(project_dir: str | Path, names: list[str]) -> dict[str, Any]:
+    """The dvc.lock entries of these stages (those it has), as DVC wrote them."""
+    from dvc.utils.serialize import load_yaml
+
+    path = Path(project_dir) / "dvc.lock"
+    stages = (load_yaml(path) or {}).get("stages", {}) if path.is_file() else {}
+    return {n: stages[n] for n in names if n in stages}
+
+
+def merge_lock(project_dir: str | Path, entries: dict[str, Any]) -> bool:
+    """Write these stage entries into dvc.lock (the others kept); True when the file changed."""
+    if not entries:
+        return False
+    from dvc.utils.serialize import modify_yaml
+
+    path = Path(project_dir) / "dvc.lock"
+    if not path.is_file():
+        path.write_text("schema: '2.0'\nstages: {}\n")
+    with modify_yaml(path) as lock:
+        stages = lock.setdefault("stages", {})
+        changed = any(stages.get(n) != entry for n, entry in entries.items())
+        stages.update(entries)
+    return changed
+
+
+@flow(name="svd-stage", persist_result=True)  # the result (with its lock entry) is read back by the orchestrator
+def svd_stage_flow(
+    spec: dict[str, Any], project_dir: str = ".", force: bool = False, parent_run_id: str | None = None,
+    dvc_remote: str | None = None, lock: dict[str, Any] | None = None, stage_retries: int = STAGE_RETRIES,
+) -> dict[str, Any]:
+    """One stage on whichever worker picked this run up: take the orchestrator's lock entries for what the stage
+    reads, run it (pull, repro, push), hand back its result and its own new lock entry."""
+    merge_lock(project_dir, lock or {})
+    result = run_stage.with_options(retries=stage_retries)(spec, project_dir, force, parent_run_id, dvc_remote)
+    return {**result, "lock": lock_entries(project_dir, [spec["name"]])}
+
+
+@task(name="dispatch-stage", task_run_name="{spec[name]}", cache_policy=NO_CACHE)
+def dispatch_stage(
+    spec: dict[str, Any], project_dir: str, force: bool, parent_run_id: str | None, dvc_remote: str | None,
+    deployment_prefix: str = "svd-stage/stage-",
+) -> dict[str, Any]:
+    """Run one stage as a run of its pool's deployment and wait for it; merge its lock entry into ours."""
+    from prefect.deployments import run_deployment
+
+    name, pool = spec["name"], stage_pool(spec["name"])
+    logger = _logger()
+    deployment = f"{deployment_prefix}{pool}"
+    logger.info("stage %r -> deployment %s", name, deployment)
+    run = run_deployment(deployment, timeout=None, parameters={
+        # ".": the worker's own checkout, where its deployment's pull step starts the run
+        "spec": spec, "project_dir": ".", "force": force, "parent_run_id": parent_run_id,
+        "dvc_remote": dvc_remote, "lock": lock_entries(project_dir, spec.get("direct", []))})
+    if not run.state.is_completed():
+        raise StageFailed(f"stage {name!r}: run {run.name} of {deployment} ended {run.state.name}: "
+                          f"{run.state.message or ''}")
+    result = run.state.result()
+    merge_lock(project_dir, result.pop("lock", {}))
+    return {**result, "pool": pool}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -346,7 +448,7 @@ def mlflow_parent_run(project_dir: Path, logger) -> Iterator[str | None]:
     with contextlib.ExitStack() as stack:
         with contextlib.chdir(project_dir):  # git_state() tags the run with the commit of the current directory
             run_id = stack.enter_context(tracking.pipeline_run(params))
-        logger.info("MLflow parent run %s (%s)", run_id, params.paths.mlflow_uri)
+        logger.info("MLflow parent run %s (%s)", run_id, tracking.tracking_uri(params))
         yield run_id
 
 
@@ -358,8 +460,12 @@ def svd_flow(
     stage_retries: int = STAGE_RETRIES,
     retry_delay_seconds: float = RETRY_DELAY_S,
     max_parallel: int = MAX_PARALLEL,
+    work_pools: bool = False,
+    dvc_remote: str | None = None,
 ) -> dict:
     """Run the DVC stages of `project_dir` (all, or `stages`) as tasks in graph order; returns {stage: result}.
+    `work_pools`: each stage as a run of `svd-stage/stage-{cpu,gpu}` on its pool's workers (module docstring);
+    `dvc_remote`: pull before and push after each stage (a `dvc remote` name).
 
     At most `max_parallel` stages run at once (each also waits for the stage that many places before it in graph
     order): independent CPU stages side by side on a 2-core machine each set their own torch threads and slow each
@@ -370,7 +476,14 @@ def svd_flow(
     root = Path(project_dir).resolve()
     plan = stage_plan(root, stages)
     logger.info("stages in graph order: %s", ", ".join(plan) or "(none)")
-    runner = run_stage.with_options(retries=stage_retries, retry_delay_seconds=retry_delay_seconds)
+    if work_pools:  # retries happen inside each stage run, on its worker
+        def runner_submit(spec, root_, force_, parent, wait_for):
+            return dispatch_stage.submit(spec, root_, force_, parent, dvc_remote, wait_for=wait_for)
+    else:
+        local = run_stage.with_options(retries=stage_retries, retry_delay_seconds=retry_delay_seconds)
+
+        def runner_submit(spec, root_, force_, parent, wait_for):
+            return local.submit(spec, root_, force_, parent, dvc_remote, wait_for=wait_for)
 
     with mlflow_parent_run(root, logger) as parent_run_id:
         futures = {}
@@ -379,8 +492,8 @@ def svd_flow(
             # a stage waits for its upstream stages and for the stage max_parallel places before it (only for its
             # slot: that stage failing does not stop this one)
             window = [allow_failure(futures[order[i - max_parallel]])] if i >= max_parallel else []
-            futures[name] = runner.submit(
-                spec, str(root), force, parent_run_id, wait_for=[futures[u] for u in spec["upstream"]] + window
+            futures[name] = runner_submit(
+                spec, str(root), force, parent_run_id, [futures[u] for u in spec["upstream"]] + window
             )
         results: dict[str, dict] = {}
         failed: dict[str, str] = {}
@@ -424,8 +537,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("stages", nargs="*", help="stages to run (default: all in dvc.yaml)")
     parser.add_argument("--project-dir", default=".")
     parser.add_argument("--force", action="store_true", help="re-run stages even if DVC finds them up to date")
+    parser.add_argument("--work-pools", action="store_true",
+                        help="run each stage on its pool's deployment (svd-stage/stage-cpu|gpu; needs `make serve`)")
+    parser.add_argument("--dvc-remote", default=None, help="pull before and push after each stage (a dvc remote)")
     args = parser.parse_args(argv)
-    result = svd_flow(stages=args.stages or None, project_dir=args.project_dir, force=args.force)
+    result = svd_flow(stages=args.stages or None, project_dir=args.project_dir, force=args.force,
+                      work_pools=args.work_pools, dvc_remote=args.dvc_remote)
     print(json.dumps(result, indent=2))
     return result
 

@@ -15,6 +15,8 @@ for key, value in {
 }.items():
     os.environ.setdefault(key, value)
 
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # a server in the caller's shell (make serve) must not get test runs
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402

@@ -228,3 +228,51 @@ stages:
     assert run.info.status == "FINISHED" and run.data.tags["svd.kind"] == "pipeline"
     assert run.data.tags["svd.stages"] == "env"
 
+
+
+def _git(path: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=path, check=True,
+                   capture_output=True)
+
+
+def test_two_checkouts_share_work_through_a_dvc_remote(prefect_harness, tmp_path):
+    """Checkout A orchestrates (the only dvc.lock writer) and runs stage a; checkout B, another machine, runs b from
+    what it pulls: a's output through the remote and a's lock entry from A. Nothing is copied by hand."""
+    from flows.pipeline import lock_entries, merge_lock, svd_stage_flow
+
+    a_dir = make_project(tmp_path / "A", GRAPH, {"step.py": STEP, "config.yaml": "a: 1\nc: 1\n"})
+    remote = tmp_path / "remote"
+    subprocess.run([str(BIN / "dvc"), "remote", "add", "-d", "shared", str(remote)], cwd=a_dir, check=True)
+    (a_dir / ".gitignore").write_text("runs.log\n")
+    _git(a_dir, "add", "-A")
+    _git(a_dir, "commit", "-qm", "project")
+    b_dir = tmp_path / "B"
+    _git(tmp_path, "clone", "-q", str(a_dir), str(b_dir))  # the commit a worker's pull step checks out
+
+    plan = stage_plan(a_dir)
+    assert plan["b"]["direct"] == ["a"] and plan["a"]["direct"] == []
+    ran_a = svd_stage_flow(plan["a"], str(a_dir), dvc_remote="shared")
+    assert ran_a["status"] == "ran" and merge_lock(a_dir, ran_a["lock"]) is False  # A ran it: its lock has it
+    assert not (b_dir / "a.txt").exists()
+
+    ran_b = svd_stage_flow(plan["b"], str(b_dir), dvc_remote="shared", lock=lock_entries(a_dir, ["a"]))
+    assert ran_b["status"] == "ran" and runs(b_dir) == ["b"]  # a was pulled, not re-run
+    assert (b_dir / "b.txt").read_text() == "b=0;a=1;"
+    assert merge_lock(a_dir, ran_b["lock"]) is True  # the orchestrator records what B produced
+
+    out = subprocess.run([str(BIN / "dvc"), "pull", "--remote", "shared", "b"], cwd=a_dir, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert (a_dir / "b.txt").read_text() == "b=0;a=1;"
+    status = subprocess.run([str(BIN / "dvc"), "status", "a", "b"], cwd=a_dir, capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout  # A's lock describes what B made, and A has it
+
+    again = svd_stage_flow(plan["b"], str(b_dir), dvc_remote="shared", lock=lock_entries(a_dir, ["a"]))
+    assert again["status"] == "skipped" and runs(b_dir) == []
+
+
+def test_stages_route_to_pools_by_kind():
+    from flows.pipeline import stage_pool
+
+    assert [stage_pool(s) for s in ("world", "curate", "train_video", "evaluate_hq", "register")] == \
+        ["cpu", "cpu", "gpu", "gpu", "cpu"]

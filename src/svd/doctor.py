@@ -70,6 +70,8 @@ def report(params: Params, console: Console | None = None) -> bool:
     import cv2
     import torch
 
+    from svd.tracking import tracking_uri
+
     console = console or Console()
     env = Table(title="environment", show_header=False)
     env.add_row("python", platform.python_version())
@@ -78,7 +80,7 @@ def report(params: Params, console: Console | None = None) -> bool:
     env.add_row("threads", f"torch {torch.get_num_threads()} / interop {torch.get_num_interop_threads()}, "
                            f"opencv {cv2.getNumThreads()}, params.threads {params.threads}")
     env.add_row("accelerator", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU)")
-    env.add_row("mlflow", params.paths.mlflow_uri)
+    env.add_row("mlflow", tracking_uri(params))
     for name in PACKAGES:
         try:
             env.add_row(name, md.version(name))

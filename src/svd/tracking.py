@@ -27,15 +27,23 @@ def _mlflow():
     return mlflow
 
 
+def tracking_uri(params: Params) -> str:
+    """MLFLOW_TRACKING_URI when set (a tracking server: `make serve` starts one, production has its own), else the
+    project's store, paths.mlflow_uri."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.paths.mlflow_uri
+
+
 def configure(params: Params) -> str:
-    """Point MLflow at the project store and make sure the experiment exists; returns the experiment id."""
+    """Point MLflow at the tracking store and make sure the experiment exists; returns the experiment id."""
     mlflow = _mlflow()
-    uri = params.paths.mlflow_uri
+    uri = tracking_uri(params)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    artifacts = Path(params.paths.mlflow_artifacts).resolve()
     experiment = mlflow.get_experiment_by_name(params.paths.experiment)
+    if experiment is None and uri.startswith(("http://", "https://")):
+        return mlflow.create_experiment(params.paths.experiment)  # the server decides where artifacts go
+    artifacts = Path(params.paths.mlflow_artifacts).resolve()
     if experiment is None:
         artifacts.mkdir(parents=True, exist_ok=True)
         return mlflow.create_experiment(params.paths.experiment, artifact_location=artifacts.as_uri())
@@ -203,7 +211,7 @@ def model_version(params: Params, ref: str):
         return name, client.get_model_version(name, number)
     except (ValueError, mlflow.exceptions.MlflowException) as exc:
         reason = str(exc).splitlines()[0][:200]
-        raise InputError(f"--model {ref}: not in the MLflow registry at {params.paths.mlflow_uri} ({reason})") from None
+        raise InputError(f"--model {ref}: not in the MLflow registry at {tracking_uri(params)} ({reason})") from None
 
 
 def download_model(params: Params, ref: str) -> Path:
