@@ -106,6 +106,8 @@ def stage_plan(project_dir: str | Path = ".", stages: list[str] | None = None) -
                 "cmd": cmd,
                 "outs": [_rel(o.fs_path, root) for o in stage.outs],
                 "metrics": [_rel(o.fs_path, root) for o in stage.outs if o.metric],
+                # outputs git carries, not the DVC cache (metrics with cache: false): a stage run hands them back
+                "uncached": [_rel(o.fs_path, root) for o in stage.outs if not o.use_cache],
                 # transitive upstream, so a subset selection still waits for every chosen ancestor
                 "upstream": [_address(u, root) for u in order if u in ancestors],
                 "direct": [_address(u, root) for u in order if u in direct],  # whose outputs it reads
@@ -370,6 +372,24 @@ def lock_entries(project_dir: str | Path, names: list[str]) -> dict[str, Any]:
     return {n: stages[n] for n in names if n in stages}
 
 
+def uncached_outputs(project_dir: str | Path, spec: dict[str, Any]) -> dict[str, str]:
+    """The text of a stage's outputs that git carries instead of the DVC cache (its metrics files)."""
+    root = Path(project_dir)
+    return {rel: (root / rel).read_text() for rel in spec.get("uncached", []) if (root / rel).is_file()}
+
+
+def take_stage_result(project_dir: str | Path, result: dict[str, Any]) -> dict[str, Any]:
+    """What the orchestrator keeps of a stage run made elsewhere: its uncached outputs written into this checkout,
+    its lock entry merged into this dvc.lock (the only writer); returns the result without them."""
+    result = dict(result)
+    root = Path(project_dir)
+    for rel, text in result.pop("files", {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    merge_lock(root, result.pop("lock", {}))
+    return result
+
+
 def merge_lock(project_dir: str | Path, entries: dict[str, Any]) -> bool:
     """Write these stage entries into dvc.lock (the others kept); True when the file changed."""
     if not entries:
@@ -392,18 +412,22 @@ def svd_stage_flow(
     dvc_remote: str | None = None, lock: dict[str, Any] | None = None, stage_retries: int = STAGE_RETRIES,
 ) -> dict[str, Any]:
     """One stage on whichever worker picked this run up: take the orchestrator's lock entries for what the stage
-    reads, run it (pull, repro, push), hand back its result and its own new lock entry."""
+    reads, run it (pull, repro, push), hand back its result, its own new lock entry and the outputs git carries
+    (metrics files: cache: false, so not on the DVC remote)."""
     merge_lock(project_dir, lock or {})
     result = run_stage.with_options(retries=stage_retries)(spec, project_dir, force, parent_run_id, dvc_remote)
-    return {**result, "lock": lock_entries(project_dir, [spec["name"]])}
+    return {**result, "lock": lock_entries(project_dir, [spec["name"]]),
+            "files": uncached_outputs(project_dir, spec)}
 
 
 @task(name="dispatch-stage", task_run_name="{spec[name]}", cache_policy=NO_CACHE)
 def dispatch_stage(
     spec: dict[str, Any], project_dir: str, force: bool, parent_run_id: str | None, dvc_remote: str | None,
-    deployment_prefix: str = "svd-stage/stage-",
+    worker_project_dir: str = ".", deployment_prefix: str = "svd-stage/stage-",
 ) -> dict[str, Any]:
-    """Run one stage as a run of its pool's deployment and wait for it; merge its lock entry into ours."""
+    """Run one stage as a run of its pool's deployment and wait for it; merge its lock entry into ours.
+    `worker_project_dir`: the project on the worker ("."; the worker's checkout, where its deployment's pull step
+    starts the run)."""
     from prefect.deployments import run_deployment
 
     name, pool = spec["name"], stage_pool(spec["name"])
@@ -411,15 +435,13 @@ def dispatch_stage(
     deployment = f"{deployment_prefix}{pool}"
     logger.info("stage %r -> deployment %s", name, deployment)
     run = run_deployment(deployment, timeout=None, parameters={
-        # ".": the worker's own checkout, where its deployment's pull step starts the run
-        "spec": spec, "project_dir": ".", "force": force, "parent_run_id": parent_run_id,
+        "spec": spec, "project_dir": worker_project_dir, "force": force, "parent_run_id": parent_run_id,
         "dvc_remote": dvc_remote, "lock": lock_entries(project_dir, spec.get("direct", []))})
     if not run.state.is_completed():
         raise StageFailed(f"stage {name!r}: run {run.name} of {deployment} ended {run.state.name}: "
                           f"{run.state.message or ''}")
-    result = run.state.result()
-    merge_lock(project_dir, result.pop("lock", {}))
-    return {**result, "pool": pool}
+    result = take_stage_result(project_dir, run.state.result())
+    return {**result, "pool": run.work_pool_name}  # the pool whose worker ran it
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -462,10 +484,12 @@ def svd_flow(
     max_parallel: int = MAX_PARALLEL,
     work_pools: bool = False,
     dvc_remote: str | None = None,
+    worker_project_dir: str = ".",
 ) -> dict:
     """Run the DVC stages of `project_dir` (all, or `stages`) as tasks in graph order; returns {stage: result}.
     `work_pools`: each stage as a run of `svd-stage/stage-{cpu,gpu}` on its pool's workers (module docstring);
-    `dvc_remote`: pull before and push after each stage (a `dvc remote` name).
+    `dvc_remote`: pull before and push after each stage (a `dvc remote` name); `worker_project_dir`: where the
+    project is on the workers (".": their checkout, where the deployments' pull step starts each run).
 
     At most `max_parallel` stages run at once (each also waits for the stage that many places before it in graph
     order): independent CPU stages side by side on a 2-core machine each set their own torch threads and slow each
@@ -478,7 +502,8 @@ def svd_flow(
     logger.info("stages in graph order: %s", ", ".join(plan) or "(none)")
     if work_pools:  # retries happen inside each stage run, on its worker
         def runner_submit(spec, root_, force_, parent, wait_for):
-            return dispatch_stage.submit(spec, root_, force_, parent, dvc_remote, wait_for=wait_for)
+            return dispatch_stage.submit(spec, root_, force_, parent, dvc_remote, worker_project_dir,
+                                         wait_for=wait_for)
     else:
         local = run_stage.with_options(retries=stage_retries, retry_delay_seconds=retry_delay_seconds)
 

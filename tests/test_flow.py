@@ -238,7 +238,7 @@ def _git(path: Path, *args: str) -> None:
 def test_two_checkouts_share_work_through_a_dvc_remote(prefect_harness, tmp_path):
     """Checkout A orchestrates (the only dvc.lock writer) and runs stage a; checkout B, another machine, runs b from
     what it pulls: a's output through the remote and a's lock entry from A. Nothing is copied by hand."""
-    from flows.pipeline import lock_entries, merge_lock, svd_stage_flow
+    from flows.pipeline import lock_entries, merge_lock, svd_stage_flow, take_stage_result
 
     a_dir = make_project(tmp_path / "A", GRAPH, {"step.py": STEP, "config.yaml": "a: 1\nc: 1\n"})
     remote = tmp_path / "remote"
@@ -258,7 +258,10 @@ def test_two_checkouts_share_work_through_a_dvc_remote(prefect_harness, tmp_path
     ran_b = svd_stage_flow(plan["b"], str(b_dir), dvc_remote="shared", lock=lock_entries(a_dir, ["a"]))
     assert ran_b["status"] == "ran" and runs(b_dir) == ["b"]  # a was pulled, not re-run
     assert (b_dir / "b.txt").read_text() == "b=0;a=1;"
-    assert merge_lock(a_dir, ran_b["lock"]) is True  # the orchestrator records what B produced
+    assert ran_b["files"] == {"metrics/b.json": (b_dir / "metrics" / "b.json").read_text()}  # git's, not DVC's
+    lock_before = (a_dir / "dvc.lock").read_text()
+    take_stage_result(a_dir, ran_b)  # the orchestrator records what B produced
+    assert (a_dir / "dvc.lock").read_text() != lock_before and (a_dir / "metrics" / "b.json").is_file()
 
     out = subprocess.run([str(BIN / "dvc"), "pull", "--remote", "shared", "b"], cwd=a_dir, capture_output=True,
                          text=True)
@@ -276,3 +279,54 @@ def test_stages_route_to_pools_by_kind():
 
     assert [stage_pool(s) for s in ("world", "curate", "train_video", "evaluate_hq", "register")] == \
         ["cpu", "cpu", "gpu", "gpu", "cpu"]
+
+
+POOLED = """\
+stages:
+  prep:
+    cmd: python step.py prep
+    deps: [step.py]
+    outs: [prep.txt]
+  train_m:
+    cmd: python step.py train_m prep.txt
+    deps: [step.py, prep.txt]
+    outs: [train_m.txt]
+"""
+
+
+def test_work_pools_run_each_stage_as_a_run_of_its_pools_deployment(prefect_harness, tmp_path):
+    """The orchestrator sends `prep` to the CPU pool and `train_m` to the GPU pool, each picked up by a process
+    worker of its own (as `make serve` starts them), and merges each run's lock entry into its dvc.lock."""
+    import time
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
+
+    from flows.pipeline import svd_stage_flow
+
+    proj = make_project(tmp_path / "p", POOLED, {"step.py": STEP, "config.yaml": "{}\n"})
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "home"),
+           # results are read back by the orchestrator: the workers must write them where it reads
+           "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+    prefect = str(BIN / "prefect")
+    workers = []
+    try:
+        for pool in ("svd-cpu", "svd-gpu"):
+            subprocess.run([prefect, "work-pool", "create", pool, "--type", "process"], env=env, check=True,
+                           capture_output=True)
+            svd_stage_flow.from_source(source=str(ROOT), entrypoint="flows/pipeline.py:svd_stage_flow").deploy(
+                name=f"stage-{pool.removeprefix('svd-')}", work_pool_name=pool, print_next_steps=False)
+            workers.append(subprocess.Popen([prefect, "worker", "start", "--pool", pool, "--type", "process"],
+                                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        started = time.monotonic()
+        result = svd_flow(project_dir=str(proj), work_pools=True, worker_project_dir=str(proj))
+        assert time.monotonic() - started < 300
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=30)
+    assert statuses(result) == {"prep": "ran", "train_m": "ran"}
+    assert result["prep"]["pool"] == "svd-cpu" and result["train_m"]["pool"] == "svd-gpu"
+    assert runs(proj) == ["prep", "train_m"]
+    status = subprocess.run([str(BIN / "dvc"), "status"], cwd=proj, capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout

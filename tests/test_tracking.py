@@ -54,3 +54,16 @@ def test_the_dvc_stage_tag_comes_from_dvc_alone(tmp_path, monkeypatch):
     tags = [mlflow.get_run(r.info.run_id).data.tags for r in (bare, by_dvc)]
     assert tags[0]["svd.step"] == tags[1]["svd.step"] == "curate"
     assert "dvc.stage" not in tags[0] and tags[1]["dvc.stage"] == "curate"
+
+
+def test_a_tracking_server_in_the_environment_wins_but_a_local_store_there_does_not(monkeypatch):
+    from pathlib import Path
+
+    from svd import tracking
+    from svd.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri(params) == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/mlflow.db")  # what set_tracking_uri exports
+    assert tracking.tracking_uri(params) == params.paths.mlflow_uri

@@ -28,9 +28,11 @@ def _mlflow():
 
 
 def tracking_uri(params: Params) -> str:
-    """MLFLOW_TRACKING_URI when set (a tracking server: `make serve` starts one, production has its own), else the
-    project's store, paths.mlflow_uri."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or params.paths.mlflow_uri
+    """A tracking server named by MLFLOW_TRACKING_URI (`make serve` starts one, production has its own), else the
+    project's store, paths.mlflow_uri. A local store in that variable is not followed: MLflow exports whatever
+    set_tracking_uri was last given, so it would carry one project's (or test's) store into another's runs."""
+    env = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return env if env.startswith(("http://", "https://", "databricks")) else params.paths.mlflow_uri
 
 
 def configure(params: Params) -> str:
