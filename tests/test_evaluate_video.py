@@ -5,6 +5,7 @@ UCF-101 layout, resize/crop); and that FVD plus the world evaluator rank a delib
 better one through the same scoring code the command uses."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -533,3 +534,38 @@ def test_fvd_and_world_evaluator_rank_a_weaker_generator_lower(tmp_path):
     # FVD does not see a prompt mismatch (the same videos), the world evaluator does
     assert scores["wrong_class"]["direction_accuracy"] <= 0.5 * better["direction_accuracy"]
     assert cache.is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_processes_generate_their_shards_and_the_main_one_reports(setup, tmp_path):
+    """`torchrun --nproc_per_node 2 -m svd.cli evaluate video`: each process writes its shard of the samples, only
+    the main one scores, reports and logs; the samples and numbers are a single run's."""
+    import subprocess
+    import sys
+
+    tmp, params, model = setup
+    single = tmp_path / "single"
+    assert svd(params, "evaluate", "video", "--model", str(model), "--out-dir", str(single), "--name", "single",
+               "--no-track").exit_code == 0
+    both = tmp_path / "both"
+    sets = [x for s in FAST for x in ("--set", s)]
+    argv = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m", "svd.cli",
+            "--params", str(params), *sets, "evaluate", "video", "--model", str(model), "--out-dir", str(both),
+            "--name", "both"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    names = sorted(f.name for f in (single / "samples").glob("*.mp4"))
+    assert names == sorted(f.name for f in (both / "samples").glob("*.mp4")) and len(names) == 6
+    for n in names:
+        assert np.array_equal(pixels(single / "samples" / n), pixels(both / "samples" / n)), n
+    a = json.loads((tmp / "metrics" / "evaluate_single.json").read_text())
+    b = json.loads((tmp / "metrics" / "evaluate_both.json").read_text())
+    assert a == b
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    found = mlflow.search_runs(experiment_names=["svd"], filter_string="tags.mlflow.runName = 'evaluate_both'")
+    assert len(found) == 1  # the second process opened no run
+
+    again = subprocess.run([*argv, "--shard", "0/2"], capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0 and "drop --shard" in again.stderr + again.stdout

@@ -348,18 +348,31 @@ def video_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Report name: metrics/evaluate_<name>.json (the "
                                                             "markdown table: <out-dir>/report.md; default: the "
                                                             "folder's name, or NAME-ALIAS)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: generate only shard i of n (workers or GPUs "
-                                                              "split the sample list); the report comes once "
-                                                              "every sample exists."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: generate only shard i of n (separately "
+                                                              "started workers split the sample list; under "
+                                                              "torchrun each process takes its own); the report "
+                                                              "comes once every sample exists."),
     track: bool = typer.Option(True, help="Record an MLflow run, and log the report to the model's training run "
                                           "when it has one."),
 ) -> None:
     """UCF-101 zero-shot FVD (the world's action clips in the tiny profile) plus the world evaluator's accuracy;
     resumable (written samples are skipped) and shardable."""
     from svd.evaluation import ucf101
+    from svd.runtime import distributed
     from svd.training.sampling import resolve_model
 
     params = _setup()
+    dist = distributed()  # under torchrun / accelerate launch every process generates its own shard
+    if dist.num_processes > 1:
+        if shard is not None:
+            raise SvdError("--shard splits the samples over separately started workers; under torchrun or "
+                           "accelerate launch each process already takes its own shard (rank/processes): drop --shard")
+        shard = f"{dist.process_index}/{dist.num_processes}"
+        if not dist.is_main_process:  # its share of the samples; the main process scores and reports
+            ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name, shard=shard, score=False,
+                                  log=lambda m: typer.echo(m, err=True))
+            dist.wait_for_everyone()
+            return
     # the MLflow run is open while the samples are made and scored, so its start, end and system metrics are the
     # evaluation's own
     folder = resolve_model(params, model)
@@ -372,7 +385,11 @@ def video_cmd(
         run = _null()
     with run:
         result = ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name, shard=shard,
-                                       log=lambda m: typer.echo(m, err=True))
+                                       score=dist.num_processes == 1, log=lambda m: typer.echo(m, err=True))
+        if dist.num_processes > 1:
+            dist.wait_for_everyone()  # every process's samples are written: score them all here
+            result = ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name,
+                                           log=lambda m: typer.echo(m, err=True))
         if not result["complete"]:
             if track:
                 tracking._mlflow().set_tags({"svd.shard": result["shard"], "svd.complete": "false"})

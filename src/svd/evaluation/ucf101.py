@@ -611,9 +611,10 @@ def comparable_to_paper(real: RealSet, extractor, protocol: ClipProtocol, params
 
 
 def evaluate_video(params, model: str | None = None, out_dir: str | Path | None = None, name: str | None = None,
-                   shard: str | None = None, log: Log | None = None) -> dict[str, Any]:
+                   shard: str | None = None, log: Log | None = None, score: bool = True) -> dict[str, Any]:
     """Generate (this shard of) the protocol's samples with a model folder or registered model, then, when all
-    samples exist, score them. Returns {"complete": bool, ...}; complete results carry the report's keys."""
+    samples exist and `score`, score them. Returns {"complete": bool, ...}; complete results carry the report's
+    keys. score=False: generate only (a process of several, whose main process scores)."""
     from svd.training.sampling import resolve_model
     from svd.training.stages import read_model
 
@@ -644,11 +645,11 @@ def evaluate_video(params, model: str | None = None, out_dir: str | Path | None 
         "shard": f"{shard_[0]}/{shard_[1]}", "generated": written, "present": present,
         "planned": len(samples), "generate_seconds": generate_seconds,
     }
-    if not result["complete"]:
-        if log:
+    if not result["complete"] or not score:
+        if log and not result["complete"]:
             log(f"{present} of {len(samples)} samples written; the report comes when every shard is done "
                 f"(run again without --shard, or the last shard, to score)")
-        return result
+        return {**result, "complete": False}
     scores = score_samples(out, samples, real, protocol, extractor, vcfg.real_stats, log)
     result.update(scores)
     result.update({
