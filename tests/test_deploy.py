@@ -26,7 +26,6 @@ def test_deployments_name_existing_flows_on_the_two_pools():
     flow_names = {getattr(pipeline, d["entrypoint"].split(":")[1]).name for d in deployments.values()}
     # dispatch_stage runs "svd-stage/stage-<pool>": the stage flow's name and the deployments' names must agree
     assert flow_names == {"svd", "svd-stage"}
-    assert {f"stage-{pool}" for pool in ("cpu", "gpu")} <= set(deployments)
 
 
 def test_job_templates_declare_what_they_use():

@@ -377,12 +377,7 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(trained, tmp_path):
     runs = {}
     for name in ("straight", "killed"):
         root = tmp_path / name
-        shutil.copytree(tmp / "models", root / "models", ignore=shutil.ignore_patterns("video", "hq"))
-        raw = yaml.safe_load(params.read_text())
-        raw["paths"]["models"] = str(root / "models")
-        raw["paths"]["metrics"] = str(root / "metrics")
-        p = root / "params.yaml"
-        p.write_text(yaml.safe_dump(raw, sort_keys=False))
+        p = _copy_for(root, tmp, params)
         args = _cli(p, "--set", "train.video.steps=9", "train", "--stage", "video", "--no-track", "--no-progress")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         if name == "killed":
