@@ -116,6 +116,22 @@ def curate(
     typer.echo(json.dumps(summary, indent=2, default=_jsonable))
 
 
+@app.command()
+def shard(
+    curated: Optional[Path] = typer.Option(None, "--curated", help="Curated folder (default: paths.curated)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Shard folder, replaced (default: paths.shards)."),
+    samples_per_shard: Optional[int] = typer.Option(None, "--samples-per-shard", min=1,
+                                                    help="Clips per tar (default: shards.samples_per_shard)."),
+) -> None:
+    """Write the kept clips as WebDataset tar shards (mp4 + txt + json per clip), byte-deterministic."""
+    from svd.data.shards import write_shards
+
+    params = _setup()
+    summary = write_shards(curated or Path(params.paths.curated), out or Path(params.paths.shards),
+                           samples_per_shard=samples_per_shard or params.shards.samples_per_shard)
+    typer.echo(json.dumps(summary, indent=2))
+
+
 @app.command("train")
 def train_cmd(
     stage: str = typer.Option(..., "--stage", help="vae | image | video | hq (Stages I-III after the VAE) | i2v | "

@@ -26,6 +26,7 @@ class Paths(Strict):
     curated: str
     metrics: str
     models: str
+    shards: str
     mlflow_uri: str
     mlflow_artifacts: str
     experiment: str
@@ -277,6 +278,19 @@ class DiffusionStage(Strict):
     sample_steps: int | None = Field(default=None, ge=1)  # EDM Euler steps of its samples (paper: 25 / 30)
 
 
+class Stream(Strict):
+    """How diffusion stages read their windows (svd.training.stream): cached (all encoded before the first step) or
+    streamed through a bounded shuffle buffer and encoded per batch."""
+    enabled: bool
+    source: Literal["shards", "clips"]   # shards: paths.shards (`svd shard`); clips: the curated clip files
+    buffer: int = Field(ge=1)            # windows in the shuffle buffer
+    clips_per_unit: int = Field(ge=1)    # source clips: clips per unit of shuffling and of the split over processes
+
+
+class Shards(Strict):
+    samples_per_shard: int = Field(ge=1)
+
+
 class Train(Strict):
     text_dropout: float = Field(ge=0, lt=1)
     lr_schedule: Literal["constant", "cosine"]
@@ -287,6 +301,7 @@ class Train(Strict):
     mixed_precision: Literal["no", "bf16", "fp16"]
     gradient_checkpointing: bool
     grad_accumulation: int = Field(ge=1)
+    stream: Stream
     vae: VaeStage
     image: DiffusionStage
     video: DiffusionStage
@@ -438,6 +453,7 @@ class Params(Strict):
     weights: Weights
     world: World
     curate: Curate
+    shards: Shards
     diffusion: Diffusion
     model: Model
     train: Train

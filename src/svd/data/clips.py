@@ -16,6 +16,7 @@ seeks to the keyframe before the first needed frame and stops after the last one
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,8 +213,10 @@ def _center_crop(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return frame[y:y + h_t, x:x + w_t]
 
 
-def read_frames(path: Path | str, indices: Sequence[int], size: tuple[int, int] | None = None) -> np.ndarray:
-    """Frames at `indices` (0 = the file's first frame) of a video as uint8 (len, H, W, 3).
+def read_frames(path: Path | str | bytes, indices: Sequence[int], size: tuple[int, int] | None = None,
+                name: str | None = None) -> np.ndarray:
+    """Frames at `indices` (0 = the file's first frame) of a video (a file, or its bytes: a shard's member, called
+    `name` in errors) as uint8 (len, H, W, 3).
 
     Seeks to the keyframe before min(indices) and decodes forward until max(indices), so a clip deep inside a long
     source costs one GOP of extra decoding, not the whole prefix. Frames are placed by their timestamps; a stream
@@ -221,10 +224,13 @@ def read_frames(path: Path | str, indices: Sequence[int], size: tuple[int, int] 
     """
     import av  # here, not at the top: code that trains on cached latents (a GPU box without PyAV) imports this module
 
-    path = Path(path)
     wanted = sorted(set(int(i) for i in indices))
-    if not path.is_file():
-        raise InputError(f"video file not found: {path}")
+    if isinstance(path, bytes):
+        path = _InMemory(path, name or "<video bytes>")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"video file not found: {path}")
     try:
         got = _decode_wanted(path, wanted, size, seek=wanted[0] > 0)
         if got is None or (wanted[0] > 0 and len(got) < len(wanted)):
@@ -239,13 +245,23 @@ def read_frames(path: Path | str, indices: Sequence[int], size: tuple[int, int] 
     return np.stack([got[int(i)] for i in indices])
 
 
+@dataclass(frozen=True)
+class _InMemory:
+    data: bytes
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
 def _decode_wanted(path: Path, wanted: list[int], size, seek: bool) -> dict[int, np.ndarray] | None:
     import av
 
     first, last = wanted[0], wanted[-1]
     want = set(wanted)
     out: dict[int, np.ndarray] = {}
-    with av.open(str(path), metadata_errors="ignore") as container:
+    source = io.BytesIO(path.data) if isinstance(path, _InMemory) else str(path)
+    with av.open(source, metadata_errors="ignore") as container:
         if not container.streams.video:
             raise InputError(f"no video stream in {path}")
         stream = container.streams.video[0]

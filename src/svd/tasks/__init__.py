@@ -5,7 +5,8 @@ Text-to-video, image-to-video (and, next, interpolation, camera LoRAs, multi-vie
 module says, in one place:
 - its context (text tokens; a CLIP image embedding), concatenated latents and vector ids, in its `make_step` (the
   loop's step function) and `generate` (its sampler front end);
-- which windows of the curated data it trains on (`training_set`, from the windows svd.training.latents reads);
+- which windows of the curated data it trains on (`training_set`, from the windows svd.training.latents reads, or
+  `streaming_set`, encoding each batch of a svd.training.stream as it is taken);
 - how its UNet is made from its parent (`start_unet`) and which frozen encoder gives its context (`load_context`,
   saved into and loaded from a model folder by `save_context` / `load_saved_context`);
 - which evaluator judges it (`evaluator`, a "module:function" name the CLI calls after training: training never
@@ -41,6 +42,8 @@ class Task(Protocol):
     def new_inputs(self, unet, init: str) -> list[tuple[Any, int, int]]: ...  # (parameter, dim, start) added at zero
 
     def training_set(self, windows, vae, context) -> tuple[Any, dict[str, Any]]: ...
+
+    def streaming_set(self, stream, vae, context) -> tuple[Any, dict[str, Any]]: ...  # train.stream.enabled
 
     def make_step(self, params: "Params", stage: str, data, vae) -> Callable: ...
 

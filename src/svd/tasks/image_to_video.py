@@ -371,6 +371,12 @@ class ImageToVideo:
         return ImageItems(data), {"windows": int(data.latents.shape[0]),
                                   "conditioning_frames": int(data.cond_frames.shape[0])}
 
+    def streaming_set(self, stream, vae, context):
+        from svd.errors import ConfigError
+
+        raise ConfigError("train.stream.enabled: image-to-video stages read cached windows only (streaming is "
+                          "implemented for Stages I-III); set train.stream.enabled=false for i2v / i2v_xt")
+
     def make_step(self, params, stage: str, data, vae):
         cfg = getattr(params.train, stage)
         p_mean, p_std = params.diffusion.noise[cfg.noise]

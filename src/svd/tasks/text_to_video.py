@@ -47,8 +47,12 @@ def make_step(noise: DenoiserConfig, text_table: torch.Tensor, *, video: bool, t
         sigma = rng.rows(b, lambda k, g: noise.sample_sigmas(k, g, device=x0.device))
         eps = rng.randn(x0.shape, dtype=x0.dtype)
         keep = rng.rand(b) >= text_dropout
-        index = torch.where(keep, batch["text_index"], torch.zeros_like(batch["text_index"]))
-        cond = {"context": text_table.to(x0.device)[index]}
+        if "context" in batch:  # a streamed batch carries its captions' tokens; row 0 of the table is the empty one
+            context = torch.where(keep[:, None, None], batch["context"], text_table[0].to(x0.device))
+        else:
+            index = torch.where(keep, batch["text_index"], torch.zeros_like(batch["text_index"]))
+            context = text_table.to(x0.device)[index]
+        cond = {"context": context}
         if video:
             cond["added_time_ids"] = time_ids(batch["fps_id"], batch["motion_bucket"]).to(x0.device)
         return edm_loss(unet_call(model), x0, sigma, eps, sigma_data=noise.sigma_data, static_weight=static_weight,
@@ -186,6 +190,25 @@ class TextToVideo:
 
         data = encode_windows(windows, vae, context)
         return LatentItems(data), {"windows": int(data.latents.shape[0]), "captions": int(data.text.shape[0]) - 1}
+
+    def streaming_set(self, stream, vae, context):
+        """A streamed training set: each micro-batch's windows encoded when it is taken (svd.training.stream)."""
+        from svd.diffusion.conditioning import motion_bucket
+        from svd.models.vae import encode
+        from svd.training.stream import StreamInfo, StreamItems
+
+        def encode_batch(batch: dict) -> dict:
+            with torch.no_grad():
+                return {"latents": encode(vae, batch["video"], chunk=64).float(),
+                        "context": context.encode(list(batch["caption"])).float(),
+                        "fps_id": batch["fps_id"], "motion_bucket": batch["motion_bucket"]}
+
+        with torch.no_grad():
+            empty = context.encode([""]).float()
+        buckets = torch.tensor([int(motion_bucket(ref.motion_score, stream.items.motion_score_at_255))
+                                for ref, _ in stream.items.items])
+        return StreamItems(stream, encode_batch, StreamInfo(empty, buckets)), {
+            "windows": len(stream), "stream_units": len(stream.units), "stream_buffer": stream.buffer}
 
     def make_step(self, params, stage: str, data, vae):
         cfg = getattr(params.train, stage)

@@ -91,6 +91,13 @@ class Windows:
         return self.frames[self.index[i]]
 
 
+def window_starts(n_frames: int, num_frames: int, stride: int, windows_per_clip: int) -> np.ndarray:
+    """First frames of `windows_per_clip` evenly spaced windows of `num_frames` frames `stride` apart (fewer when
+    the clip is too short for that many distinct ones)."""
+    span = (num_frames - 1) * stride + 1
+    return np.unique(np.linspace(0, n_frames - span, windows_per_clip).round().astype(int))
+
+
 def read_windows(curated: CuratedSet, *, num_frames: int, fps: float, size: tuple[int, int], windows_per_clip: int,
                  augment: Sequence[str] = (), caption_probs=(0.5, 0.25, 0.25), motion_score_at_255: float = 0.5,
                  seed: int = 0) -> Windows:
@@ -106,8 +113,7 @@ def read_windows(curated: CuratedSet, *, num_frames: int, fps: float, size: tupl
     offset = 0
     rows, captions, fps_ids, buckets, clip_ids, flips = [], [], [], [], [], []
     for index, (ref, stride) in enumerate(items.items):
-        span = (num_frames - 1) * stride + 1
-        starts = np.unique(np.linspace(0, ref.n_frames - span, windows_per_clip).round().astype(int))
+        starts = window_starts(ref.n_frames, num_frames, stride, windows_per_clip)
         used = sorted({int(s) + k * stride for s in starts for k in range(num_frames)})
         frames = _to_tensor(curated.read(ref, used, size))  # one decode per clip, only the frames windows use
         where = {f: i for i, f in enumerate(used)}
@@ -191,4 +197,4 @@ class LatentItems(Dataset):
 
 
 __all__ = ["FLIPS", "LatentItems", "LatentSet", "Windows", "caption_table", "encode_windows", "flip_caption",
-           "flip_combinations", "flip_video", "read_windows"]
+           "flip_combinations", "flip_video", "read_windows", "window_starts"]

@@ -221,6 +221,8 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
           gradient_accumulation: int = 1) -> dict[str, Any]:
     """Train ``model`` for ``max_steps`` optimizer steps of ``step_fn(model, batch, rng: StepRandom) -> loss``.
 
+    ``data``: a map-style dataset, or a streamed set with a ``resumable_batches(batch_size, rank=, world=,
+    accumulation=, epoch=, consumed=)`` batch source (svd.training.stream.StreamItems).
     ``batch_size`` is per process and micro-batch: a step takes batch_size x processes x ``gradient_accumulation``
     samples. ``accelerator`` (an accelerate.Accelerator) carries device, bf16 and DDP/FSDP; without one, an
     Accelerator(mixed_precision=...) is made (under `accelerate launch` it joins the process group).
@@ -253,9 +255,13 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
         last_loss = state["loss"]
     if gradient_accumulation < 1:
         raise ValueError(f"gradient_accumulation must be >= 1, got {gradient_accumulation}")
-    batches = ResumableBatches(data, batch_size, seed=seed, rank=rank, world=world,
-                               accumulation=gradient_accumulation, num_workers=num_workers, collate_fn=collate_fn,
-                               epoch=epoch, consumed=consumed)
+    if hasattr(data, "resumable_batches"):  # a streamed set (svd.training.stream) brings its own batch source
+        batches = data.resumable_batches(batch_size, rank=rank, world=world, accumulation=gradient_accumulation,
+                                         epoch=epoch, consumed=consumed)
+    else:
+        batches = ResumableBatches(data, batch_size, seed=seed, rank=rank, world=world,
+                                   accumulation=gradient_accumulation, num_workers=num_workers,
+                                   collate_fn=collate_fn, epoch=epoch, consumed=consumed)
 
     def checkpoint(at: int) -> Path | None:
         nonlocal last_loss

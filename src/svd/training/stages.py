@@ -189,6 +189,8 @@ def fingerprint(params: Params, stage: str) -> str:
              "text_dropout": params.train.text_dropout, "lr_schedule": params.train.lr_schedule, "text": [params.weights.text_model,
                                                                  params.weights.text_pretrained],
              "inputs": {k: tracking.hash_path(v) for k, v in sorted(stage_inputs(params, stage).items())}}
+    if params.train.stream.enabled:  # another data order (kept out of cached runs' fingerprints)
+        parts["stream"] = params.train.stream.model_dump()
     if stage.startswith("i2v"):  # what only image-to-video reads (kept out of the other stages' fingerprints)
         parts["image_to_video"] = {"encoder": [params.weights.image_encoder, params.model.image_encoder.model_dump()],
                                    "cond_aug": params.diffusion.cond_aug.model_dump()}
@@ -207,6 +209,16 @@ def fresh_checkpoints(ckpt_dir: Path, print_: str) -> bool:
     ckpt_dir.mkdir(parents=True)
     marker.write_text(print_ + "\n")
     return False
+
+
+def window_stream(params: Params, clips, **window_args):
+    """The stage's windows as a stream (train.stream) from the shards (paths.shards) or the clip files."""
+    from svd.data.shards import ShardSet
+    from svd.training.stream import WindowStream
+
+    st = params.train.stream
+    shards = ShardSet(params.paths.shards) if st.source == "shards" else None
+    return WindowStream(clips, buffer=st.buffer, shards=shards, clips_per_unit=st.clips_per_unit, **window_args)
 
 
 def eval_prompts(params: Params, n: int | None = None) -> list[str]:
@@ -255,11 +267,16 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
                           f"{vae.config.latent_channels} latent channels; make them equal")
     unet, init = task.start_unet(params, stage)
 
-    windows = read_windows(clips, num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
-                           windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,
-                           motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=params.seed)
-    items, info = task.training_set(windows, vae, context)
-    del windows
+    window_args = dict(num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size), windows_per_clip=cfg.windows_per_clip,
+                       augment=cfg.augment, motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
+                       seed=params.seed)
+    if params.train.stream.enabled:
+        vae.to(distributed().device)  # each batch is encoded when taken: on the accelerator
+        items, info = task.streaming_set(window_stream(params, clips, **window_args), vae, context)
+    else:
+        windows = read_windows(clips, **window_args)
+        items, info = task.training_set(windows, vae, context)
+        del windows
     step_fn = task.make_step(params, stage, items, vae)
     groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
               for g in param_groups(unet, cfg.lr, cfg.temporal_lr_scale if video else 1.0)]
