@@ -560,3 +560,33 @@ def test_stage_ii_on_two_processes_matches_one_and_resumes_under_either(trained,
         assert abs(curves["two"][step] - value) <= 1e-5 * abs(value), (step, value, curves["two"][step])
     checkpoints = sorted(p.name for p in (runs["two"]["root"] / "models" / "video" / "checkpoints").iterdir())
     assert checkpoints == ["fingerprint.txt", "step-000006", "step-000009"]  # one writer: no per-process copies
+
+
+def test_stage_ii_streams_from_shards_and_resumes_to_the_same_weights(trained, tmp_path):
+    """train.stream: Stage II reads the WebDataset shards through a bounded buffer; 3 steps, then 3 more from the
+    checkpoint, give the weights of 6 straight steps (constant lr: a cosine schedule depends on the step total)."""
+    from svd.data.shards import write_shards
+
+    tmp, params = trained
+    curated = yaml.safe_load(params.read_text())["paths"]["curated"]
+    shards = tmp_path / "shards"
+    write_shards(curated, shards, samples_per_shard=2)
+    stream = ["train.stream.enabled=true", f"paths.shards={shards}", "train.stream.buffer=8",
+              "train.lr_schedule=constant"]
+    runs = {}
+    for name, plan in (("straight", [6]), ("resumed", [3, 6])):
+        p = _copy_for(tmp_path / name, tmp, params)
+        for steps in plan:
+            result = svd(p, "train", "--stage", "video", "--no-track", "--no-progress", "--no-eval",
+                         extra=[*stream, f"train.video.steps={steps}"])
+            assert result.exit_code == 0, result.output
+        summary = json.loads(result.output[result.output.index("{"):])
+        assert summary["stream_units"] >= 2 and summary["stream_buffer"] == 8
+        runs[name] = (summary, load_file(str(tmp_path / name / "models" / "video" / "unet" /
+                                             "diffusion_pytorch_model.safetensors")))
+    assert runs["resumed"][0]["resumed_from"] == 3 and runs["straight"][0]["resumed_from"] is None
+    a, b = runs["straight"][1], runs["resumed"][1]
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+    result = svd(p, "train", "--stage", "i2v", "--no-track", "--no-progress", "--no-eval", extra=stream)
+    assert result.exit_code == 2 and "stage i2v (image-to-video) reads cached windows only" in result.output

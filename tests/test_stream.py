@@ -7,10 +7,10 @@ import io
 import json
 import os
 import shutil
+import sys
 import tarfile
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -19,6 +19,9 @@ from svd.data.shards import INDEX, ShardSet, write_shards
 from svd.errors import ConfigError, InputError
 from svd.training.latents import read_windows
 from svd.training.stream import StreamBatches, WindowStream
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from stream_memory import replicate_curated  # noqa: E402  (the benchmark's bigger data set, tested here)
 
 ARGS = dict(num_frames=4, fps=6.0, size=(16, 24), windows_per_clip=2, augment=["hflip", "reverse"], seed=3)
 
@@ -123,20 +126,11 @@ def test_stream_gives_the_cached_windows(shards, source):
     assert [w["clip_id"] for w in stream.iterate(1)] != [w["clip_id"] for w in got]  # a new order each epoch
 
 
-def _replicated(curated: Path, root: Path, times: int) -> Path:
-    """The curated set with every clip `times` times (new ids, the same files): a bigger data set."""
-    shutil.copytree(curated, root, ignore=shutil.ignore_patterns("previews", "expectations"))
-    df = pd.read_parquet(root / "clips.parquet")
-    copies = [df.assign(clip_id=df["clip_id"] + f"r{k}") for k in range(times)]
-    pd.concat(copies, ignore_index=True).to_parquet(root / "clips.parquet")
-    return root
-
-
 def test_stream_memory_is_the_buffer_not_the_data(shards, tmp_path):
     curated, _, _ = shards
     held = {}
     for times in (1, 4):
-        root = _replicated(curated, tmp_path / f"x{times}", times)
+        root = replicate_curated(curated, tmp_path / f"x{times}", times)
         write_shards(root, tmp_path / f"s{times}", samples_per_shard=2)
         stream = WindowStream(CuratedSet(root), buffer=6, shards=ShardSet(tmp_path / f"s{times}"), **ARGS)
         n = sum(1 for _ in stream.iterate(0))

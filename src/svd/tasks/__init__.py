@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 class Task(Protocol):
     kind: str            # svd_model.json "kind"; also how a folder finds its task again
     evaluator: str       # "module:function(params, folder) -> dict", called from above training
+    streams: bool        # has `streaming_set` (train.stream.enabled)
 
     def model_kind(self, stage: str) -> str: ...
 
@@ -43,7 +44,7 @@ class Task(Protocol):
 
     def training_set(self, windows, vae, context) -> tuple[Any, dict[str, Any]]: ...
 
-    def streaming_set(self, stream, vae, context) -> tuple[Any, dict[str, Any]]: ...  # train.stream.enabled
+    def streaming_set(self, stream, vae, context) -> tuple[Any, dict[str, Any]]: ...  # where streams
 
     def make_step(self, params: "Params", stage: str, data, vae) -> Callable: ...
 

@@ -263,6 +263,7 @@ class ImageToVideo:
 
     kind = KIND
     evaluator = "svd.evaluation.image_to_video:evaluate_model"
+    streams = False  # its windows (and conditioning frames) are cached; train.stream does not apply yet
 
     def model_kind(self, stage: str) -> str:
         return KIND
@@ -370,12 +371,6 @@ class ImageToVideo:
         data = encode_image_windows(windows, vae, context)
         return ImageItems(data), {"windows": int(data.latents.shape[0]),
                                   "conditioning_frames": int(data.cond_frames.shape[0])}
-
-    def streaming_set(self, stream, vae, context):
-        from svd.errors import ConfigError
-
-        raise ConfigError("train.stream.enabled: image-to-video stages read cached windows only (streaming is "
-                          "implemented for Stages I-III); set train.stream.enabled=false for i2v / i2v_xt")
 
     def make_step(self, params, stage: str, data, vae):
         cfg = getattr(params.train, stage)

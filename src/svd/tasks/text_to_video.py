@@ -103,6 +103,7 @@ class TextToVideo:
 
     kind = KIND
     evaluator = "svd.evaluation.prompts:evaluate_model"  # the world evaluator on the eval prompts
+    streams = True   # streaming_set: train.stream
 
     def model_kind(self, stage: str) -> str:
         return IMAGE_KIND if stage == "image" else KIND

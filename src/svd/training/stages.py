@@ -249,6 +249,9 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     if cfg.noise not in params.diffusion.noise:
         raise ConfigError(f"train.{stage}.noise: {cfg.noise!r} is not a preset of diffusion.noise "
                           f"({', '.join(params.diffusion.noise)})")
+    if params.train.stream.enabled and not task.streams:
+        raise ConfigError(f"train.stream.enabled: stage {stage} ({task.kind}) reads cached windows only (streaming "
+                          f"is implemented for Stages I-III); run it with --set train.stream.enabled=false")
     video = stage != "image"
     if video and cfg.frames < 2:
         raise ConfigError(f"train.{stage}.frames must be >= 2 for a video stage")
