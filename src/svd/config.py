@@ -301,6 +301,7 @@ class Train(Strict):
     mixed_precision: Literal["no", "bf16", "fp16"]
     gradient_checkpointing: bool
     grad_accumulation: int = Field(ge=1)
+    parallel: Literal["ddp", "fsdp"]   # several processes: DDP, or FSDP (svd.training.fsdp)
     stream: Stream
     vae: VaeStage
     image: DiffusionStage

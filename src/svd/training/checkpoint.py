@@ -29,6 +29,7 @@ from torch import nn
 
 from svd.errors import SvdError
 from svd.training.ema import EMA
+from svd.training.fsdp import GroupNames, is_sharded, load_full_state, shard_like, unsharded_class
 
 FORMAT = 1
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -55,7 +56,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
         cfg = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
     else:
         cfg = {"shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}
-    cfg = {"_class_name": type(model).__name__, **cfg}
+    cfg = {"_class_name": unsharded_class(model).__name__, **cfg}
     return json.loads(json.dumps(cfg, default=str))  # tuples -> lists so saved and live configs compare equal
 
 
@@ -86,21 +87,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- weights
-def _save_weights(folder: Path, model: nn.Module, ema: EMA | None = None) -> None:
+def _save_weights(folder: Path, model: nn.Module, ema: EMA | None = None, state: dict | None = None,
+                  shadow: dict | None = None) -> None:
+    """`state` / `shadow`: the model's and the EMA's full tensors when the live ones are sharded (FSDP)."""
     folder.mkdir(parents=True)
-    if ema is None and _is_config_model(model):
+    if ema is None and state is None and _is_config_model(model):
         model.save_pretrained(folder, safe_serialization=True)
         return
-    if ema is None:
+    if ema is None and state is None:
         save_model(model, str(folder / PLAIN_WEIGHTS))  # save_model copes with tied (shared) tensors
         (folder / "config.json").write_text(json.dumps(model_config(model), indent=2))
         return
     # EMA weights: the model's buffers plus the float32 shadow, so from_pretrained(ema/) gives the averaged model
     # and a resume restores the shadow bit for bit.
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    state.update({k: v.detach().contiguous().cpu() for k, v in ema.shadow.items()})
+    state = {k: v.detach().contiguous().cpu() for k, v in (state if state is not None else model.state_dict()).items()}
+    if ema is not None:
+        state.update({k: v.detach().contiguous().cpu() for k, v in (shadow or ema.shadow).items()})
     if _is_config_model(model):
         model.save_config(folder)
+        if is_sharded(model):  # the config names the model's own class, not fully_shard's FSDP<Class>
+            config = json.loads((folder / "config.json").read_text())
+            config["_class_name"] = unsharded_class(model).__name__
+            (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(folder / DIFFUSERS_WEIGHTS), metadata={"format": "pt"})
     else:
         save_file(state, str(folder / PLAIN_WEIGHTS), metadata={"format": "pt"})
@@ -143,9 +151,11 @@ def _fsync_dir(path: Path) -> None:
 # ---------------------------------------------------------------- public API
 def save_checkpoint(ckpt_dir: str | Path, step: int, *, model: nn.Module, optimizer=None, lr_scheduler=None,
                     ema: EMA | None = None, epoch: int = 0, batches_in_epoch: int = 0, seed: int | None = None,
-                    profile: str = "tiny", keep_last: int | None = None, loss: float | None = None) -> Path:
+                    profile: str = "tiny", keep_last: int | None = None, loss: float | None = None,
+                    full_state: dict | None = None) -> Path:
     """Write ``ckpt_dir/step-NNNNNN/`` atomically; pass the unwrapped model. Returns the folder. ``loss``: the last
-    step's, so a run resumed at its final step still reports it."""
+    step's, so a run resumed at its final step still reports it. ``full_state``: for a sharded (FSDP) model, its
+    consolidated "model", "optimizer" and "ema" states (svd.training.fsdp), written in the same layout."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / step_dir_name(step)
@@ -154,9 +164,10 @@ def save_checkpoint(ckpt_dir: str | Path, step: int, *, model: nn.Module, optimi
         shutil.rmtree(tmp)
     tmp.mkdir()
 
-    _save_weights(tmp / "model", model)
+    full = full_state or {}
+    _save_weights(tmp / "model", model, state=full.get("model"))
     if ema is not None:
-        _save_weights(tmp / "ema", model, ema)
+        _save_weights(tmp / "ema", model, ema, state=full.get("model"), shadow=full.get("ema"))
     trainer = {
         "format": FORMAT,
         "step": int(step),
@@ -164,7 +175,8 @@ def save_checkpoint(ckpt_dir: str | Path, step: int, *, model: nn.Module, optimi
         "batches_in_epoch": int(batches_in_epoch),
         "seed": seed,
         "loss": None if loss is None else float(loss),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "optimizer": (full["optimizer"] if "optimizer" in full else optimizer.state_dict())
+        if optimizer is not None else None,
         "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
         # the shadow itself lives in ema/ (float32), not twice on disk
         "ema": {"decay": ema.decay, "num_updates": ema.num_updates} if ema is not None else None,
@@ -247,24 +259,30 @@ def load_weights(path: str | Path, *, model: nn.Module, which: str = "model", pr
 
 
 def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, lr_scheduler=None, ema: EMA | None = None,
-                    profile: str = "tiny", restore_rng: bool = True) -> dict[str, Any]:
+                    profile: str = "tiny", restore_rng: bool = True,
+                    fsdp_groups: GroupNames | None = None) -> dict[str, Any]:
     """Restore everything ``save_checkpoint`` wrote into the live objects; returns step, epoch, batches_in_epoch,
-    seed and loss (None in checkpoints written before it was kept)."""
+    seed and loss (None in checkpoints written before it was kept). ``fsdp_groups``: the model is sharded
+    (svd.training.fsdp.shard_model's group names); every process loads its shard (collective)."""
     path = Path(path)
     check_compatible(path, model=model, profile=profile)
     trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
-    _load_model(path / "model", model)
-    if optimizer is not None:
-        if trainer["optimizer"] is None:
-            raise CheckpointMismatch(f"checkpoint {path} has no optimizer state but this run has an optimizer")
-        optimizer.load_state_dict(trainer["optimizer"])
+    if optimizer is not None and trainer["optimizer"] is None:
+        raise CheckpointMismatch(f"checkpoint {path} has no optimizer state but this run has an optimizer")
+    if fsdp_groups is not None:
+        load_full_state(model, optimizer, fsdp_groups, _load_state(path / "model"),
+                        trainer["optimizer"] if optimizer is not None else None)
+    else:
+        _load_model(path / "model", model)
+        if optimizer is not None:
+            optimizer.load_state_dict(trainer["optimizer"])
     if lr_scheduler is not None and trainer["lr_scheduler"] is not None:
         lr_scheduler.load_state_dict(trainer["lr_scheduler"])
     if ema is not None:
         if trainer["ema"] is None or not (path / "ema").is_dir():
             raise CheckpointMismatch(f"checkpoint {path} was written without EMA but this run has ema_decay set")
         weights = _load_state(path / "ema")
-        ema.load_state_dict({**trainer["ema"], "shadow": {k: weights[k] for k in ema.shadow}})
+        ema.load_state_dict({**trainer["ema"], "shadow": {k: shard_like(weights[k], v) for k, v in ema.shadow.items()}})
     if restore_rng:
         set_rng_state(trainer["rng"])
     return {**{k: trainer[k] for k in ("step", "epoch", "batches_in_epoch", "seed")}, "loss": trainer.get("loss")}

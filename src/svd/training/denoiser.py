@@ -20,8 +20,11 @@ from svd.models.vae import decode
 
 
 def is_video_unet(unet) -> bool:
-    """A diffusers video UNet, bare or wrapped for several processes (DDP/FSDP keep it as .module)."""
-    return type(getattr(unet, "module", unet)).__name__ == "UNetSpatioTemporalConditionModel"
+    """A diffusers video UNet, bare, wrapped for several processes (DDP keeps it as .module) or sharded in place
+    (FSDP2's FSDP<Class> subclass)."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    return isinstance(getattr(unet, "module", unet), UNetSpatioTemporalConditionModel)
 
 
 def unet_call(unet):

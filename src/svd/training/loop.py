@@ -218,7 +218,7 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
           sample_fn: Callable[[torch.nn.Module, int], Any] | None = None, batch_size: int = 1, num_workers: int = 0,
           collate_fn=None, keep_last: int | None = None, mixed_precision: str = "no",
           gradient_checkpointing: bool = False, progress: bool = True,
-          gradient_accumulation: int = 1) -> dict[str, Any]:
+          gradient_accumulation: int = 1, parallel: str = "ddp") -> dict[str, Any]:
     """Train ``model`` for ``max_steps`` optimizer steps of ``step_fn(model, batch, rng: StepRandom) -> loss``.
 
     ``data``: a map-style dataset, or a streamed set with a ``resumable_batches(batch_size, rank=, world=,
@@ -229,6 +229,9 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
     ``logger(metrics, step)`` gets loss, lr, samples_per_s, epoch every ``log_every`` steps on the main process.
     Checkpoints go to ``ckpt_dir/step-NNNNNN`` every ``ckpt_every`` steps and at the end, written by the main
     process; with ``resume`` the newest complete one is loaded first, on every process.
+    ``parallel``: "ddp" (each process holds the whole model) or "fsdp" (parameters, gradients and optimizer state
+    sharded, svd.training.fsdp; with one process it is plain training). Sharded runs sample no previews: a forward
+    of a sharded model is collective, and previews run on the main process alone.
     """
     from accelerate import Accelerator
     from accelerate.utils import send_to_device
@@ -240,17 +243,27 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
         if not hasattr(model, "enable_gradient_checkpointing"):
             raise ValueError(f"{type(model).__name__} has no enable_gradient_checkpointing()")
         model.enable_gradient_checkpointing()
-    # The scheduler is not prepared: accelerate would step it num_processes times per step; here it steps once
-    # per optimizer step, so a schedule means the same thing on 1 GPU and on 8.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw = accelerator.unwrap_model(model)
-    ema = EMA(raw, ema_decay) if ema_decay else None
+    if parallel not in ("ddp", "fsdp"):
+        raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {parallel!r}")
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    fsdp_groups = None
+    if parallel == "fsdp" and world > 1:
+        from svd.training.fsdp import full_model_state, full_optimizer_state, full_tensors, shard_model
+
+        model.to(accelerator.device)
+        fsdp_groups = shard_model(model, optimizer)  # torch FSDP2 itself: accelerate's plugin is DDP on a CPU
+        raw = model
+    else:
+        # The scheduler is not prepared: accelerate would step it num_processes times per step; here it steps once
+        # per optimizer step, so a schedule means the same thing on 1 GPU and on 8.
+        model, optimizer = accelerator.prepare(model, optimizer)
+        raw = accelerator.unwrap_model(model)
+    ema = EMA(raw, ema_decay) if ema_decay else None
 
     step, epoch, consumed, resumed_from, last_loss = 0, 0, 0, None, None
     if resume and (ck := latest(ckpt_dir)) is not None:
         state = load_checkpoint(ck, model=raw, optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
-                                profile=profile)
+                                profile=profile, fsdp_groups=fsdp_groups)
         step, epoch, consumed, resumed_from = state["step"], state["epoch"], state["batches_in_epoch"], state["step"]
         last_loss = state["loss"]
     if gradient_accumulation < 1:
@@ -268,10 +281,15 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
         path = None
         if loss is not None:
             last_loss = accelerator.reduce(loss, reduction="mean").item()  # every process: a collective
+        full = None
+        if fsdp_groups is not None:  # consolidate on the main process: every process takes part
+            full = {"model": full_model_state(model), "optimizer": full_optimizer_state(model, optimizer, fsdp_groups)}
+            if ema is not None:
+                full["ema"] = full_tensors(ema.shadow)
         if main:
             path = save_checkpoint(ckpt_dir, at, model=raw, optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
                                    epoch=batches.epoch, batches_in_epoch=batches.consumed, seed=seed,
-                                   profile=profile, keep_last=keep_last, loss=last_loss)
+                                   profile=profile, keep_last=keep_last, loss=last_loss, full_state=full)
         accelerator.wait_for_everyone()
         return path
 
@@ -292,14 +310,21 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
             rng = StepRandom(seed, step, rank=rank, micro=micro, world=world, accumulation=accumulation,
                              batch_size=batch_size, device=accelerator.device)
             last = micro == accumulation - 1
-            # gradients are all-reduced once per step, on the last micro-batch
-            with contextlib.nullcontext() if last or world == 1 else accelerator.no_sync(model):
+            # gradients are all-reduced (FSDP: reduce-scattered) once per step, on the last micro-batch
+            if fsdp_groups is not None:
+                model.set_requires_gradient_sync(last)
+                sync = contextlib.nullcontext()
+            else:
+                sync = contextlib.nullcontext() if last or world == 1 else accelerator.no_sync(model)
+            with sync:
                 with accelerator.autocast():
                     loss = step_fn(model, batch, rng)
                 accelerator.backward(loss / accumulation if accumulation > 1 else loss)
             step_loss += loss.detach().float()
             window_samples += _batch_len(batch) * world
-        if grad_clip:
+        if grad_clip and fsdp_groups is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # the norm over every shard
+        elif grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         if lr_scheduler is not None:
@@ -322,7 +347,7 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
                 logger(metrics, step)
             window_loss.zero_()
             window_n, window_samples, window_t = 0, 0, now
-        if sample_fn is not None and sample_every and step % sample_every == 0 and main:
+        if sample_fn is not None and sample_every and step % sample_every == 0 and main and fsdp_groups is None:
             raw.eval()
             sample_fn(raw, step)
             raw.train()

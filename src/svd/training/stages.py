@@ -284,7 +284,12 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
               for g in param_groups(unet, cfg.lr, cfg.temporal_lr_scale if video else 1.0)]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
-    scale_updates(optimizer, task.new_inputs(unet, init), cfg.new_inputs_lr_scale)
+    new_inputs = task.new_inputs(unet, init)
+    if new_inputs and cfg.new_inputs_lr_scale != 1.0 and params.train.parallel == "fsdp" \
+            and distributed().num_processes > 1:
+        raise ConfigError(f"train.{stage}.new_inputs_lr_scale must be 1 under train.parallel=fsdp (it rescales "
+                          f"columns of whole parameters, which FSDP shards)")
+    scale_updates(optimizer, new_inputs, cfg.new_inputs_lr_scale)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, params.train.lr_schedule))
     batch = per_process_batch(params, stage, min(cfg.batch, len(items)))
@@ -311,7 +316,7 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
                     batch_size=batch, collate_fn=collate, keep_last=params.train.keep_last,
                     mixed_precision=params.train.mixed_precision,
                     gradient_checkpointing=params.train.gradient_checkpointing, progress=progress,
-                    gradient_accumulation=params.train.grad_accumulation)
+                    gradient_accumulation=params.train.grad_accumulation, parallel=params.train.parallel)
     if not dist.is_main_process:  # the main process writes the folder; the others are done
         return {"stage": stage, "rank": dist.process_index, "final_loss": summary["final_loss"],
                 "steps": summary["steps"]}
@@ -319,6 +324,10 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     # the stage's model: the last checkpoint's weights (EMA where used), as a diffusers folder
     from svd.training.checkpoint import load_weights
 
+    from svd.training.fsdp import is_sharded
+
+    if is_sharded(unet):  # sharded in place by the loop: load the checkpoint into an unsharded copy
+        unet = task.start_unet(params, stage)[0]
     load_weights(summary["checkpoint"], model=unet, which="ema" if cfg.ema else "model", profile=params.profile)
     unet.eval()
     unet.save_pretrained(out / "unet", safe_serialization=True)
