@@ -107,3 +107,18 @@ def test_engine_and_ray_settings_are_validated(tmp_path):
         _params("curate.engine=spark")
     with pytest.raises(ConfigError, match="gpus_per_worker"):
         _params("curate.ray.gpus_per_worker=-1")
+
+
+def test_a_video_past_its_timeout_has_its_worker_killed_and_counts_as_a_death(world, ray_address):
+    """curate.ray.video_timeout_s: a video still running when it expires (a hung decoder, a stalled mount) has its
+    actor killed and restarted, and is retried like any worker death, then failed with that reason. No real video
+    finishes in a millisecond, so every attempt here expires: deterministic, where a hang is not."""
+    from svd.curation.engines import map_ray
+
+    videos = sorted((world / "videos").iterdir())[:2]
+    jobs = [(str(v), v.stem) for v in videos]
+    params = _params("curate.engine=ray", f"curate.ray.address={ray_address}", "curate.ray.max_attempts=2",
+                     "curate.ray.video_timeout_s=0.001")
+    with pytest.raises(RuntimeError, match=r"every curation worker died on every video \(2 videos, 2 attempts each; "
+                                           r"2 of them ran past curate.ray.video_timeout_s=0.001 s\)"):
+        map_ray(params, jobs, str(world))

@@ -156,6 +156,7 @@ class RayEngine(Strict):
     cpus_per_worker: float = Field(gt=0)
     gpus_per_worker: float = Field(ge=0)
     max_attempts: int = Field(ge=1)
+    video_timeout_s: float = Field(ge=0)   # 0: none
 
 
 class Curate(Strict):

@@ -152,13 +152,29 @@ def map_ray(params: Params, jobs: list[Job], truth_dir: str | None,
         # restarted process answers; a probe sent while Ray is still restarting it fails fast and is sent again.
         queue, free = deque(range(len(jobs))), deque(range(count))
         running: dict = {}  # object ref -> (job index, or None for a probe; actor index)
+        # A video still running after video_timeout_s (a hung decoder) has its actor killed: Ray restarts the actor
+        # and the video fails like any other worker death (retried, then quarantined).
+        deadlines: dict = {}  # object ref of a video -> when its actor is killed
+        timeouts = [0] * len(jobs)
         retried = finished = 0
         while queue or any(index is not None for index, _ in running.values()):
             while queue and free:
                 index, actor = queue.popleft(), free.popleft()
                 attempts[index] += 1
-                running[actors[actor].run.remote(jobs[index])] = (index, actor)
-            done, _ = ray.wait(list(running), num_returns=1)
+                ref = actors[actor].run.remote(jobs[index])
+                running[ref] = (index, actor)
+                if cfg.video_timeout_s:
+                    deadlines[ref] = time.time() + cfg.video_timeout_s
+            wait = max(0.0, min(deadlines.values()) - time.time()) if deadlines else None
+            done, _ = ray.wait(list(running), num_returns=1, timeout=wait)
+            if not done:
+                for ref in [r for r, when in deadlines.items() if when <= time.time()]:
+                    del deadlines[ref]
+                    index, actor = running[ref]
+                    timeouts[index] += 1
+                    ray.kill(actors[actor], no_restart=False)
+                continue
+            deadlines.pop(done[0], None)
             index, actor = running.pop(done[0])
             try:
                 value = ray.get(done[0])
@@ -172,7 +188,9 @@ def map_ray(params: Params, jobs: list[Job], truth_dir: str | None,
                     retried += 1
                     queue.appendleft(index)
                     continue
-                value = {"error": f"its curation worker died {attempts[index]} times ({type(exc).__name__})"}
+                value = {"error": f"its curation worker died {attempts[index]} times ({type(exc).__name__}"
+                                  + (f"; {timeouts[index]} killed after curate.ray.video_timeout_s="
+                                     f"{cfg.video_timeout_s:g} s" if timeouts[index] else "") + ")"}
             else:
                 free.append(actor)
                 if index is None:
@@ -183,12 +201,15 @@ def map_ray(params: Params, jobs: list[Job], truth_dir: str | None,
                 progress(finished, len(jobs))
         described = next((r for r in results if "backends" in r), None)
         if described is None:
+            hung = sum(1 for t in timeouts if t)
             raise RuntimeError(f"every curation worker died on every video ({len(jobs)} videos, "
-                               f"{cfg.max_attempts} attempts each); see the Ray worker logs")
+                               f"{cfg.max_attempts} attempts each"
+                               + (f"; {hung} of them ran past curate.ray.video_timeout_s={cfg.video_timeout_s:g} s"
+                                  if hung else "") + "); see the Ray worker logs")
         for i, r in enumerate(results):  # a quarantined-by-crash result still says which backends the run used
             if "backends" not in r:
                 results[i] = {**r, "backends": described["backends"], "real": described["real"]}
-        return results, {"engine": "ray", "workers": count, "retried": retried,
+        return results, {"engine": "ray", "workers": count, "retried": retried, "timed_out": sum(timeouts),
                          "startup_seconds": round(startup, 2)}
     finally:
         for actor in actors:
