@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY=1 GX_ANALYTICS_ENABLED=false
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup browser run test test-fast serve stop bench clean doctor
+.PHONY: setup browser run test test-fast lint serve stop bench clean doctor
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -43,6 +43,11 @@ run: setup
 
 test: setup
 	$(BIN)/pytest -q
+
+# ruff: lint rules and formatting as pyproject.toml configures them (.ci/run runs it before the tests)
+lint: setup
+	$(BIN)/ruff check src tests flows benchmarks
+	$(BIN)/ruff format --check src tests flows benchmarks
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow"

@@ -37,8 +37,18 @@ sys.path.insert(0, str(ROOT / "src"))
 from svd.config import load_params  # noqa: E402
 from svd.curation.text import TextDetector, craft_weights_path  # noqa: E402
 
-WORDS = ["BREAKING NEWS", "Hello world", "subscribe now", "LIVE 24/7", "Chapter 3", "www.example.com",
-         "SALE -50%", "the quick brown fox", "Goal! 2-1", "Credits: J. Smith"]
+WORDS = [
+    "BREAKING NEWS",
+    "Hello world",
+    "subscribe now",
+    "LIVE 24/7",
+    "Chapter 3",
+    "www.example.com",
+    "SALE -50%",
+    "the quick brown fox",
+    "Goal! 2-1",
+    "Credits: J. Smith",
+]
 FONTS = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX]
 
 
@@ -104,21 +114,24 @@ def recall(found: list, drawn: list, size: tuple[int, int]) -> tuple[int, int]:
     mask = np.zeros(size, np.uint8)
     for x0, y0, x1, y1 in found:
         mask[y0:y1, x0:x1] = 1
-    hit = sum(mask[max(y0, 0):y1, max(x0, 0):x1].mean() >= 0.5 for x0, y0, x1, y1 in drawn)
+    hit = sum(mask[max(y0, 0) : y1, max(x0, 0) : x1].mean() >= 0.5 for x0, y0, x1, y1 in drawn)
     return int(hit), len(drawn)
 
 
 def default_boxes(reader, frame: np.ndarray, cfg) -> list[tuple[int, int, int, int]]:
-    horizontal, free = reader.detect(frame, text_threshold=cfg.text_threshold, low_text=cfg.low_text,
-                                     link_threshold=cfg.link_threshold)
+    horizontal, free = reader.detect(
+        frame, text_threshold=cfg.text_threshold, low_text=cfg.low_text, link_threshold=cfg.link_threshold
+    )
     raw = [(b[0], b[2], b[1], b[3]) for b in horizontal[0]]
     for q in free[0]:
         xs, ys = [p[0] for p in q], [p[1] for p in q]
         raw.append((min(xs), min(ys), max(xs), max(ys)))
     # easyocr's margins can reach past the frame: clip to it, as ours are
     h, w = frame.shape[:2]
-    return [(int(np.clip(x0, 0, w)), int(np.clip(y0, 0, h)), int(np.clip(x1, 0, w)), int(np.clip(y1, 0, h)))
-            for x0, y0, x1, y1 in raw]
+    return [
+        (int(np.clip(x0, 0, w)), int(np.clip(y0, 0, h)), int(np.clip(x1, 0, w)), int(np.clip(y1, 0, h)))
+        for x0, y0, x1, y1 in raw
+    ]
 
 
 def main() -> None:
@@ -145,21 +158,29 @@ def main() -> None:
     blanks = [blank_frame(rng, h, w) for _ in range(args.blank_frames)]
     frames = texts + blanks
     # batches of 3 frames, as the driver hands over a clip's first/middle/last frames
-    clips = [frames[i:i + 3] for i in range(0, len(frames), 3)]
+    clips = [frames[i : i + 3] for i in range(0, len(frames), 3)]
 
     import easyocr
 
     path, _ = craft_weights_path(params.weights.craft)
-    reader = easyocr.Reader(["en"], gpu=False, download_enabled=False, model_storage_directory=str(path.parent),
-                            user_network_directory=tempfile.mkdtemp(), recognizer=False, verbose=False)
+    reader = easyocr.Reader(
+        ["en"],
+        gpu=False,
+        download_enabled=False,
+        model_storage_directory=str(path.parent),
+        user_network_directory=tempfile.mkdtemp(),
+        recognizer=False,
+        verbose=False,
+    )
     shorts = args.short_side or [cfg.short_side]
     kinds = ["float"] if args.no_int8 else ["float", "int8"]
     dets, build = {}, {}
     for s in shorts:
         for kind in kinds:
             t0 = time.perf_counter()
-            dets[s, kind] = TextDetector(cfg.model_copy(update={"short_side": s, "int8": kind == "int8"}),
-                                         params.weights.craft)
+            dets[s, kind] = TextDetector(
+                cfg.model_copy(update={"short_side": s, "int8": kind == "int8"}), params.weights.craft
+            )
             build[s, kind] = time.perf_counter() - t0
     default_boxes(reader, frames[0], cfg)  # warm-up
     for det in dets.values():
@@ -185,33 +206,41 @@ def main() -> None:
                     ours[key] += boxes
     t_default = sum(best["default", c] for c in range(len(clips))) / len(frames)
     ref_text = sum(len(b) for b in ref[: len(texts)])
-    ref_fp = sum(len(b) for b in ref[len(texts):])
+    ref_fp = sum(len(b) for b in ref[len(texts) :])
 
-    print(f"frames: {len(texts)} with text, {len(blanks)} text-free, {w}x{h}; threads {args.threads}; "
-          f"best of {args.repeats}; torch {torch.__version__}")
+    print(
+        f"frames: {len(texts)} with text, {len(blanks)} text-free, {w}x{h}; threads {args.threads}; "
+        f"best of {args.repeats}; torch {torch.__version__}"
+    )
     n_drawn = sum(len(t) for t in truth)
     ref_hit = sum(recall(b, t, (h, w))[0] for b, t in zip(ref, truth))
-    print(f"default easyocr.Reader.detect (native {w}x{h}): {t_default:.3f} s/frame; "
-          f"finds {ref_hit}/{n_drawn} drawn text lines; "
-          f"{ref_text} boxes on text frames, {ref_fp} on text-free frames; mean text-area fraction on text frames "
-          f"{np.mean([TextDetector.area_of(b, (h, w)) for b in ref[: len(texts)]]):.4f}")
+    print(
+        f"default easyocr.Reader.detect (native {w}x{h}): {t_default:.3f} s/frame; "
+        f"finds {ref_hit}/{n_drawn} drawn text lines; "
+        f"{ref_text} boxes on text frames, {ref_fp} on text-free frames; mean text-area fraction on text frames "
+        f"{np.mean([TextDetector.area_of(b, (h, w)) for b in ref[: len(texts)]]):.4f}"
+    )
     for s, kind in dets:
         t_ours = sum(best[(s, kind), c] for c in range(len(clips))) / len(frames)
         t_float = sum(best[(s, "float"), c] for c in range(len(clips))) / len(frames)
         ob_all = ours[s, kind]
         kept = sum(any(iou(r, o) >= 0.5 for o in ob) for rb, ob in zip(ref[: len(texts)], ob_all) for r in rb)
         extra = sum(not any(iou(o, r) >= 0.5 for r in rb) for rb, ob in zip(ref[: len(texts)], ob_all) for o in ob)
-        fp = sum(len(b) for b in ob_all[len(texts):])
+        fp = sum(len(b) for b in ob_all[len(texts) :])
         # what curation uses: the text-area fraction per frame
         da = [abs(TextDetector.area_of(o, (h, w)) - TextDetector.area_of(r, (h, w))) for r, o in zip(ref, ob_all)]
         hit = sum(recall(b, t, (h, w))[0] for b, t in zip(ob_all, truth))
-        vs_float = (f" (x{t_float / t_ours:.2f} vs ours float; built in {build[s, kind]:.1f} s)"
-                    if kind != "float" else "")
-        print(f"ours {kind} short_side={s}: {t_ours:.3f} s/frame, speed-up x{t_default / t_ours:.2f}{vs_float}; "
-              f"finds {hit}/{n_drawn} drawn text lines; "
-              f"keeps {kept}/{ref_text} default boxes (IoU>=0.5, {kept / max(ref_text, 1):.0%}), "
-              f"{extra} of ours unmatched; {fp} boxes on text-free frames; "
-              f"text-area fraction |ours-default| mean {np.mean(da):.4f} max {np.max(da):.4f}")
+        vs_float = (
+            f" (x{t_float / t_ours:.2f} vs ours float; built in {build[s, kind]:.1f} s)" if kind != "float" else ""
+        )
+        print(
+            f"ours {kind} short_side={s}: {t_ours:.3f} s/frame, speed-up x{t_default / t_ours:.2f}{vs_float}; "
+            f"finds {hit}/{n_drawn} drawn text lines; "
+            f"keeps {kept}/{ref_text} default boxes (IoU>=0.5, {kept / max(ref_text, 1):.0%}), "
+            f"{extra} of ours unmatched; {fp} boxes on text-free frames; "
+            f"text-area fraction |ours-default| mean {np.mean(da):.4f} max {np.max(da):.4f}"
+        )
+
 
 if __name__ == "__main__":
     main()

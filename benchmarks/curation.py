@@ -30,10 +30,18 @@ def make_world_video(out: Path, size: tuple[int, int], seconds_hint: float, seed
     from svd.config import load_params
     from svd.world import generate_world
 
-    params = load_params(ROOT / "params.yaml", overrides=[
-        f"world.sizes=[[{size[0]}, {size[1]}]]", "world.videos=1", "world.broken_inputs=false",
-        f"world.shots_per_video=[{max(2, int(seconds_hint // 4))}, {max(2, int(seconds_hint // 4))}]",
-        "world.shot_seconds=[3.0, 5.0]", "world.eval.videos_per_class=1", "world.eval.orbit_objects=1"])
+    params = load_params(
+        ROOT / "params.yaml",
+        overrides=[
+            f"world.sizes=[[{size[0]}, {size[1]}]]",
+            "world.videos=1",
+            "world.broken_inputs=false",
+            f"world.shots_per_video=[{max(2, int(seconds_hint // 4))}, {max(2, int(seconds_hint // 4))}]",
+            "world.shot_seconds=[3.0, 5.0]",
+            "world.eval.videos_per_class=1",
+            "world.eval.orbit_objects=1",
+        ],
+    )
     generate_world(params.world, out, seed=seed)
     return out / "videos" / "v0000.mp4"
 
@@ -60,8 +68,12 @@ def run_benchmark(video: Path, params) -> dict:
     def scenedetect_cli():
         exe = Path(sys.executable).parent / "scenedetect"
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([str(exe), "-i", str(video), "-o", tmp, "-q", "detect-adaptive", "list-scenes", "-q"],
-                           check=True, capture_output=True, timeout=1800)
+            subprocess.run(
+                [str(exe), "-i", str(video), "-o", tmp, "-q", "detect-adaptive", "list-scenes", "-q"],
+                check=True,
+                capture_output=True,
+                timeout=1800,
+            )
 
     def our_pass():
         seg = Segmenter(cfg.cuts, info.fps, cut_short_side=cfg.cuts.short_side)
@@ -89,10 +101,18 @@ def run_benchmark(video: Path, params) -> dict:
     return {
         "video": f"{info.width}x{info.height} @ {info.fps:g} fps, {duration:.1f} s, {frames} frames",
         "seconds": {"a_decode": t_decode, "b_scenedetect_cli": t_cli, "c_cuts_motion": t_ours, "d_full": t_full},
-        "x_realtime": {"a_decode": duration / t_decode, "b_scenedetect_cli": duration / t_cli,
-                       "c_cuts_motion": duration / t_ours, "d_full": duration / t_full},
-        "ratios": {"c_over_b": t_ours / t_cli, "c_over_a": t_ours / t_decode, "d_over_a": t_full / t_decode,
-                   "d_over_b": t_full / t_cli},
+        "x_realtime": {
+            "a_decode": duration / t_decode,
+            "b_scenedetect_cli": duration / t_cli,
+            "c_cuts_motion": duration / t_ours,
+            "d_full": duration / t_full,
+        },
+        "ratios": {
+            "c_over_b": t_ours / t_cli,
+            "c_over_a": t_ours / t_decode,
+            "d_over_a": t_full / t_decode,
+            "d_over_b": t_full / t_cli,
+        },
         "clips": len(result["clips"]),
         "goals": {"c_no_slower_than_b": t_ours <= t_cli, "d_at_least_5x_realtime": duration / t_full >= 5.0},
     }
@@ -103,11 +123,29 @@ def peak_rss_of_curate(video_dir: Path, out: Path) -> float:
     import psutil
 
     svd = Path(sys.executable).parent / "svd"
-    proc = subprocess.Popen([str(svd), "--params", str(ROOT / "params.yaml"), "--set", "curate.write_clips=false",
-                             "--set", "curate.text.enabled=false", "--set", "curate.clip.enabled=false",
-                             "--set", f"paths.metrics={out}/metrics",  # never the project's DVC metrics
-                             "curate", "--no-track", "--input", str(video_dir), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            str(svd),
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--set",
+            "curate.write_clips=false",
+            "--set",
+            "curate.text.enabled=false",
+            "--set",
+            "curate.clip.enabled=false",
+            "--set",
+            f"paths.metrics={out}/metrics",  # never the project's DVC metrics
+            "curate",
+            "--no-track",
+            "--input",
+            str(video_dir),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     handle = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -132,9 +170,30 @@ def make_long_1080p(path: Path, minutes: float) -> None:
         inputs += ["-f", "lavfi", "-t", "20", "-i", f"{sources[i % len(sources)]}=size=1920x1080:rate=25"]
         labels.append(f"[{i}:v]")
     graph = "".join(labels) + f"concat=n={n}:v=1:a=0[v]"
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", *inputs, "-filter_complex", graph, "-map", "[v]",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25", str(path)],
-                   check=True, timeout=3600)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-y",
+            "-loglevel",
+            "error",
+            *inputs,
+            "-filter_complex",
+            graph,
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            str(path),
+        ],
+        check=True,
+        timeout=3600,
+    )
 
 
 def main() -> None:

@@ -47,30 +47,41 @@ def main() -> None:
 
         rows = []
         cores = os.cpu_count() or 1
-        for label, sets in [("local, 1 worker", ["curate.engine=local", "curate.workers=1", "threads=1"]),
-                            (f"local, 1 x {cores} thr", ["curate.engine=local", "curate.workers=1",
-                                                          f"threads={cores}"]),
-                            ("local, 2 workers", ["curate.engine=local", "curate.workers=2", "threads=2"]),
-                            ("ray, 2 workers", ["curate.engine=ray", "curate.workers=2",
-                                                f"curate.ray.address={args.ray_address}"])]:
+        for label, sets in [
+            ("local, 1 worker", ["curate.engine=local", "curate.workers=1", "threads=1"]),
+            (f"local, 1 x {cores} thr", ["curate.engine=local", "curate.workers=1", f"threads={cores}"]),
+            ("local, 2 workers", ["curate.engine=local", "curate.workers=2", "threads=2"]),
+            ("ray, 2 workers", ["curate.engine=ray", "curate.workers=2", f"curate.ray.address={args.ray_address}"]),
+        ]:
             params = load_params(ROOT / "params.yaml", overrides=base + sets)
             started = time.perf_counter()
             results, engine = map_videos(params, jobs, str(world))
             wall = time.perf_counter() - started
             startup = engine["startup_seconds"]
             clips = sum(len(r.get("clips", [])) for r in results)
-            rows.append({"engine": label, "wall_s": wall, "startup_s": startup, "clips": clips,
-                         "videos_per_s": len(jobs) / max(wall - startup, 1e-9)})
-            print(f"{label:18s} wall {wall:6.1f} s  start-up {startup:5.1f} s  "
-                  f"{rows[-1]['videos_per_s']:.3f} videos/s  ({clips} clips)", flush=True)
+            rows.append(
+                {
+                    "engine": label,
+                    "wall_s": wall,
+                    "startup_s": startup,
+                    "clips": clips,
+                    "videos_per_s": len(jobs) / max(wall - startup, 1e-9),
+                }
+            )
+            print(
+                f"{label:18s} wall {wall:6.1f} s  start-up {startup:5.1f} s  "
+                f"{rows[-1]['videos_per_s']:.3f} videos/s  ({clips} clips)",
+                flush=True,
+            )
 
     anchor = rows[0]["videos_per_s"]
     print(f"\n{len(jobs)} videos, {os.cpu_count()} cores; ratios against local, 1 worker:")
     for row in rows:
         print(f"  {row['engine']:18s} x{row['videos_per_s'] / anchor:.2f}")
     ray_ratio = rows[3]["videos_per_s"] / anchor
-    print(f"goal: ray, 2 workers >= 1.7x local, 1 worker: {'met' if ray_ratio >= 1.7 else 'NOT met'} "
-          f"(x{ray_ratio:.2f})")
+    print(
+        f"goal: ray, 2 workers >= 1.7x local, 1 worker: {'met' if ray_ratio >= 1.7 else 'NOT met'} (x{ray_ratio:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -77,10 +77,16 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
 
     from svd.config import load_params
     from svd.models.vae import encode
-    from svd.training.latents import caption_table, read_windows
     from svd.tasks.text_to_video import TASK as TEXT_TO_VIDEO
-    from svd.training.stages import (_latent_size, load_frozen_vae, stage_clips, vae_downsampling, vae_source,
-                                     write_model_file)
+    from svd.training.latents import caption_table, read_windows
+    from svd.training.stages import (
+        _latent_size,
+        load_frozen_vae,
+        stage_clips,
+        vae_downsampling,
+        vae_source,
+        write_model_file,
+    )
 
     torch.set_num_threads(threads)
     os.chdir(ROOT)  # params.yaml's relative paths are the project's
@@ -90,39 +96,87 @@ def export(job: Path, overrides: list[str], threads: int) -> dict:
     vae, vae_backend = load_frozen_vae(vae_src)
     text = TEXT_TO_VIDEO.load_context(params, "video")
     unet, init = TEXT_TO_VIDEO.start_unet(params, "video")
-    windows = read_windows(stage_clips(params, "video"), num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
-                           windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,
-                           motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=params.seed)
+    windows = read_windows(
+        stage_clips(params, "video"),
+        num_frames=cfg.frames,
+        fps=cfg.fps,
+        size=tuple(cfg.size),
+        windows_per_clip=cfg.windows_per_clip,
+        augment=cfg.augment,
+        motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
+        seed=params.seed,
+    )
     # The distinct frames' latents and each window's row of indices into them, not the windows themselves:
     # windows of a clip share frames and a reversed window is its reversed row, so this is 2x smaller on the
     # pipeline's set (13 vs 27 MB, with the text in fp16), which leaves room in the device's carry for a larger world.
     frames = encode(vae, windows.frames).half().contiguous()
     text_table, text_index = caption_table(windows.captions, text)
     job.mkdir(parents=True, exist_ok=True)
-    save_file({"frames": frames, "index": windows.index.to(torch.int32).contiguous(),
-               "text": text_table.half().contiguous(), "text_index": text_index, "fps_id": windows.fps_id,
-               "motion_bucket": windows.motion_bucket},
-              str(job / LATENTS))
+    save_file(
+        {
+            "frames": frames,
+            "index": windows.index.to(torch.int32).contiguous(),
+            "text": text_table.half().contiguous(),
+            "text_index": text_index,
+            "fps_id": windows.fps_id,
+            "motion_bucket": windows.motion_bucket,
+        },
+        str(job / LATENTS),
+    )
     unet.save_pretrained(job / UNET_INIT, safe_serialization=True)
     p_mean, p_std = params.diffusion.noise[cfg.noise]
     motion = float(windows.motion_bucket.float().median())
     (job / MODEL).mkdir(exist_ok=True)
-    write_model_file(params, "video", job / MODEL, vae=vae, vae_src=vae_src, vae_backend=vae_backend,
-                     context=TEXT_TO_VIDEO.save_context(job / MODEL, text, params, "video"),
-                     latent_size=_latent_size(tuple(cfg.size), vae_downsampling(vae)), motion=motion,
-                     noise=(p_mean, p_std), init=init, steps=0)
-    spec = {"overrides": overrides, "windows": len(windows), "frames": int(frames.shape[0]),
-            "clips": len(set(windows.clip_ids)), "captions": int(text_table.shape[0]) - 1,
-            "sigma_data": params.diffusion.sigma_data, "p_mean": p_mean, "p_std": p_std,
-            "text_dropout": params.train.text_dropout, "static_weight": cfg.static_weight, "lr": cfg.lr,
-            "temporal_lr_scale": cfg.temporal_lr_scale, "warmup_steps": cfg.warmup_steps, "batch": cfg.batch,
-            "steps": cfg.steps, "seed": params.seed, "profile": params.profile, "init": init}
+    write_model_file(
+        params,
+        "video",
+        job / MODEL,
+        vae=vae,
+        vae_src=vae_src,
+        vae_backend=vae_backend,
+        context=TEXT_TO_VIDEO.save_context(job / MODEL, text, params, "video"),
+        latent_size=_latent_size(tuple(cfg.size), vae_downsampling(vae)),
+        motion=motion,
+        noise=(p_mean, p_std),
+        init=init,
+        steps=0,
+    )
+    spec = {
+        "overrides": overrides,
+        "windows": len(windows),
+        "frames": int(frames.shape[0]),
+        "clips": len(set(windows.clip_ids)),
+        "captions": int(text_table.shape[0]) - 1,
+        "sigma_data": params.diffusion.sigma_data,
+        "p_mean": p_mean,
+        "p_std": p_std,
+        "text_dropout": params.train.text_dropout,
+        "static_weight": cfg.static_weight,
+        "lr": cfg.lr,
+        "temporal_lr_scale": cfg.temporal_lr_scale,
+        "warmup_steps": cfg.warmup_steps,
+        "batch": cfg.batch,
+        "steps": cfg.steps,
+        "seed": params.seed,
+        "profile": params.profile,
+        "init": init,
+    }
     (job / JOB).write_text(json.dumps(spec, indent=1) + "\n")
     return spec
 
 
-def train_job(job: Path, out: Path, *, steps: int, batch: int | None, lr: float | None, minutes: float,
-              save_every: int, mixed_precision: str, log_every: int) -> dict:
+def train_job(
+    job: Path,
+    out: Path,
+    *,
+    steps: int,
+    batch: int | None,
+    lr: float | None,
+    minutes: float,
+    save_every: int,
+    mixed_precision: str,
+    log_every: int,
+) -> dict:
     """Stage II from the job's inflated UNet on its cached latents; snapshots into `out`."""
     from diffusers import UNetSpatioTemporalConditionModel
     from safetensors.torch import load_file, save_file
@@ -141,13 +195,25 @@ def train_job(job: Path, out: Path, *, steps: int, batch: int | None, lr: float 
         raise SystemExit(f"{job / LATENTS} lacks {sorted(missing)}: export the job again with this script")
     latents = tensors["frames"].float()[tensors["index"].long()]  # (N, T, C, h, w)
     n = latents.shape[0]
-    data = LatentSet(latents, tensors["text"].float(), tensors["text_index"], [""] * n, tensors["fps_id"],
-                     tensors["motion_bucket"], [""] * n)
+    data = LatentSet(
+        latents,
+        tensors["text"].float(),
+        tensors["text_index"],
+        [""] * n,
+        tensors["fps_id"],
+        tensors["motion_bucket"],
+        [""] * n,
+    )
     unet = UNetSpatioTemporalConditionModel.from_pretrained(job / UNET_INIT)
     lr = lr or spec["lr"]
     batch = min(batch or spec["batch"], n)
-    step_fn = make_step(DenoiserConfig(spec["sigma_data"], spec["p_mean"], spec["p_std"]), data.text, video=True,
-                        text_dropout=spec["text_dropout"], static_weight=spec["static_weight"])
+    step_fn = make_step(
+        DenoiserConfig(spec["sigma_data"], spec["p_mean"], spec["p_std"]),
+        data.text,
+        video=True,
+        text_dropout=spec["text_dropout"],
+        static_weight=spec["static_weight"],
+    )
     optimizer = torch.optim.AdamW(param_groups(unet, lr, spec["temporal_lr_scale"]), weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec["warmup_steps"], steps, "constant"))
     out.mkdir(parents=True, exist_ok=True)
@@ -161,8 +227,10 @@ def train_job(job: Path, out: Path, *, steps: int, batch: int | None, lr: float 
         log.flush()
 
     def snapshot(model, step: int) -> None:
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(out / f"unet-{step:06d}.safetensors"))
+        save_file(
+            {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()},
+            str(out / f"unet-{step:06d}.safetensors"),
+        )
         saved.append(step)
         elapsed = (time.perf_counter() - started) / 60
         say(f"snapshot step {step} ({step * batch} windows) after {elapsed:.1f} min")
@@ -172,17 +240,38 @@ def train_job(job: Path, out: Path, *, steps: int, batch: int | None, lr: float 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     say(f"{device}: {n} windows, batch {batch}, lr {lr}, up to {steps} steps / {minutes} min; job {spec}")
     try:
-        summary = train(step_fn, unet, optimizer, LatentItems(data), max_steps=steps, ckpt_dir=Path(tempfile.mkdtemp()),
-                        ckpt_every=10**9, lr_scheduler=scheduler, log_every=log_every, seed=spec["seed"],
-                        resume=False, profile=spec["profile"], sample_every=save_every, sample_fn=snapshot,
-                        batch_size=batch, collate_fn=collate, mixed_precision=mixed_precision, progress=False,
-                        logger=lambda m, s: say(f"step {s} loss {m['loss']:.4f} samples/s {m['samples_per_s']:.0f}"))
+        summary = train(
+            step_fn,
+            unet,
+            optimizer,
+            LatentItems(data),
+            max_steps=steps,
+            ckpt_dir=Path(tempfile.mkdtemp()),
+            ckpt_every=10**9,
+            lr_scheduler=scheduler,
+            log_every=log_every,
+            seed=spec["seed"],
+            resume=False,
+            profile=spec["profile"],
+            sample_every=save_every,
+            sample_fn=snapshot,
+            batch_size=batch,
+            collate_fn=collate,
+            mixed_precision=mixed_precision,
+            progress=False,
+            logger=lambda m, s: say(f"step {s} loss {m['loss']:.4f} samples/s {m['samples_per_s']:.0f}"),
+        )
         if not saved or saved[-1] != summary["steps"]:
             snapshot(unet, summary["steps"])
     except TimeUp:
         pass
-    result = {"device": device, "snapshots": saved, "batch": batch, "lr": lr,
-              "minutes": round((time.perf_counter() - started) / 60, 2)}
+    result = {
+        "device": device,
+        "snapshots": saved,
+        "batch": batch,
+        "lr": lr,
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+    }
     say(json.dumps(result))
     log.close()
     return result
@@ -212,8 +301,14 @@ def score(job: Path, snapshots: Path, seeds: list[int], threads: int) -> list[di
             got = evaluate_model(params, folder, vae=loaded["vae"], text=loaded["text"], unet=loaded["unet"])
             colour.append(got["colour_accuracy"])
             direction.append(got["direction_accuracy"])
-        row = {"step": step, "seeds": seeds, "colour": colour, "direction": direction,
-               "colour_mean": sum(colour) / len(colour), "direction_mean": sum(direction) / len(direction)}
+        row = {
+            "step": step,
+            "seeds": seeds,
+            "colour": colour,
+            "direction": direction,
+            "colour_mean": sum(colour) / len(colour),
+            "direction_mean": sum(direction) / len(direction),
+        }
         print(json.dumps(row), flush=True)
         results.append(row)
     return results
@@ -245,9 +340,17 @@ def main() -> None:
     if args.command == "export":
         print(json.dumps(export(args.job.resolve(), args.overrides, args.threads), indent=1))
     elif args.command == "train":
-        train_job(args.job.resolve(), args.out.resolve(), steps=args.steps, batch=args.batch, lr=args.lr,
-                  minutes=args.minutes, save_every=args.save_every, mixed_precision=args.mixed_precision,
-                  log_every=args.log_every)
+        train_job(
+            args.job.resolve(),
+            args.out.resolve(),
+            steps=args.steps,
+            batch=args.batch,
+            lr=args.lr,
+            minutes=args.minutes,
+            save_every=args.save_every,
+            mixed_precision=args.mixed_precision,
+            log_every=args.log_every,
+        )
     else:
         score(args.job.resolve(), args.snapshots.resolve(), args.seeds, args.threads)
 

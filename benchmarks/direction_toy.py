@@ -81,8 +81,12 @@ def blob_batch(n: int, generator: torch.Generator, centre: bool, colours: int = 
             a, b = SHARED_PATTERNS[k] if shared else (2.0, -1.5)
             c = 0 if shared else 2 * k
             x0[i, t, c], x0[i, t, c + 1] = a * blob, b * blob
-    return {"latents": x0, "text_index": 4 * colour + direction + 1, "fps_id": torch.full((n,), 3),
-            "motion_bucket": torch.full((n,), 60)}
+    return {
+        "latents": x0,
+        "text_index": 4 * colour + direction + 1,
+        "fps_id": torch.full((n,), 3),
+        "motion_bucket": torch.full((n,), 60),
+    }
 
 
 def moved(z: torch.Tensor) -> list[str]:
@@ -98,8 +102,9 @@ def moved(z: torch.Tensor) -> list[str]:
     return out
 
 
-def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: str | None = None,
-                   flat_mean: torch.Tensor | None = None) -> dict:
+def rendered_batch(
+    n: int, rng, appearances: list[tuple[str, str]], vae, tone: str | None = None, flat_mean: torch.Tensor | None = None
+) -> dict:
     """n windows of one world object (an (colour, shape) of `appearances`) on a solid background, static camera,
     placed and sped as the world does it (8 frames at 4 fps, 48 x 32 px), rendered by the world's renderer and
     encoded by the pipeline's VAE; text_index = 1 + 4 * appearance + direction. `tone`: one background tone for all
@@ -115,10 +120,21 @@ def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: s
         colour, shape = appearances[a]
         tones = [tone] if tone else [b for b in BG_COLOURS if distinct(colour, BackgroundSpec("solid", (b,)))]
         background = BackgroundSpec("solid", (tones[int(rng.integers(len(tones)))],))
-        objects, _ = sample_objects_and_camera(rng, WIDTH * 4, HEIGHT * 4, 4.0, FRAMES, 0, 0, [colour], [shape],
-                                               [list(DIRECTIONS)[d]], "static")
-        spec = ShotSpec(width=WIDTH * 4, height=HEIGHT * 4, fps=4.0, n_frames=FRAMES, pre=0, post=0,
-                        background=background, objects=objects, camera=CameraSpec("static", 0.0), static=False)
+        objects, _ = sample_objects_and_camera(
+            rng, WIDTH * 4, HEIGHT * 4, 4.0, FRAMES, 0, 0, [colour], [shape], [list(DIRECTIONS)[d]], "static"
+        )
+        spec = ShotSpec(
+            width=WIDTH * 4,
+            height=HEIGHT * 4,
+            fps=4.0,
+            n_frames=FRAMES,
+            pre=0,
+            post=0,
+            background=background,
+            objects=objects,
+            camera=CameraSpec("static", 0.0),
+            static=False,
+        )
         renderer = ShotRenderer(spec)
         frames.append(torch.from_numpy(np.stack([renderer.base(k) for k in range(FRAMES)])))
         index.append(1 + 4 * a + d)
@@ -127,8 +143,12 @@ def rendered_batch(n: int, rng, appearances: list[tuple[str, str]], vae, tone: s
         latents = encode(vae, video, chunk=128).float()
     if flat_mean is not None:
         latents = latents - latents.mean((1, 3, 4), keepdim=True) + flat_mean.view(1, 1, -1, 1, 1)
-    return {"latents": latents, "text_index": torch.tensor(index), "fps_id": torch.full((n,), 3),
-            "motion_bucket": torch.full((n,), 60)}
+    return {
+        "latents": latents,
+        "text_index": torch.tensor(index),
+        "fps_id": torch.full((n,), 3),
+        "motion_bucket": torch.full((n,), 60),
+    }
 
 
 def main() -> None:
@@ -138,29 +158,63 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--noise", type=float, nargs=2, metavar=("P_MEAN", "P_STD"), default=None,
-                    help="ln sigma ~ N(P_MEAN, P_STD^2) instead of the Stage II preset")
-    ap.add_argument("--fixed", type=int, default=0,
-                    help="train on this many windows drawn once (a finite set like the world's) instead of fresh ones")
-    ap.add_argument("--colours", type=int, choices=[1, 2, 3, 4], default=1,
-                    help="colour words in the captions (each owns latent channels unless --shared): more appearances")
-    ap.add_argument("--shared", action="store_true",
-                    help="colours differ by their values in channels 0-1 instead of owning channels")
-    ap.add_argument("--render", action="store_true",
-                    help="world objects instead of blobs: rendered by the world's renderer (solid background, static "
-                         "camera, the world's sizes and speeds) and encoded by models/vae; --colours and --shapes take "
-                         "the first of the world's eval colours and shapes; scored by the world evaluator on decodes")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        nargs=2,
+        metavar=("P_MEAN", "P_STD"),
+        default=None,
+        help="ln sigma ~ N(P_MEAN, P_STD^2) instead of the Stage II preset",
+    )
+    ap.add_argument(
+        "--fixed",
+        type=int,
+        default=0,
+        help="train on this many windows drawn once (a finite set like the world's) instead of fresh ones",
+    )
+    ap.add_argument(
+        "--colours",
+        type=int,
+        choices=[1, 2, 3, 4],
+        default=1,
+        help="colour words in the captions (each owns latent channels unless --shared): more appearances",
+    )
+    ap.add_argument(
+        "--shared",
+        action="store_true",
+        help="colours differ by their values in channels 0-1 instead of owning channels",
+    )
+    ap.add_argument(
+        "--render",
+        action="store_true",
+        help="world objects instead of blobs: rendered by the world's renderer (solid background, static "
+        "camera, the world's sizes and speeds) and encoded by models/vae; --colours and --shapes take "
+        "the first of the world's eval colours and shapes; scored by the world evaluator on decodes",
+    )
     ap.add_argument("--shapes", type=int, choices=[1, 2], default=1, help="with --render: shapes in the captions")
-    ap.add_argument("--tone", default=None, help="with --render: one background tone (e.g. grey) instead of random ones")
-    ap.add_argument("--flatten-tone", action="store_true",
-                    help="with --render: move every window's latent mean per channel to a grey frame's (a diagnostic)")
+    ap.add_argument(
+        "--tone", default=None, help="with --render: one background tone (e.g. grey) instead of random ones"
+    )
+    ap.add_argument(
+        "--flatten-tone",
+        action="store_true",
+        help="with --render: move every window's latent mean per channel to a grey frame's (a diagnostic)",
+    )
     ap.add_argument("--prompts", type=int, default=32, help="samples per report (cycling through the captions)")
     ap.add_argument("--grid", default=None, help="with --render: write each report's samples to GRID-stepN.png")
-    ap.add_argument("--static-weight", type=float, default=1.0,
-                    help="weight of the error's mean over frames in the loss (edm_loss static_weight; 1 = plain EDM)")
+    ap.add_argument(
+        "--static-weight",
+        type=float,
+        default=1.0,
+        help="weight of the error's mean over frames in the loss (edm_loss static_weight; 1 = plain EDM)",
+    )
     ap.add_argument("--init", choices=["stage1", "random"], default="stage1")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="training seed (temporal init, noise, the window stream); the held-out windows stay fixed")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed (temporal init, noise, the window stream); the held-out windows stay fixed",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -174,16 +228,18 @@ def main() -> None:
     from svd.evaluation.world import evaluate_videos
     from svd.models.inflate import inflate_image_unet
     from svd.models.unet import build_video_unet, video_unet_config
-    from svd.tasks.text_to_video import generate, make_step, time_ids
-    from svd.training.loop import StepRandom
-    from svd.training.denoiser import unet_call
     from svd.tasks.text_to_video import TASK as TEXT_TO_VIDEO
+    from svd.tasks.text_to_video import generate, make_step, time_ids
+    from svd.training.denoiser import unet_call
+    from svd.training.loop import StepRandom
     from svd.training.stages import load_frozen_vae, param_groups, vae_source
     from svd.world.scene import BG_COLOURS, COLOURS
 
     if args.render and (args.start == "centre" or args.shared):
-        ap.error("--render places objects as the world does (random starts) in its own colours: no --start centre, "
-                 "no --shared")
+        ap.error(
+            "--render places objects as the world does (random starts) in its own colours: no --start centre, "
+            "no --shared"
+        )
     if (args.flatten_tone or args.grid) and not args.render:
         ap.error("--flatten-tone and --grid need --render")
     if args.prompts < 1:
@@ -195,7 +251,7 @@ def main() -> None:
 
     if args.render:
         ev = params.world.eval
-        appearances = [(c, s) for c in ev.colours[:args.colours] for s in ev.shapes[:args.shapes]]
+        appearances = [(c, s) for c in ev.colours[: args.colours] for s in ev.shapes[: args.shapes]]
         vae = load_frozen_vae(vae_source(params))[0]
         render_rng = np.random.default_rng(args.seed)
         flat_mean = None
@@ -207,20 +263,26 @@ def main() -> None:
                 frame = grey.view(1, 3, 1, 1).expand(1, 3, HEIGHT * 4, WIDTH * 4)
                 flat_mean = encode(vae, frame).float().mean((0, 2, 3))
     else:
-        appearances = [(c, "circle") for c in TOY_COLOURS[:args.colours]]
+        appearances = [(c, "circle") for c in TOY_COLOURS[: args.colours]]
     captions = [f"a {c} {s} moving {d}" for c, s in appearances for d in DIRECTIONS]
     table = torch.cat([text.encode([""]), text.encode(captions)]).float()
     cfg = video_unet_config(params.model.unet.model_dump())
     torch.manual_seed(args.seed)
     if args.init == "stage1":
-        unet = inflate_image_unet(UNet2DConditionModel.from_pretrained(f"{params.paths.models}/image/unet"), cfg,
-                                  seed=args.seed)
+        unet = inflate_image_unet(
+            UNet2DConditionModel.from_pretrained(f"{params.paths.models}/image/unet"), cfg, seed=args.seed
+        )
     else:
         unet = build_video_unet(cfg)
     optimizer = torch.optim.AdamW(param_groups(unet, args.lr, params.train.video.temporal_lr_scale), weight_decay=0.0)
     p_mean, p_std = args.noise or params.diffusion.noise[params.train.video.noise]
-    step = make_step(DenoiserConfig(1.0, p_mean, p_std), table, video=True, text_dropout=params.train.text_dropout,
-                     static_weight=args.static_weight)
+    step = make_step(
+        DenoiserConfig(1.0, p_mean, p_std),
+        table,
+        video=True,
+        text_dropout=params.train.text_dropout,
+        static_weight=args.static_weight,
+    )
     generator = torch.Generator().manual_seed(args.seed)
     centre = args.start == "centre"
 
@@ -229,9 +291,19 @@ def main() -> None:
         n = args.prompts
         index = torch.arange(n) % (4 if not args.render else len(captions)) + 1
         if args.render:  # the world's sampler settings and evaluator, on decoded videos
-            videos = generate(unet, vae, text, [captions[int(i) - 1] for i in index], latent_size=(HEIGHT, WIDTH),
-                              num_frames=FRAMES, steps=params.sample.steps, guidance=params.sample.guidance, seed=1,
-                              fps=4.0, motion_bucket=60)
+            videos = generate(
+                unet,
+                vae,
+                text,
+                [captions[int(i) - 1] for i in index],
+                latent_size=(HEIGHT, WIDTH),
+                num_frames=FRAMES,
+                steps=params.sample.steps,
+                guidance=params.sample.guidance,
+                seed=1,
+                fps=4.0,
+                motion_bucket=60,
+            )
             if args.grid:  # one row per sample, frames left to right
                 from PIL import Image
 
@@ -244,25 +316,42 @@ def main() -> None:
             cond = {"context": table[index], "added_time_ids": micro}
             uncond = {"context": table[torch.zeros(n, dtype=torch.long)], "added_time_ids": micro}
             with torch.no_grad():
-                z = sample(unet_call(unet), (n, FRAMES, CHANNELS, HEIGHT, WIDTH), karras_sigmas(25, 0.002, 80.0, 7.0),
-                           cond, uncond, 4.0, noise=torch.randn(n, FRAMES, CHANNELS, HEIGHT, WIDTH,
-                                                                generator=torch.Generator().manual_seed(1)))
+                z = sample(
+                    unet_call(unet),
+                    (n, FRAMES, CHANNELS, HEIGHT, WIDTH),
+                    karras_sigmas(25, 0.002, 80.0, 7.0),
+                    cond,
+                    uncond,
+                    4.0,
+                    noise=torch.randn(n, FRAMES, CHANNELS, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1)),
+                )
             accuracy = sum(got == captions[int(i) - 1].split()[-1] for got, i in zip(moved(z), index)) / n
             colour = ""
-        gaps = word_gaps(unet_call(unet), text.encode, held["latents"],
-                         [captions[int(i) - 1] for i in held["text_index"]], colours=list(COLOURS),
-                         sigmas=[1, 2, 5, 10], added_time_ids=time_ids(held["fps_id"], held["motion_bucket"]))
+        gaps = word_gaps(
+            unet_call(unet),
+            text.encode,
+            held["latents"],
+            [captions[int(i) - 1] for i in held["text_index"]],
+            colours=list(COLOURS),
+            sigmas=[1, 2, 5, 10],
+            added_time_ids=time_ids(held["fps_id"], held["motion_bucket"]),
+        )
         gap = [round(g, 3) for g in gaps["relative_gap"]["direction_swapped"]]
-        print(f"step {at}: loss {loss:.4f}, direction {accuracy:.3f}{colour}, word gap at sigma 1/2/5/10 {gap}", flush=True)
+        print(
+            f"step {at}: loss {loss:.4f}, direction {accuracy:.3f}{colour}, word gap at sigma 1/2/5/10 {gap}",
+            flush=True,
+        )
         unet.train()
 
     def windows(n: int, seed: int | None = None) -> dict:
         """n training windows, from the run's stream (seed None) or from their own seeded one (held-out, bank)."""
         if args.render:
-            return rendered_batch(n, render_rng if seed is None else np.random.default_rng(seed), appearances, vae,
-                                  args.tone, flat_mean)
-        return blob_batch(n, generator if seed is None else torch.Generator().manual_seed(seed), centre,
-                          args.colours, args.shared)
+            return rendered_batch(
+                n, render_rng if seed is None else np.random.default_rng(seed), appearances, vae, args.tone, flat_mean
+            )
+        return blob_batch(
+            n, generator if seed is None else torch.Generator().manual_seed(seed), centre, args.colours, args.shared
+        )
 
     bank = windows(args.fixed, 1234) if args.fixed else None
     held = windows(32, 7)  # the held-out windows of every report (rendered and encoded once)

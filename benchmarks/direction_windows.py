@@ -35,9 +35,16 @@ def audit(overrides: list[str], stage: str) -> dict:
 
     params = load_params(ROOT / "params.yaml", overrides=overrides)
     cfg = getattr(params.train, stage)
-    windows = read_windows(stage_clips(params, stage), num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size),
-                           windows_per_clip=cfg.windows_per_clip, augment=cfg.augment,
-                           motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=params.seed)
+    windows = read_windows(
+        stage_clips(params, stage),
+        num_frames=cfg.frames,
+        fps=cfg.fps,
+        size=tuple(cfg.size),
+        windows_per_clip=cfg.windows_per_clip,
+        augment=cfg.augment,
+        motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
+        seed=params.seed,
+    )
     agree: dict[tuple, list[int]] = collections.defaultdict(lambda: [0, 0])
     confusion: collections.Counter = collections.Counter()
     for i in range(len(windows)):
@@ -53,11 +60,15 @@ def audit(overrides: list[str], stage: str) -> dict:
             agree[key][1] += 1
             if key[1:] == (1, "still"):
                 confusion[(obj.split()[-1], verdict["direction"])] += 1
-    return {"windows": len(windows), "augment": list(cfg.augment),
-            "agreement": [{"flips": k[0], "objects": k[1], "camera": k[2], "agree": a, "n": n,
-                           "share": round(a / n, 3)} for k, (a, n) in sorted(agree.items())],
-            "single_object_still_camera": [{"caption": c, "judged": j, "n": n}
-                                           for (c, j), n in sorted(confusion.items())]}
+    return {
+        "windows": len(windows),
+        "augment": list(cfg.augment),
+        "agreement": [
+            {"flips": k[0], "objects": k[1], "camera": k[2], "agree": a, "n": n, "share": round(a / n, 3)}
+            for k, (a, n) in sorted(agree.items())
+        ],
+        "single_object_still_camera": [{"caption": c, "judged": j, "n": n} for (c, j), n in sorted(confusion.items())],
+    }
 
 
 def main() -> None:
@@ -73,8 +84,10 @@ def main() -> None:
     result = audit(args.overrides, args.stage)
     print(f"{result['windows']} windows, flips {result['augment']}")
     for row in result["agreement"]:
-        print(f"  {row['flips']:<22} {row['objects']} object(s), camera {row['camera']:<6} "
-              f"{row['agree']:>4}/{row['n']:<4} = {row['share']:.2f}")
+        print(
+            f"  {row['flips']:<22} {row['objects']} object(s), camera {row['camera']:<6} "
+            f"{row['agree']:>4}/{row['n']:<4} = {row['share']:.2f}"
+        )
     print("one object, still camera: caption -> judged")
     for row in result["single_object_still_camera"]:
         print(f"  {row['caption']:<6} -> {row['judged']:<8} {row['n']}")

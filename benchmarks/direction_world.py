@@ -61,8 +61,15 @@ def only_single_object_moving(read_windows):
     def wrapped(*args, **kwargs):
         w = read_windows(*args, **kwargs)
         keep = [i for i, c in enumerate(w.captions) if single_object(c) and "still" not in c]
-        return latents.Windows(w.frames, w.index[keep], [w.captions[i] for i in keep], w.fps_id[keep],
-                               w.motion_bucket[keep], [w.clip_ids[i] for i in keep], [w.flips[i] for i in keep])
+        return latents.Windows(
+            w.frames,
+            w.index[keep],
+            [w.captions[i] for i in keep],
+            w.fps_id[keep],
+            w.motion_bucket[keep],
+            [w.clip_ids[i] for i in keep],
+            [w.flips[i] for i in keep],
+        )
 
     return wrapped
 
@@ -73,8 +80,11 @@ def score(params_at, folder: Path, seeds: list[int], trained_eval: dict, trained
     loaded = load_model(folder)
     colour, direction = [], []
     for seed in seeds:
-        scores = trained_eval if seed == trained_seed else evaluate_model(
-            params_at(seed), folder, vae=loaded["vae"], text=loaded["text"], unet=loaded["unet"])
+        scores = (
+            trained_eval
+            if seed == trained_seed
+            else evaluate_model(params_at(seed), folder, vae=loaded["vae"], text=loaded["text"], unet=loaded["unet"])
+        )
         colour.append(scores["colour_accuracy"])
         if "direction_accuracy" in scores:  # an image model is scored on colour only
             direction.append(scores["direction_accuracy"])
@@ -88,14 +98,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="scratch folder (models, checkpoints, probe.json)")
     ap.add_argument("--steps", type=int, default=None, help="Stage II steps (default: train.video.steps)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="params override, as `svd --set` takes it (repeatable)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override, as `svd --set` takes it (repeatable)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 100, 200])
     ap.add_argument("--windows", type=int, default=48, help="single-object windows for the word gaps")
-    ap.add_argument("--only-single", action="store_true",
-                    help="train on single-object, static-camera, moving windows only")
-    ap.add_argument("--train-image", action="store_true",
-                    help="train Stage I in OUT with the overrides too, instead of copying models/image")
+    ap.add_argument(
+        "--only-single", action="store_true", help="train on single-object, static-camera, moving windows only"
+    )
+    ap.add_argument(
+        "--train-image",
+        action="store_true",
+        help="train Stage I in OUT with the overrides too, instead of copying models/image",
+    )
     ap.add_argument("--stop-after-image", action="store_true", help="with --train-image: report Stage I only")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -109,8 +129,11 @@ def main() -> None:
     overrides = [f"paths.models={models}", *args.overrides]
     if args.steps is not None:
         overrides.append(f"train.video.steps={args.steps}")
+
     def params_at(seed: int | None = None):
-        return load_params(ROOT / "params.yaml", overrides=overrides + ([] if seed is None else [f"sample.seed={seed}"]))
+        return load_params(
+            ROOT / "params.yaml", overrides=overrides + ([] if seed is None else [f"sample.seed={seed}"])
+        )
 
     params = params_at()
     copied = ("vae",) if args.train_image else ("vae", "image")
@@ -125,9 +148,11 @@ def main() -> None:
         start = time.perf_counter()
         trained = train_diffusion_stage(params, "image")
         trained["eval"] = evaluate_model(params, Path(trained["model_dir"]))
-        result["image"] = {"steps": trained["steps"], "train_minutes": round((time.perf_counter() - start) / 60, 1),
-                           **score(params_at, Path(trained["model_dir"]), args.seeds, trained["eval"],
-                                   params.sample.seed)}
+        result["image"] = {
+            "steps": trained["steps"],
+            "train_minutes": round((time.perf_counter() - start) / 60, 1),
+            **score(params_at, Path(trained["model_dir"]), args.seeds, trained["eval"], params.sample.seed),
+        }
         print(json.dumps(result["image"], indent=1), flush=True)
         if args.stop_after_image:
             out.mkdir(parents=True, exist_ok=True)
@@ -141,9 +166,15 @@ def main() -> None:
     trained["eval"] = evaluate_model(params, Path(trained["model_dir"]))
     minutes = (time.perf_counter() - start) / 60
     folder = Path(trained["model_dir"])
-    result.update({"only_single": args.only_single, "steps": trained["steps"], "windows": trained["windows"],
-                   "train_minutes": round(minutes, 1),
-                   **score(params_at, folder, args.seeds, trained["eval"], params.sample.seed)})
+    result.update(
+        {
+            "only_single": args.only_single,
+            "steps": trained["steps"],
+            "windows": trained["windows"],
+            "train_minutes": round(minutes, 1),
+            **score(params_at, folder, args.seeds, trained["eval"], params.sample.seed),
+        }
+    )
     gaps = caption_sensitivity(params, folder, windows=args.windows, seed=params.seed, steer=False)
     result["sigmas"] = gaps["sigmas"]
     result["word_gap"] = gaps["relative_gap"]

@@ -44,7 +44,7 @@ def bare(model, inputs: torch.Tensor, batch: int, device: torch.device) -> float
     sync(device)
     start = time.perf_counter()
     for i in range(0, inputs.shape[0], batch):
-        model(inputs[i:i + batch].to(device), features="pool").cpu()
+        model(inputs[i : i + batch].to(device), features="pool").cpu()
     sync(device)
     return inputs.shape[0] / (time.perf_counter() - start)
 
@@ -70,12 +70,15 @@ def compare(device: torch.device, n: int, batch: int, protocol: Protocol) -> Non
     o = ours(extractor, videos, device)
     a2 = bare(extractor.model, inputs, batch, device)  # drift check
     anchor = (a1 + a2) / 2
-    print(f"[{device.type}] {n} videos x {protocol.frames} x {SOURCE_HW[0]}x{SOURCE_HW[1]} uint8 -> "
-          f"{protocol.size}x{protocol.size}, batch {batch}")
+    print(
+        f"[{device.type}] {n} videos x {protocol.frames} x {SOURCE_HW[0]}x{SOURCE_HW[1]} uint8 -> "
+        f"{protocol.size}x{protocol.size}, batch {batch}"
+    )
     print(f"[{device.type}] preprocess only:          {prep:8.2f} videos/s")
     print(f"[{device.type}] bare I3D forward:         {a1:8.2f} / {a2:8.2f} videos/s (anchor {anchor:.2f})")
-    print(f"[{device.type}] ours (FeatureExtractor):  {o:8.2f} videos/s  -> ours/bare = {o / anchor:.3f} "
-          f"(goal >= 0.90)")
+    print(
+        f"[{device.type}] ours (FeatureExtractor):  {o:8.2f} videos/s  -> ours/bare = {o / anchor:.3f} (goal >= 0.90)"
+    )
 
 
 def main() -> None:

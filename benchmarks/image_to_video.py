@@ -82,8 +82,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(args.videos)]
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    kw = dict(num_frames=frames, steps=steps, guidance=tuple(meta["guidance"]), fps=meta["fps"],
-              motion_bucket=meta["motion_bucket"], cond_aug=meta["cond_aug"])
+    kw = dict(
+        num_frames=frames,
+        steps=steps,
+        guidance=tuple(meta["guidance"]),
+        fps=meta["fps"],
+        motion_bucket=meta["motion_bucket"],
+        cond_aug=meta["cond_aug"],
+    )
 
     from diffusers import StableVideoDiffusionPipeline
     from PIL import Image
@@ -97,13 +103,25 @@ def main() -> None:
         generate(model["unet"], model["vae"], model["image_encoder"], x, seed=0, **kw)
         ours = (time.perf_counter() - start) / args.videos
         start = time.perf_counter()
-        pipe([Image.fromarray(im) for im in images], height=h, width=w, num_frames=frames, num_inference_steps=steps,
-             fps=int(meta["fps"]), motion_bucket_id=int(meta["motion_bucket"]),
-             noise_aug_strength=meta["cond_aug"], min_guidance_scale=meta["guidance"][0],
-             max_guidance_scale=meta["guidance"][1], generator=torch.Generator().manual_seed(0), output_type="np")
+        pipe(
+            [Image.fromarray(im) for im in images],
+            height=h,
+            width=w,
+            num_frames=frames,
+            num_inference_steps=steps,
+            fps=int(meta["fps"]),
+            motion_bucket_id=int(meta["motion_bucket"]),
+            noise_aug_strength=meta["cond_aug"],
+            min_guidance_scale=meta["guidance"][0],
+            max_guidance_scale=meta["guidance"][1],
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        )
         theirs = (time.perf_counter() - start) / args.videos
-    print(f"model {folder} ({meta['stage']}): {args.videos} videos of {frames} x {h} x {w}, {steps} steps, "
-          f"{args.threads} threads")
+    print(
+        f"model {folder} ({meta['stage']}): {args.videos} videos of {frames} x {h} x {w}, {steps} steps, "
+        f"{args.threads} threads"
+    )
     print(f"sampling  ours {ours:.2f} s/video   diffusers pipeline {theirs:.2f} s/video   ratio {ours / theirs:.2f}")
 
     from svd.models.vae import decode

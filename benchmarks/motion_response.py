@@ -33,15 +33,30 @@ def main() -> None:
     model = load_model(args.model)
     meta = model["meta"]
     prompts = [f"a {c} {s} moving {d}" for c in COLOURS for s in SHAPES for d in DIRECTIONS]
-    print(f"{args.model}: {len(prompts)} prompts, seeds 0-{len(prompts) - 1}, {meta['frames']} frames at "
-          f"{meta['fps']:g} fps")
+    print(
+        f"{args.model}: {len(prompts)} prompts, seeds 0-{len(prompts) - 1}, {meta['frames']} frames at "
+        f"{meta['fps']:g} fps"
+    )
     for bucket in args.buckets:
-        videos = generate(model["unet"], model["vae"], model["text"], prompts, latent_size=tuple(meta["latent_size"]),
-                          num_frames=meta["frames"], steps=params.sample.steps, guidance=params.sample.guidance,
-                          seed=0, fps=meta["fps"], motion_bucket=bucket, sigma_data=params.diffusion.sigma_data)
+        videos = generate(
+            model["unet"],
+            model["vae"],
+            model["text"],
+            prompts,
+            latent_size=tuple(meta["latent_size"]),
+            num_frames=meta["frames"],
+            steps=params.sample.steps,
+            guidance=params.sample.guidance,
+            seed=0,
+            fps=meta["fps"],
+            motion_bucket=bucket,
+            sigma_data=params.diffusion.sigma_data,
+        )
         motion = np.array([measured_motion(v, meta["fps"], params.curate.motion) for v in videos])
-        print(f"bucket {bucket:5.0f}: motion {motion.mean():.4f} +- {motion.std(ddof=1) / np.sqrt(len(motion)):.4f}",
-              flush=True)
+        print(
+            f"bucket {bucket:5.0f}: motion {motion.mean():.4f} +- {motion.std(ddof=1) / np.sqrt(len(motion)):.4f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

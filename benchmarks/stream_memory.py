@@ -44,10 +44,19 @@ def child(args) -> None:
     from svd.training.stages import train_diffusion_stage
 
     torch.set_num_threads(args.threads)
-    params = load_params(ROOT / "params.yaml", overrides=[
-        f"paths.curated={args.curated}", f"paths.shards={args.shards}", f"paths.models={args.models}",
-        f"train.stream.enabled={args.mode == 'stream'}", f"train.video.steps={args.steps}",
-        f"train.ckpt_every={args.steps}", f"train.sample_every={10 * args.steps}", f"threads={args.threads}"])
+    params = load_params(
+        ROOT / "params.yaml",
+        overrides=[
+            f"paths.curated={args.curated}",
+            f"paths.shards={args.shards}",
+            f"paths.models={args.models}",
+            f"train.stream.enabled={args.mode == 'stream'}",
+            f"train.video.steps={args.steps}",
+            f"train.ckpt_every={args.steps}",
+            f"train.sample_every={10 * args.steps}",
+            f"threads={args.threads}",
+        ],
+    )
     summary = train_diffusion_stage(params, "video")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"peak_mib": peak, "windows": summary["windows"], "seconds": summary["train_seconds"]}))
@@ -87,9 +96,23 @@ def main() -> None:
                 out.mkdir()
                 for stage in ("vae", "image"):
                     (out / stage).symlink_to(models / stage)
-                cmd = [sys.executable, __file__, "--child", "--mode", mode, "--curated", str(root), "--shards",
-                       str(shards), "--models", str(out), "--steps", str(args.steps), "--threads",
-                       str(args.threads)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--mode",
+                    mode,
+                    "--curated",
+                    str(root),
+                    "--shards",
+                    str(shards),
+                    "--models",
+                    str(out),
+                    "--steps",
+                    str(args.steps),
+                    "--threads",
+                    str(args.threads),
+                ]
                 env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
                 done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
                 if done.returncode:

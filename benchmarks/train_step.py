@@ -48,10 +48,15 @@ from svd.training.loop import train  # noqa: E402
 
 def synthetic(n: int, frames: int, channels: int, hw: tuple[int, int], ctx: tuple[int, int]) -> LatentSet:
     g = torch.Generator().manual_seed(0)
-    return LatentSet(latents=torch.randn(n, frames, channels, *hw, generator=g),
-                     text=torch.randn(8, *ctx, generator=g), text_index=torch.randint(1, 8, (n,), generator=g),
-                     captions=[""] * n, fps_id=torch.full((n,), 3), motion_bucket=torch.full((n,), 60),
-                     clip_ids=[""] * n)
+    return LatentSet(
+        latents=torch.randn(n, frames, channels, *hw, generator=g),
+        text=torch.randn(8, *ctx, generator=g),
+        text_index=torch.randint(1, 8, (n,), generator=g),
+        captions=[""] * n,
+        fps_id=torch.full((n,), 3),
+        motion_bucket=torch.full((n,), 60),
+        clip_ids=[""] * n,
+    )
 
 
 def bare_train(unet, data: LatentSet, steps: int, batch: int, p_mean: float, p_std: float) -> float:
@@ -64,9 +69,9 @@ def bare_train(unet, data: LatentSet, steps: int, batch: int, p_mean: float, p_s
         if step == 2:
             start = time.perf_counter()
         i = (step * batch) % (n - batch + 1)
-        x0 = data.latents[i:i + batch]
-        ctx = data.text[data.text_index[i:i + batch]]
-        ids = torch.stack([data.fps_id[i:i + batch].float(), data.motion_bucket[i:i + batch].float()], 1)
+        x0 = data.latents[i : i + batch]
+        ctx = data.text[data.text_index[i : i + batch]]
+        ids = torch.stack([data.fps_id[i : i + batch].float(), data.motion_bucket[i : i + batch].float()], 1)
         sigma = torch.exp(p_mean + p_std * torch.randn(batch, generator=g))
         eps = torch.randn(x0.shape, generator=g)
         s = sigma.reshape(-1, 1, 1, 1, 1)
@@ -86,9 +91,21 @@ def ours_train(unet, data: LatentSet, steps: int, batch: int, p_mean: float, p_s
     from svd.data.clips import collate
 
     log_every = max(1, steps // 4)
-    train(step_fn, unet, opt, LatentItems(data), max_steps=steps + log_every, ckpt_dir=ckpt, ckpt_every=10**9,
-          log_every=log_every, logger=lambda m, s: windows.append(m["samples_per_s"]), resume=False,
-          batch_size=batch, collate_fn=collate, progress=False)
+    train(
+        step_fn,
+        unet,
+        opt,
+        LatentItems(data),
+        max_steps=steps + log_every,
+        ckpt_dir=ckpt,
+        ckpt_every=10**9,
+        log_every=log_every,
+        logger=lambda m, s: windows.append(m["samples_per_s"]),
+        resume=False,
+        batch_size=batch,
+        collate_fn=collate,
+        progress=False,
+    )
     return sum(windows[1:]) / len(windows[1:])
 
 
@@ -157,9 +174,11 @@ def a100_gpu(peak_tflops: float) -> None:
     torch.cuda.synchronize()
     dt = (time.perf_counter() - start) / n
     mem = torch.cuda.max_memory_allocated() / 2**30
-    print(f"a100 video UNet, 14 x 320 x 576, bf16, batch 1, gradient checkpointing: {dt * 1000:.0f} ms/step, "
-          f"peak {mem:.1f} GiB, {flops / 1e12:.2f} TFLOP/step, MFU {flops / dt / 1e12 / peak_tflops:.1%} "
-          f"of {peak_tflops:.0f} TFLOP/s ({torch.cuda.get_device_name()})")
+    print(
+        f"a100 video UNet, 14 x 320 x 576, bf16, batch 1, gradient checkpointing: {dt * 1000:.0f} ms/step, "
+        f"peak {mem:.1f} GiB, {flops / 1e12:.2f} TFLOP/step, MFU {flops / dt / 1e12 / peak_tflops:.1%} "
+        f"of {peak_tflops:.0f} TFLOP/s ({torch.cuda.get_device_name()})"
+    )
 
 
 def main() -> None:
@@ -178,8 +197,10 @@ def main() -> None:
     hw = (cfg.size[0] // 4, cfg.size[1] // 4)
     data = synthetic(256, cfg.frames, unet_cfg["in_channels"], hw, (32, unet_cfg["cross_attention_dim"]))
     p_mean, p_std = params.diffusion.noise[cfg.noise]
-    print(f"tiny video UNet, batch {args.batch} x {cfg.frames} frames x {hw[0]}x{hw[1]} latents, "
-          f"{args.threads} threads, {args.steps} steps each")
+    print(
+        f"tiny video UNet, batch {args.batch} x {cfg.frames} frames x {hw[0]}x{hw[1]} latents, "
+        f"{args.threads} threads, {args.steps} steps each"
+    )
 
     torch.manual_seed(0)
     base = build_video_unet(unet_cfg)
@@ -191,8 +212,7 @@ def main() -> None:
     bare2 = bare_train(copy.deepcopy(base), data, args.steps, args.batch, p_mean, p_std)  # drift check
     anchor = (bare + bare2) / 2
     print(f"train  bare diffusers step: {bare:.1f} / {bare2:.1f} samples/s (anchor {anchor:.1f})")
-    print(f"train  ours (loop + step):  {ours:.1f} samples/s  -> ours/bare = {ours / anchor:.3f} "
-          f"(goal >= 0.90)")
+    print(f"train  ours (loop + step):  {ours:.1f} samples/s  -> ours/bare = {ours / anchor:.3f} (goal >= 0.90)")
 
     unet = base.eval()
     n = 16
@@ -201,8 +221,19 @@ def main() -> None:
     shape = (n, cfg.frames, unet_cfg["in_channels"], *hw)
     t_bare = bare_sample(unet, table, table * 0, ids, shape, args.sample_steps, 7.0)
     start = time.perf_counter()
-    generate(unet, _NoDecode(), _Text(table), ["p"] * n, latent_size=hw, num_frames=cfg.frames,
-             steps=args.sample_steps, guidance=7.0, seed=0, fps=4.0, motion_bucket=60.0)
+    generate(
+        unet,
+        _NoDecode(),
+        _Text(table),
+        ["p"] * n,
+        latent_size=hw,
+        num_frames=cfg.frames,
+        steps=args.sample_steps,
+        guidance=7.0,
+        seed=0,
+        fps=4.0,
+        motion_bucket=60.0,
+    )
     t_ours = time.perf_counter() - start
     print(f"sample bare Euler loop: {t_bare:.2f} s for {n} videos x {args.sample_steps} steps (CFG)")
     print(f"sample ours (generate): {t_ours:.2f} s  -> ours/bare time = {t_ours / t_bare:.3f}")

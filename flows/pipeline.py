@@ -31,8 +31,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 if __name__ == "__main__":  # run as a script with no server configured: Prefect's temporary state stays in the project
     os.environ.setdefault("PREFECT_HOME", str(Path(__file__).resolve().parents[1] / ".prefect" / "ephemeral"))
@@ -170,7 +171,8 @@ _RESTORED = "Stage '{}' is cached - skipping run, checking out outputs"
 
 
 def repro_status(stage: str, output: str) -> tuple[str, str]:
-    """("ran" | "skipped", detail) from what `dvc repro` printed (dvc 3.x wording, dvc/stage/{run,cache,__init__}.py)."""
+    """("ran" | "skipped", detail) from what `dvc repro` printed (dvc 3.x wording,
+    dvc/stage/{run,cache,__init__}.py)."""
     if _RAN.format(stage) in output:
         return "ran", "command executed"
     if _RESTORED.format(stage) in output:
@@ -272,7 +274,10 @@ def pipeline_markdown(plan: dict[str, dict], results: dict[str, dict], failed: d
     cache_policy=NO_CACHE,
 )
 def run_stage(
-    spec: dict[str, Any], project_dir: str = ".", force: bool = False, parent_run_id: str | None = None,
+    spec: dict[str, Any],
+    project_dir: str = ".",
+    force: bool = False,
+    parent_run_id: str | None = None,
     dvc_remote: str | None = None,
 ) -> dict[str, Any]:
     """`dvc repro --single-item STAGE` with its output streamed into the task log; a markdown artifact per stage.
@@ -285,8 +290,14 @@ def run_stage(
         raise StageFailed(f"stage {name!r}: no `dvc` executable on PATH ({env['PATH']})")
     if dvc_remote:
         # --allow-missing: a stage's own outputs are not on the remote before its first run
-        _dvc(dvc, ["pull", "--remote", dvc_remote, "--allow-missing", *spec.get("direct", []), name], project_dir,
-             env, name, logger)
+        _dvc(
+            dvc,
+            ["pull", "--remote", dvc_remote, "--allow-missing", *spec.get("direct", []), name],
+            project_dir,
+            env,
+            name,
+            logger,
+        )
     # --wait-for-lock: DVC drops its repo lock while a stage's cmd runs, so independent stages do run side by side,
     # but they queue for the short bookkeeping sections instead of failing on a busy lock
     argv = [dvc, "--wait-for-lock", "repro", "--single-item", name] + (["--force"] if force else [])
@@ -298,8 +309,15 @@ def run_stage(
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     lines: queue.Queue = queue.Queue()
     proc = subprocess.Popen(
-        argv, cwd=project_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, errors="replace", bufsize=1,
+        argv,
+        cwd=project_dir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        bufsize=1,
     )
     pumps = [
         threading.Thread(target=_pump, args=(proc.stdout, "stdout", lines), daemon=True),
@@ -359,7 +377,7 @@ def _dvc(dvc: str, args: list[str], project_dir: str, env: dict, stage: str, log
 
 
 def stage_pool(name: str) -> str:
-    """"gpu" for the stages that train or evaluate models, else "cpu" (GPU_STAGE_PREFIXES)."""
+    """ "gpu" for the stages that train or evaluate models, else "cpu" (GPU_STAGE_PREFIXES)."""
     return "gpu" if name.startswith(GPU_STAGE_PREFIXES) else "cpu"
 
 
@@ -408,22 +426,31 @@ def merge_lock(project_dir: str | Path, entries: dict[str, Any]) -> bool:
 
 @flow(name="svd-stage", persist_result=True)  # the result (with its lock entry) is read back by the orchestrator
 def svd_stage_flow(
-    spec: dict[str, Any], project_dir: str = ".", force: bool = False, parent_run_id: str | None = None,
-    dvc_remote: str | None = None, lock: dict[str, Any] | None = None, stage_retries: int = STAGE_RETRIES,
+    spec: dict[str, Any],
+    project_dir: str = ".",
+    force: bool = False,
+    parent_run_id: str | None = None,
+    dvc_remote: str | None = None,
+    lock: dict[str, Any] | None = None,
+    stage_retries: int = STAGE_RETRIES,
 ) -> dict[str, Any]:
     """One stage on whichever worker picked this run up: take the orchestrator's lock entries for what the stage
     reads, run it (pull, repro, push), hand back its result, its own new lock entry and the outputs git carries
     (metrics files: cache: false, so not on the DVC remote)."""
     merge_lock(project_dir, lock or {})
     result = run_stage.with_options(retries=stage_retries)(spec, project_dir, force, parent_run_id, dvc_remote)
-    return {**result, "lock": lock_entries(project_dir, [spec["name"]]),
-            "files": uncached_outputs(project_dir, spec)}
+    return {**result, "lock": lock_entries(project_dir, [spec["name"]]), "files": uncached_outputs(project_dir, spec)}
 
 
 @task(name="dispatch-stage", task_run_name="{spec[name]}", cache_policy=NO_CACHE)
 def dispatch_stage(
-    spec: dict[str, Any], project_dir: str, force: bool, parent_run_id: str | None, dvc_remote: str | None,
-    worker_project_dir: str = ".", deployment_prefix: str = "svd-stage/stage-",
+    spec: dict[str, Any],
+    project_dir: str,
+    force: bool,
+    parent_run_id: str | None,
+    dvc_remote: str | None,
+    worker_project_dir: str = ".",
+    deployment_prefix: str = "svd-stage/stage-",
 ) -> dict[str, Any]:
     """Run one stage as a run of its pool's deployment and wait for it; merge its lock entry into ours.
     `worker_project_dir`: the project on the worker ("."; the worker's checkout, where its deployment's pull step
@@ -434,12 +461,22 @@ def dispatch_stage(
     logger = _logger()
     deployment = f"{deployment_prefix}{pool}"
     logger.info("stage %r -> deployment %s", name, deployment)
-    run = run_deployment(deployment, timeout=None, parameters={
-        "spec": spec, "project_dir": worker_project_dir, "force": force, "parent_run_id": parent_run_id,
-        "dvc_remote": dvc_remote, "lock": lock_entries(project_dir, spec.get("direct", []))})
+    run = run_deployment(
+        deployment,
+        timeout=None,
+        parameters={
+            "spec": spec,
+            "project_dir": worker_project_dir,
+            "force": force,
+            "parent_run_id": parent_run_id,
+            "dvc_remote": dvc_remote,
+            "lock": lock_entries(project_dir, spec.get("direct", [])),
+        },
+    )
     if not run.state.is_completed():
-        raise StageFailed(f"stage {name!r}: run {run.name} of {deployment} ended {run.state.name}: "
-                          f"{run.state.message or ''}")
+        raise StageFailed(
+            f"stage {name!r}: run {run.name} of {deployment} ended {run.state.name}: {run.state.message or ''}"
+        )
     result = take_stage_result(project_dir, run.state.result())
     return {**result, "pool": run.work_pool_name}  # the pool whose worker ran it
 
@@ -501,9 +538,9 @@ def svd_flow(
     plan = stage_plan(root, stages)
     logger.info("stages in graph order: %s", ", ".join(plan) or "(none)")
     if work_pools:  # retries happen inside each stage run, on its worker
+
         def runner_submit(spec, root_, force_, parent, wait_for):
-            return dispatch_stage.submit(spec, root_, force_, parent, dvc_remote, worker_project_dir,
-                                         wait_for=wait_for)
+            return dispatch_stage.submit(spec, root_, force_, parent, dvc_remote, worker_project_dir, wait_for=wait_for)
     else:
         local = run_stage.with_options(retries=stage_retries, retry_delay_seconds=retry_delay_seconds)
 
@@ -542,7 +579,6 @@ def svd_flow(
 
         if parent_run_id:
             import mlflow
-
             from prefect.runtime import flow_run
 
             tags = {"svd.stages": ",".join(plan), "svd.failed": ",".join(failed), "prefect.flow_run_id": flow_run.id}
@@ -562,12 +598,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("stages", nargs="*", help="stages to run (default: all in dvc.yaml)")
     parser.add_argument("--project-dir", default=".")
     parser.add_argument("--force", action="store_true", help="re-run stages even if DVC finds them up to date")
-    parser.add_argument("--work-pools", action="store_true",
-                        help="run each stage on its pool's deployment (svd-stage/stage-cpu|gpu; needs `make serve`)")
+    parser.add_argument(
+        "--work-pools",
+        action="store_true",
+        help="run each stage on its pool's deployment (svd-stage/stage-cpu|gpu; needs `make serve`)",
+    )
     parser.add_argument("--dvc-remote", default=None, help="pull before and push after each stage (a dvc remote)")
     args = parser.parse_args(argv)
-    result = svd_flow(stages=args.stages or None, project_dir=args.project_dir, force=args.force,
-                      work_pools=args.work_pools, dvc_remote=args.dvc_remote)
+    result = svd_flow(
+        stages=args.stages or None,
+        project_dir=args.project_dir,
+        force=args.force,
+        work_pools=args.work_pools,
+        dvc_remote=args.dvc_remote,
+    )
     print(json.dumps(result, indent=2))
     return result
 

@@ -55,8 +55,14 @@ def prefect_harness(tmp_path_factory):
             yield home
 
 
-SMALL_WORLD = ["world.videos=2", "world.sizes=[[192, 108]]", "world.broken_inputs=false",
-               "curate.text.enabled=false", "curate.clip.enabled=false", "curate.workers=1"]
+SMALL_WORLD = [
+    "world.videos=2",
+    "world.sizes=[[192, 108]]",
+    "world.broken_inputs=false",
+    "curate.text.enabled=false",
+    "curate.clip.enabled=false",
+    "curate.workers=1",
+]
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +96,21 @@ def ray_address():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ["RAY_AUTH_MODE"] = "token"
-    started = subprocess.run([str(ray), "start", "--head", f"--port={port}", "--num-cpus=2",
-                              f"--object-store-memory={256 * 2**20}", "--include-dashboard=false",
-                              "--disable-usage-stats"], capture_output=True, text=True, timeout=120)
+    started = subprocess.run(
+        [
+            str(ray),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            f"--object-store-memory={256 * 2**20}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         yield f"127.0.0.1:{port}"

@@ -50,7 +50,26 @@ def make_video(path: Path, fps: int = 25, size: tuple[int, int] = (320, 180)) ->
             truth.append((round(offset * fps), round((offset + d) * fps), "fade"))
             length += SOURCES[i][1] - d
         label = out
-    cmd = [FFMPEG, "-y", "-hide_banner", "-loglevel", "error", *inputs, "-filter_complex", ";".join(filters),
-           "-map", label, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-r", str(fps), "-g", str(fps), str(path)]
+    cmd = [
+        FFMPEG,
+        "-y",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        *inputs,
+        "-filter_complex",
+        ";".join(filters),
+        "-map",
+        label,
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        str(fps),
+        "-g",
+        str(fps),
+        str(path),
+    ]
     subprocess.run(cmd, check=True, timeout=120)
     return truth

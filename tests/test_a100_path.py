@@ -11,19 +11,46 @@ import pytest
 from test_stages import invoke
 
 REDUCED = [
-    "threads=1", "weights.text_model=svd-tiny-text", "weights.text_pretrained=null", "weights.unet_image=null",
-    "model.unet.block_out_channels=[32,64,64,64]", "model.unet.attention_head_dim=16",
-    "model.unet.cross_attention_dim=64", "model.unet.addition_time_embed_dim=32",
-    "model.image_encoder.hidden_size=32", "model.image_encoder.layers=1", "model.image_encoder.heads=2",
-    "model.image_encoder.patch_size=32", "model.image_encoder.projection_dim=64",
-    "train.image.size=[64,64]", "train.image.batch=2", "train.image.steps=1",
-    "train.video.size=[64,64]", "train.video.batch=1", "train.video.steps=1", "train.video.fps=6.0",
-    "train.hq.size=[64,64]", "train.hq.batch=1", "train.hq.steps=1", "train.hq.fps=6.0",
-    "train.i2v.size=[64,64]", "train.i2v.batch=1", "train.i2v.steps=1", "train.i2v.fps=6.0",
-    "train.i2v.sample_steps=1", "train.i2v_xt.size=[64,64]", "train.i2v_xt.batch=1", "train.i2v_xt.steps=1",
-    "train.i2v_xt.fps=8.0", "train.i2v_xt.sample_steps=1", "train.sample_every=1000000",
-    "sample.steps=1", "sample.eval_prompts=2", "evaluate.image_to_video.motion_clips=2",
-    "evaluate.image_to_video.motion_buckets=2", "evaluate.image_to_video.bootstrap=10",
+    "threads=1",
+    "weights.text_model=svd-tiny-text",
+    "weights.text_pretrained=null",
+    "weights.unet_image=null",
+    "model.unet.block_out_channels=[32,64,64,64]",
+    "model.unet.attention_head_dim=16",
+    "model.unet.cross_attention_dim=64",
+    "model.unet.addition_time_embed_dim=32",
+    "model.image_encoder.hidden_size=32",
+    "model.image_encoder.layers=1",
+    "model.image_encoder.heads=2",
+    "model.image_encoder.patch_size=32",
+    "model.image_encoder.projection_dim=64",
+    "train.image.size=[64,64]",
+    "train.image.batch=2",
+    "train.image.steps=1",
+    "train.video.size=[64,64]",
+    "train.video.batch=1",
+    "train.video.steps=1",
+    "train.video.fps=6.0",
+    "train.hq.size=[64,64]",
+    "train.hq.batch=1",
+    "train.hq.steps=1",
+    "train.hq.fps=6.0",
+    "train.i2v.size=[64,64]",
+    "train.i2v.batch=1",
+    "train.i2v.steps=1",
+    "train.i2v.fps=6.0",
+    "train.i2v.sample_steps=1",
+    "train.i2v_xt.size=[64,64]",
+    "train.i2v_xt.batch=1",
+    "train.i2v_xt.steps=1",
+    "train.i2v_xt.fps=8.0",
+    "train.i2v_xt.sample_steps=1",
+    "train.sample_every=1000000",
+    "sample.steps=1",
+    "sample.eval_prompts=2",
+    "evaluate.image_to_video.motion_clips=2",
+    "evaluate.image_to_video.motion_buckets=2",
+    "evaluate.image_to_video.bootstrap=10",
     "evaluate.image_to_video.t2v_clips=0",
 ]
 
@@ -46,18 +73,25 @@ def test_every_a100_stage_takes_a_step_at_reduced_width(small_curated, tmp_path)
 
     world, curated = small_curated
     build_vae({**SD21_VAE, "block_out_channels": [32, 32, 64, 64]}).save_pretrained(tmp_path / "sd-vae")
-    encoder = load_image_encoder(None, {"hidden_size": 32, "layers": 1, "heads": 2, "patch_size": 32,
-                                        "projection_dim": 64})
+    encoder = load_image_encoder(
+        None, {"hidden_size": 32, "layers": 1, "heads": 2, "patch_size": 32, "projection_dim": 64}
+    )
     encoder.model.save_pretrained(tmp_path / "image_encoder")
-    paths = [f"paths.world={world}", f"paths.curated={curated}", f"paths.models={tmp_path}/models",
-             f"paths.metrics={tmp_path}/metrics", f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db",
-             f"paths.mlflow_artifacts={tmp_path}/artifacts", f"weights.vae={tmp_path}/sd-vae",
-             f"weights.image_encoder={tmp_path}/image_encoder"]
+    paths = [
+        f"paths.world={world}",
+        f"paths.curated={curated}",
+        f"paths.models={tmp_path}/models",
+        f"paths.metrics={tmp_path}/metrics",
+        f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"paths.mlflow_artifacts={tmp_path}/artifacts",
+        f"weights.vae={tmp_path}/sd-vae",
+        f"weights.image_encoder={tmp_path}/image_encoder",
+    ]
     sets = [x for s in [*paths, *REDUCED] for x in ("--set", s)]
     for stage in ("vae", "image", "video", "hq", "i2v", "i2v_xt"):
         result = invoke(["--profile", "a100", *sets, "train", "--stage", stage, "--no-track", "--no-progress"])
         assert result.exit_code == 0, (stage, result.output[-2000:])
-        summary = json.loads(result.output[result.output.index("{"):])
+        summary = json.loads(result.output[result.output.index("{") :])
         if stage != "vae":
             assert summary["steps"] == 1 and summary["final_loss"] > 0, stage
     models = tmp_path / "models"
@@ -81,16 +115,30 @@ def _public_pipeline(folder, params):
     from svd.models.image_encoder import load_image_encoder
     from svd.models.unet import build_video_unet, image_to_video_config
 
-    unet_params = {**params.model.unet.model_dump(), "block_out_channels": [32, 64, 64, 64],
-                   "attention_head_dim": 16, "cross_attention_dim": 64, "addition_time_embed_dim": 32}
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                                       layers_per_block=1, latent_channels=4, sample_size=64)
-    encoder = load_image_encoder(None, {"hidden_size": 32, "layers": 1, "heads": 2, "patch_size": 32,
-                                        "projection_dim": 64})
-    StableVideoDiffusionPipeline(vae=vae, image_encoder=encoder.model,
-                                 unet=build_video_unet(image_to_video_config(unet_params)),
-                                 scheduler=scheduler(params), feature_extractor=CLIPImageProcessor()
-                                 ).save_pretrained(folder)
+    unet_params = {
+        **params.model.unet.model_dump(),
+        "block_out_channels": [32, 64, 64, 64],
+        "attention_head_dim": 16,
+        "cross_attention_dim": 64,
+        "addition_time_embed_dim": 32,
+    }
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        layers_per_block=1,
+        latent_channels=4,
+        sample_size=64,
+    )
+    encoder = load_image_encoder(
+        None, {"hidden_size": 32, "layers": 1, "heads": 2, "patch_size": 32, "projection_dim": 64}
+    )
+    StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=encoder.model,
+        unet=build_video_unet(image_to_video_config(unet_params)),
+        scheduler=scheduler(params),
+        feature_extractor=CLIPImageProcessor(),
+    ).save_pretrained(folder)
 
 
 @pytest.mark.slow
@@ -103,27 +151,58 @@ def test_a100_i2v_finetunes_the_public_checkpoint(small_curated, tmp_path):
 
     world, curated = small_curated
     _public_pipeline(tmp_path / "svd-img2vid", load_params("params.yaml", profile="a100"))
-    paths = [f"paths.world={world}", f"paths.curated={curated}", f"paths.models={tmp_path}/models",
-             f"paths.metrics={tmp_path}/metrics", f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db",
-             f"paths.mlflow_artifacts={tmp_path}/artifacts", f"weights.i2v_pipeline={tmp_path}/svd-img2vid",
-             "train.i2v.trainable=temporal"]
+    paths = [
+        f"paths.world={world}",
+        f"paths.curated={curated}",
+        f"paths.models={tmp_path}/models",
+        f"paths.metrics={tmp_path}/metrics",
+        f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"paths.mlflow_artifacts={tmp_path}/artifacts",
+        f"weights.i2v_pipeline={tmp_path}/svd-img2vid",
+        "train.i2v.trainable=temporal",
+    ]
     sets = [x for s in [*paths, *REDUCED] for x in ("--set", s)]
     # (the held-aside checks at a100 settings are exercised by the test above; here the training path)
-    result = invoke(["--profile", "a100", *sets, "train", "--stage", "i2v", "--no-track", "--no-progress",
-                     "--no-eval"])
+    result = invoke(["--profile", "a100", *sets, "train", "--stage", "i2v", "--no-track", "--no-progress", "--no-eval"])
     assert result.exit_code == 0, result.output[-2000:]
-    first = json.loads(result.output[result.output.index("{"):])
+    first = json.loads(result.output[result.output.index("{") :])
     assert first["steps"] == 1 and 0 < first["trainable_parameters"] < first["parameters"]
     meta = json.loads((tmp_path / "models" / "i2v" / "svd_model.json").read_text())
-    assert meta["init"] == f"pretrained:{tmp_path}/svd-img2vid" and "AutoencoderKLTemporalDecoder" in meta["vae_backend"]
-    result = invoke(["--profile", "a100", *sets, "--set", "train.i2v.steps=2", "train", "--stage", "i2v",
-                     "--no-track", "--no-progress", "--no-eval"])
+    assert (
+        meta["init"] == f"pretrained:{tmp_path}/svd-img2vid" and "AutoencoderKLTemporalDecoder" in meta["vae_backend"]
+    )
+    result = invoke(
+        [
+            "--profile",
+            "a100",
+            *sets,
+            "--set",
+            "train.i2v.steps=2",
+            "train",
+            "--stage",
+            "i2v",
+            "--no-track",
+            "--no-progress",
+            "--no-eval",
+        ]
+    )
     assert result.exit_code == 0, result.output[-2000:]
-    second = json.loads(result.output[result.output.index("{"):])
+    second = json.loads(result.output[result.output.index("{") :])
     assert second["resumed_from"] == 1 and second["steps"] == 2
     pipe = StableVideoDiffusionPipeline.from_pretrained(tmp_path / "models" / "i2v" / "diffusers")
     assert type(pipe.vae).__name__ == "AutoencoderKLTemporalDecoder" and pipe.unet.config.in_channels == 8
     # a folder that is not a pipeline: one line naming the key
-    bad = invoke(["--profile", "a100", *sets, "--set", f"weights.i2v_pipeline={tmp_path}/models", "train", "--stage",
-                  "i2v", "--no-track"])
+    bad = invoke(
+        [
+            "--profile",
+            "a100",
+            *sets,
+            "--set",
+            f"weights.i2v_pipeline={tmp_path}/models",
+            "train",
+            "--stage",
+            "i2v",
+            "--no-track",
+        ]
+    )
     assert bad.exit_code == 2 and "weights.i2v_pipeline" in bad.output and "missing" in bad.output, bad.output

@@ -1,4 +1,5 @@
-"""Caption sensitivity: the denoising-loss gaps when a caption's words are swapped (svd.evaluation.caption_sensitivity)."""
+"""Caption sensitivity: the denoising-loss gaps when a caption's words are swapped
+(svd.evaluation.caption_sensitivity)."""
 
 import torch
 
@@ -59,17 +60,19 @@ def _red_squares_moving_left(n=3, t=8, size=32):
     for i in range(n):
         for k in range(t):
             x = 22 - 2 * k - i
-            video[i, k, :, 10 + i:18 + i, x:x + 7] = torch.tensor([0.8, -0.8, -0.8]).reshape(3, 1, 1)
+            video[i, k, :, 10 + i : 18 + i, x : x + 7] = torch.tensor([0.8, -0.8, -0.8]).reshape(3, 1, 1)
     return video
 
 
 def _oracle(target_of):
     """model_fn whose denoiser returns target_of(context) exactly at every sigma (F = (target - c_skip x) / c_out)."""
+
     def fn(x_in, c_noise, *, context):
         sigma = torch.exp(4 * c_noise)
         c_skip, c_out, c_in, _ = (c.reshape(-1, 1, 1, 1, 1) for c in precondition(sigma))
         x = x_in / c_in
         return (target_of(context) - c_skip * x) / c_out
+
     return fn
 
 

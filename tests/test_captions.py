@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import PARAMS
 from svd.config import Captions, Weights, load_params
 from svd.curation.captions import (
     Captioner,
@@ -17,10 +18,10 @@ from svd.curation.captions import (
 from svd.errors import WeightsError
 from svd.models.clip import load_clip
 
-from conftest import PARAMS
-
-WORDS = ("a the red blue green yellow circle square moves left right up down on background video clip caption summary "
-         "one two these of same into short").split()
+WORDS = (
+    "a the red blue green yellow circle square moves left right up down on background video clip caption summary "
+    "one two these of same into short"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,9 @@ def gpt2_tokenizer():
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,19 @@ def llm_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("llm")
     tok = gpt2_tokenizer()
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=1, n_head=2,
-                                       bos_token_id=2, eos_token_id=2, pad_token_id=1, initializer_range=0.5))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tok),
+            n_positions=128,
+            n_embd=32,
+            n_layer=1,
+            n_head=2,
+            bos_token_id=2,
+            eos_token_id=2,
+            pad_token_id=1,
+            initializer_range=0.5,
+        )
+    )
     _words_only(model, [0, 1, 2])
     model.save_pretrained(d)
     tok.save_pretrained(d)
@@ -78,15 +91,32 @@ def llm_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ved_dir(tmp_path_factory):
     """VisionEncoderDecoder: tiny ViT encoder + tiny GPT-2 decoder, image processor and tokenizer side by side."""
-    from transformers import (GPT2Config, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
-                              VisionEncoderDecoderModel)
+    from transformers import (
+        GPT2Config,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
 
     d = tmp_path_factory.mktemp("ved")
     tok = gpt2_tokenizer()
-    enc = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=64)
-    dec = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2, bos_token_id=2,
-                     eos_token_id=2, pad_token_id=1, add_cross_attention=True, is_decoder=True, initializer_range=0.5)
+    enc = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    dec = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=64,
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=2,
+        eos_token_id=2,
+        pad_token_id=1,
+        add_cross_attention=True,
+        is_decoder=True,
+        initializer_range=0.5,
+    )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
     config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 2, 1, 2
     torch.manual_seed(0)
@@ -107,11 +137,27 @@ def blip_dir(tmp_path_factory):
     toks = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *WORDS]
     tok = BertTokenizer(vocab={t: i for i, t in enumerate(toks)}, bos_token="[DEC]")
     config = BlipConfig(
-        text_config=dict(vocab_size=len(toks), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64, bos_token_id=5,
-                         sep_token_id=3, eos_token_id=3, pad_token_id=0),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            vocab_size=len(toks),
+            hidden_size=32,
+            encoder_hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=5,
+            sep_token_id=3,
+            eos_token_id=3,
+            pad_token_id=0,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=32,
     )
     torch.manual_seed(0)

@@ -37,8 +37,9 @@ def test_doctor_reports_weights_and_threads():
 
 
 def test_doctor_flags_missing_configured_weights(tmp_path):
-    result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "--set",
-                                      f"weights.aesthetic_head={tmp_path}/head.pth", "doctor"])
+    result = CliRunner().invoke(
+        app, ["--params", str(ROOT / "params.yaml"), "--set", f"weights.aesthetic_head={tmp_path}/head.pth", "doctor"]
+    )
     assert result.exit_code == 1
     assert "MISSING" in result.output
 
@@ -46,7 +47,7 @@ def test_doctor_flags_missing_configured_weights(tmp_path):
 def test_model_info_prints_the_paper_size_for_a100():
     result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "--profile", "a100", "model-info"])
     assert result.exit_code == 0, result.output
-    line = next(l for l in result.output.splitlines() if l.startswith("video_unet"))
+    line = next(x for x in result.output.splitlines() if x.startswith("video_unet"))
     total = int(line.split()[5].replace(",", ""))
     assert abs(total - 1521e6) / 1521e6 < 0.02  # the paper's 1521M
 
@@ -121,10 +122,23 @@ def test_global_options_are_accepted_after_the_command():
     from svd.cli import hoist_global_options as hoist
 
     assert hoist(["model-info", "--profile", "a100"]) == ["--profile", "a100", "model-info"]
-    assert hoist(["--params", "p.yaml", "evaluate", "stage", "i2v", "--set=seed=1", "--set", "threads=1"]) == \
-        ["--params", "p.yaml", "--set=seed=1", "--set", "threads=1", "evaluate", "stage", "i2v"]
-    assert hoist(["sample", "--prompt", "a red circle", "--out", "x.mp4"]) == \
-        ["sample", "--prompt", "a red circle", "--out", "x.mp4"]
+    assert hoist(["--params", "p.yaml", "evaluate", "stage", "i2v", "--set=seed=1", "--set", "threads=1"]) == [
+        "--params",
+        "p.yaml",
+        "--set=seed=1",
+        "--set",
+        "threads=1",
+        "evaluate",
+        "stage",
+        "i2v",
+    ]
+    assert hoist(["sample", "--prompt", "a red circle", "--out", "x.mp4"]) == [
+        "sample",
+        "--prompt",
+        "a red circle",
+        "--out",
+        "x.mp4",
+    ]
     assert hoist(["--help"]) == ["--help"] and hoist([]) == []
 
 
@@ -133,8 +147,9 @@ def test_model_info_takes_the_profile_where_users_type_it():
     import sys
 
     svd = Path(sys.executable).with_name("svd")
-    r = subprocess.run([str(svd), "model-info", "--profile", "a100"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [str(svd), "model-info", "--profile", "a100"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
-    line = next(l for l in r.stdout.splitlines() if l.startswith("video_unet"))
+    line = next(x for x in r.stdout.splitlines() if x.startswith("video_unet"))
     assert abs(int(line.split()[5].replace(",", "")) - 1521e6) / 1521e6 < 0.02  # the a100 profile's UNet

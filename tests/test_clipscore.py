@@ -5,12 +5,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import PARAMS
 from svd.config import load_params
 from svd.curation.clipscore import ClipScorer
 from svd.errors import WeightsError
 from svd.models.clip import load_clip
-
-from conftest import PARAMS
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +88,14 @@ def _mlp_head(d):
     # LAION "improved aesthetic predictor": Linear/Dropout stack, no activations
     torch.manual_seed(2)
     return torch.nn.Sequential(
-        torch.nn.Linear(d, 1024), torch.nn.Dropout(0.2), torch.nn.Linear(1024, 128), torch.nn.Dropout(0.2),
-        torch.nn.Linear(128, 64), torch.nn.Dropout(0.1), torch.nn.Linear(64, 16), torch.nn.Linear(16, 1),
+        torch.nn.Linear(d, 1024),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(1024, 128),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(128, 64),
+        torch.nn.Dropout(0.1),
+        torch.nn.Linear(64, 16),
+        torch.nn.Linear(16, 1),
     ).eval()
 
 

@@ -18,8 +18,9 @@ def test_profile_merges_over_base(params_file):
 
 
 def test_overrides_are_typed(params_file):
-    p = load_params(params_file, overrides=["curate.cuts.min_clip_s=2.5", "curate.write_clips=false",
-                                            "world.sizes=[[64, 48]]"])
+    p = load_params(
+        params_file, overrides=["curate.cuts.min_clip_s=2.5", "curate.write_clips=false", "world.sizes=[[64, 48]]"]
+    )
     assert p.curate.cuts.min_clip_s == 2.5
     assert p.curate.write_clips is False
     assert p.world.sizes == [(64, 48)]

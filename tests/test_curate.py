@@ -19,10 +19,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["world.videos=3", "world.sizes=[[192, 108]]", "world.shots_per_video=[3, 4]", "curate.text.short_side=128"]
 
 CLIP_COLUMNS = {
-    "video": "object", "clip_id": "object", "start_frame": "int64", "end_frame": "int64", "start_s": "float64",
-    "end_s": "float64", "fps": "float64", "width": "int64", "height": "int64", "motion_score": "float64",
-    "text_area": "float64", "aesthetic": "float64", "clip_score": "float64", "caption": "object",
-    "caption_coca": "object", "caption_video": "object", "caption_llm": "object", "keep": "bool",
+    "video": "object",
+    "clip_id": "object",
+    "start_frame": "int64",
+    "end_frame": "int64",
+    "start_s": "float64",
+    "end_s": "float64",
+    "fps": "float64",
+    "width": "int64",
+    "height": "int64",
+    "motion_score": "float64",
+    "text_area": "float64",
+    "aesthetic": "float64",
+    "clip_score": "float64",
+    "caption": "object",
+    "caption_coca": "object",
+    "caption_video": "object",
+    "caption_llm": "object",
+    "keep": "bool",
     "drop_reason": "object",
 }
 
@@ -36,9 +50,11 @@ def _cli(*args: str):
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
-    sets = [f"--set={s}" for s in SMALL] + [f"--set=paths.mlflow_uri=sqlite:///{base}/mlruns/mlflow.db",
-                                            f"--set=paths.mlflow_artifacts={base}/mlruns/artifacts",
-                                            f"--set=paths.metrics={base}/metrics"]
+    sets = [f"--set={s}" for s in SMALL] + [
+        f"--set=paths.mlflow_uri=sqlite:///{base}/mlruns/mlflow.db",
+        f"--set=paths.mlflow_artifacts={base}/mlruns/artifacts",
+        f"--set=paths.metrics={base}/metrics",
+    ]
     r = _cli(*sets, "world", "--out", str(base / "world"), "--seed", "5")
     assert r.exit_code == 0, r.output
     r = _cli(*sets, "curate", "--input", str(base / "world" / "videos"), "--out", str(base / "curated"))
@@ -133,8 +149,11 @@ def test_expectations_failure_is_readable(curated, tmp_path, params_file):
 def _file_digests(folder: Path) -> dict[str, str]:
     import hashlib
 
-    return {str(f.relative_to(folder)): hashlib.md5(f.read_bytes()).hexdigest()
-            for f in sorted(folder.rglob("*")) if f.is_file()}
+    return {
+        str(f.relative_to(folder)): hashlib.md5(f.read_bytes()).hexdigest()
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+    }
 
 
 def test_recuration_of_the_same_videos_is_byte_identical(curated):
@@ -146,8 +165,9 @@ def test_recuration_of_the_same_videos_is_byte_identical(curated):
     r = _cli(*sets, "curate", "--no-track", "--input", str(curated / "world" / "videos"), "--out", str(out))
     assert r.exit_code == 0, r.output
     after = _file_digests(out)
-    assert len(before) > 10 and after == before, sorted(k for k in before.keys() | after.keys()
-                                                        if before.get(k) != after.get(k))
+    assert len(before) > 10 and after == before, sorted(
+        k for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+    )
     metrics = json.loads((curated / "metrics-again" / "curate.json").read_text())
     assert metrics["clips"] > 0 and "seconds" not in metrics  # wall times go to MLflow: git tracks this file
 
@@ -158,17 +178,49 @@ def test_bad_inputs_meet_one_line_errors(tmp_path):
     import sys
 
     svd = Path(sys.executable).parent / "svd"
-    r = subprocess.run([str(svd), "--params", str(ROOT / "params.yaml"), "--set", "curate.cuts.min_clip_s=abc",
-                        "curate", "--no-track", "--input", str(tmp_path / "nothing")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            str(svd),
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--set",
+            "curate.cuts.min_clip_s=abc",
+            "curate",
+            "--no-track",
+            "--input",
+            str(tmp_path / "nothing"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "curate.cuts.min_clip_s" in r.stderr
-    r = subprocess.run([str(svd), "--params", str(ROOT / "params.yaml"), "curate", "--no-track", "--input",
-                        str(tmp_path / "nothing"), "--out", str(tmp_path / "o")], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            str(svd),
+            "--params",
+            str(ROOT / "params.yaml"),
+            "curate",
+            "--no-track",
+            "--input",
+            str(tmp_path / "nothing"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "input folder not found" in r.stderr and "Traceback" not in r.stderr
     # with no --out it would overwrite the pipeline's DVC output behind DVC's back: refused, one line, the fix named
-    r = subprocess.run([str(svd), "--params", str(ROOT / "params.yaml"), "curate", "--no-track"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "DVC_STAGE": ""})
+    r = subprocess.run(
+        [str(svd), "--params", str(ROOT / "params.yaml"), "curate", "--no-track"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DVC_STAGE": ""},
+    )
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "dvc repro curate" in r.stderr, r.stderr
     assert not (tmp_path / "data").exists()
     (tmp_path / "empty").mkdir()

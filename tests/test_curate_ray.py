@@ -13,8 +13,13 @@ from svd.curation.pipeline import curate
 pytestmark = pytest.mark.slow  # a 16-video world curated three times (about a minute and a half)
 
 ROOT = Path(__file__).resolve().parents[1]
-WORLD16 = ["world.videos=16", "world.sizes=[[192, 108]]", "world.shots_per_video=[2, 3]", "world.broken_inputs=false",
-           "curate.text.short_side=128"]
+WORLD16 = [
+    "world.videos=16",
+    "world.sizes=[[192, 108]]",
+    "world.shots_per_video=[2, 3]",
+    "world.broken_inputs=false",
+    "curate.text.short_side=128",
+]
 
 
 def _params(*extra: str):
@@ -53,8 +58,9 @@ def _out(world: Path) -> Path:
 
 def test_ray_engine_writes_the_local_engines_bytes(world, local_curated, ray_address):
     out = _out(world)
-    summary = curate(_params("curate.engine=ray", f"curate.ray.address={ray_address}"), world / "videos", out,
-                     truth=world)
+    summary = curate(
+        _params("curate.engine=ray", f"curate.ray.address={ray_address}"), world / "videos", out, truth=world
+    )
     assert summary["engine"]["engine"] == "ray" and summary["engine"]["workers"] == 2
     assert summary["engine"]["retried"] == 0
     assert summary["videos"] == 16 and summary["clips"] > 16
@@ -80,15 +86,22 @@ def test_a_worker_killed_mid_video_neither_loses_nor_duplicates_clips(world, loc
             killed.append(name)
 
     out = _out(world)
-    summary = curate(_params("curate.engine=ray", f"curate.ray.address={ray_address}"), world / "videos", out,
-                     truth=world, progress=kill_the_workers)
+    summary = curate(
+        _params("curate.engine=ray", f"curate.ray.address={ray_address}"),
+        world / "videos",
+        out,
+        truth=world,
+        progress=kill_the_workers,
+    )
     assert len(killed) == 2
     assert summary["engine"]["retried"] >= 1  # at least one video was cut off and curated again
     assert summary["quarantined"] == 0, pd.read_parquet(out / "quarantine.parquet")["reason"].tolist()
     clips = pd.read_parquet(out / "clips.parquet")
     assert clips["clip_id"].is_unique
     pd.testing.assert_frame_equal(clips, pd.read_parquet(local_curated / "clips.parquet"))
-    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(p.name for p in (local_curated / "clips").iterdir())
+    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(
+        p.name for p in (local_curated / "clips").iterdir()
+    )
     assert (out / "summary.json").read_bytes() == (local_curated / "summary.json").read_bytes()
 
 
@@ -117,8 +130,15 @@ def test_a_video_past_its_timeout_has_its_worker_killed_and_counts_as_a_death(wo
 
     videos = sorted((world / "videos").iterdir())[:2]
     jobs = [(str(v), v.stem) for v in videos]
-    params = _params("curate.engine=ray", f"curate.ray.address={ray_address}", "curate.ray.max_attempts=2",
-                     "curate.ray.video_timeout_s=0.001")
-    with pytest.raises(RuntimeError, match=r"every curation worker died on every video \(2 videos, 2 attempts each; "
-                                           r"2 of them ran past curate.ray.video_timeout_s=0.001 s\)"):
+    params = _params(
+        "curate.engine=ray",
+        f"curate.ray.address={ray_address}",
+        "curate.ray.max_attempts=2",
+        "curate.ray.video_timeout_s=0.001",
+    )
+    with pytest.raises(
+        RuntimeError,
+        match=r"every curation worker died on every video \(2 videos, 2 attempts each; "
+        r"2 of them ran past curate.ray.video_timeout_s=0.001 s\)",
+    ):
         map_ray(params, jobs, str(world))

@@ -108,8 +108,9 @@ def small_world(tmp_path_factory):
     from svd.world import generate_world
 
     out = tmp_path_factory.mktemp("world")
-    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml",
-                         overrides=["world.videos=4", "world.broken_inputs=false"])
+    params = load_params(
+        Path(__file__).resolve().parents[1] / "params.yaml", overrides=["world.videos=4", "world.broken_inputs=false"]
+    )
     generate_world(params.world, out, seed=3)
     return out
 

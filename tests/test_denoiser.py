@@ -12,16 +12,20 @@ from svd.models.text import load_text_encoder
 from svd.models.unet import TINY_UNET_PARAMS, build_image_unet, build_video_unet, image_unet_config, video_unet_config
 from svd.models.vae import TINY_VAE, build_vae
 from svd.tasks.text_to_video import generate, make_step
-from svd.training.loop import StepRandom
 from svd.training.denoiser import prompt_noise, unet_call
+from svd.training.loop import StepRandom
 
 P = copy.deepcopy(TINY_UNET_PARAMS)
 
 
 def _batch(b=3, t=4):
     g = torch.Generator().manual_seed(0)
-    return {"latents": torch.randn(b, t, P["in_channels"], 4, 6, generator=g), "text_index": torch.tensor([1, 2, 1][:b]),
-            "fps_id": torch.tensor([3] * b), "motion_bucket": torch.tensor([10, 100, 255][:b])}
+    return {
+        "latents": torch.randn(b, t, P["in_channels"], 4, 6, generator=g),
+        "text_index": torch.tensor([1, 2, 1][:b]),
+        "fps_id": torch.tensor([3] * b),
+        "motion_bucket": torch.tensor([10, 100, 255][:b]),
+    }
 
 
 def _table():
@@ -60,15 +64,17 @@ def test_video_step_passes_static_weight_to_the_loss():
     table, batch = _table(), _batch()
     noise = DenoiserConfig(1.0, -1.2, 1.2)
     loss = make_step(noise, table, video=True, text_dropout=0.0, static_weight=0.25)(
-        unet, batch, StepRandom.of(torch.Generator().manual_seed(5)))
+        unet, batch, StepRandom.of(torch.Generator().manual_seed(5))
+    )
     g = torch.Generator().manual_seed(5)
     x0 = batch["latents"]
     sigma = torch.exp(-1.2 + 1.2 * torch.randn(3, generator=g))
     eps = torch.randn(x0.shape, generator=g)
     ids = torch.stack([batch["fps_id"].float(), batch["motion_bucket"].float()], 1)
     s = sigma.reshape(3, 1, 1, 1, 1)
-    f = unet((x0 + s * eps) / torch.sqrt(s**2 + 1), 0.25 * torch.log(sigma), table[batch["text_index"]],
-             added_time_ids=ids).sample
+    f = unet(
+        (x0 + s * eps) / torch.sqrt(s**2 + 1), 0.25 * torch.log(sigma), table[batch["text_index"]], added_time_ids=ids
+    ).sample
     e = f - v_target(x0, eps, sigma)
     m = e.mean(1, keepdim=True)
     want = ((e - m) ** 2 + 0.25 * m**2).flatten(1).mean(1).mean()
@@ -114,8 +120,11 @@ def test_prompt_noise_is_per_prompt():
 @pytest.fixture(scope="module")
 def parts():
     torch.manual_seed(0)
-    return (build_video_unet(video_unet_config(P)).eval(), build_vae(TINY_VAE).eval(),
-            load_text_encoder("svd-tiny-text", None))
+    return (
+        build_video_unet(video_unet_config(P)).eval(),
+        build_vae(TINY_VAE).eval(),
+        load_text_encoder("svd-tiny-text", None),
+    )
 
 
 def test_generate_reproducible_and_batch_independent(parts):

@@ -23,25 +23,50 @@ def _job(folder: Path) -> Path:
     p = copy.deepcopy(TINY_UNET_PARAMS)
     g = torch.Generator().manual_seed(0)
     folder.mkdir()
-    save_file({"frames": torch.randn(10, p["in_channels"], 4, 6, generator=g).half(),  # windows share frames
-               "index": torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0], [4, 5, 6, 7], [7, 6, 5, 4], [6, 7, 8, 9],
-                                      [9, 8, 7, 6]], dtype=torch.int32),
-               "text": torch.randn(3, 32, p["cross_attention_dim"], generator=g),
-               "text_index": torch.tensor([1, 2, 1, 2, 0, 1]), "fps_id": torch.full((6,), 3),
-               "motion_bucket": torch.full((6,), 60)}, str(folder / "latents.safetensors"))
+    save_file(
+        {
+            "frames": torch.randn(10, p["in_channels"], 4, 6, generator=g).half(),  # windows share frames
+            "index": torch.tensor(
+                [[0, 1, 2, 3], [3, 2, 1, 0], [4, 5, 6, 7], [7, 6, 5, 4], [6, 7, 8, 9], [9, 8, 7, 6]], dtype=torch.int32
+            ),
+            "text": torch.randn(3, 32, p["cross_attention_dim"], generator=g),
+            "text_index": torch.tensor([1, 2, 1, 2, 0, 1]),
+            "fps_id": torch.full((6,), 3),
+            "motion_bucket": torch.full((6,), 60),
+        },
+        str(folder / "latents.safetensors"),
+    )
     torch.manual_seed(0)
     build_video_unet(video_unet_config(p)).save_pretrained(folder / "unet_init", safe_serialization=True)
-    (folder / "job.json").write_text(json.dumps({
-        "overrides": [], "windows": 6, "captions": 2, "sigma_data": 1.0, "p_mean": 0.5, "p_std": 1.4,
-        "text_dropout": 0.15, "static_weight": 1.0, "lr": 1e-3, "temporal_lr_scale": 4.0, "warmup_steps": 2,
-        "batch": 16, "steps": 500, "seed": 0, "profile": "tiny", "init": "test"}))
+    (folder / "job.json").write_text(
+        json.dumps(
+            {
+                "overrides": [],
+                "windows": 6,
+                "captions": 2,
+                "sigma_data": 1.0,
+                "p_mean": 0.5,
+                "p_std": 1.4,
+                "text_dropout": 0.15,
+                "static_weight": 1.0,
+                "lr": 1e-3,
+                "temporal_lr_scale": 4.0,
+                "warmup_steps": 2,
+                "batch": 16,
+                "steps": 500,
+                "seed": 0,
+                "profile": "tiny",
+                "init": "test",
+            }
+        )
+    )
     return folder
 
 
 def _train(job: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
     blocker = "; ".join(f"sys.modules[{m!r}] = None" for m in ABSENT_ON_THE_DEVICE)
-    code = (f"import runpy, sys; {blocker}; sys.argv = {[str(SCRIPT), 'train', '--job', str(job), '--out', str(out), *args]!r}; "
-            f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
+    argv = [str(SCRIPT), "train", "--job", str(job), "--out", str(out), *args]
+    code = f"import runpy, sys; {blocker}; sys.argv = {argv!r}; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 

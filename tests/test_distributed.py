@@ -20,8 +20,20 @@ class _Items(torch.utils.data.Dataset):
 
 def _steps(world: int, accumulation: int, batch: int, steps: int, n: int = 26, start: tuple[int, int] = (0, 0)):
     """Per step, the sample ids each (micro-batch, rank) takes, concatenated in global-batch order."""
-    ranks = [ResumableBatches(_Items(n), batch, seed=3, rank=r, world=world, accumulation=accumulation,
-                              collate_fn=list, epoch=start[0], consumed=start[1]) for r in range(world)]
+    ranks = [
+        ResumableBatches(
+            _Items(n),
+            batch,
+            seed=3,
+            rank=r,
+            world=world,
+            accumulation=accumulation,
+            collate_fn=list,
+            epoch=start[0],
+            consumed=start[1],
+        )
+        for r in range(world)
+    ]
     out = []
     for _ in range(steps):
         per_rank = [r.next_step() for r in ranks]
@@ -53,8 +65,11 @@ def test_step_random_hands_each_micro_batch_its_rows_of_one_global_draw(world, a
     batch = 3
     noise = DenoiserConfig(1.0, -1.2, 1.2)
     whole = StepRandom(7, 5, batch_size=batch * world * accumulation)
-    want = (whole.rows(batch * world * accumulation, lambda k, g: noise.sample_sigmas(k, g)),
-            whole.randn((batch * world * accumulation, 2, 3)), whole.rand(batch * world * accumulation))
+    want = (
+        whole.rows(batch * world * accumulation, lambda k, g: noise.sample_sigmas(k, g)),
+        whole.randn((batch * world * accumulation, 2, 3)),
+        whole.rand(batch * world * accumulation),
+    )
     parts = [[], [], []]
     for micro in range(accumulation):
         for rank in range(world):

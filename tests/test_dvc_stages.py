@@ -57,6 +57,11 @@ def test_a_training_stage_reruns_for_its_own_block_only():
     for name in ("train_image", "train_video", "train_hq", "train_i2v", "train_i2v_xt"):
         params = _params(stages[name])
         assert "train" not in params and f"train.{name.removeprefix('train_')}" in params, (name, params)
-        others = [p for p in params if p.startswith("train.") and p.count(".") == 1
-                  and p.split(".")[1] in ("image", "video", "hq", "i2v", "i2v_xt", "vae")]
+        others = [
+            p
+            for p in params
+            if p.startswith("train.")
+            and p.count(".") == 1
+            and p.split(".")[1] in ("image", "video", "hq", "i2v", "i2v_xt", "vae")
+        ]
         assert others == [f"train.{name.removeprefix('train_')}"], (name, others)

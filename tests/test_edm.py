@@ -108,7 +108,8 @@ def test_perfect_network_recovers_x0_at_every_sigma(sd):
     np.testing.assert_allclose(
         v_target(torch.from_numpy(x0), torch.from_numpy(n), torch.from_numpy(s), sd).numpy(),
         (sd * n - (s.reshape(-1, 1, 1, 1, 1) / sd) * x0) / np.sqrt(s.reshape(-1, 1, 1, 1, 1) ** 2 + sd**2),
-        rtol=1e-12, atol=1e-14,
+        rtol=1e-12,
+        atol=1e-14,
     )
 
 
@@ -140,8 +141,9 @@ def test_denoise_float32_matches_float64_and_scalar_sigma():
 def test_loss_weight_matches_paper():
     s = SIGMAS
     np.testing.assert_allclose(loss_weight(torch.from_numpy(s)).numpy(), (1 + s**2) / s**2, rtol=1e-14)
-    np.testing.assert_allclose(loss_weight(torch.from_numpy(s), 0.5).numpy(), (s**2 + 0.25) / (0.5 * s) ** 2,
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        loss_weight(torch.from_numpy(s), 0.5).numpy(), (s**2 + 0.25) / (0.5 * s) ** 2, rtol=1e-14
+    )
 
 
 @pytest.mark.parametrize("sd", [1.0, 0.5])
@@ -154,8 +156,9 @@ def test_loss_is_plain_v_mse(sd):
     x0 = rng.normal(size=(b, 2, 3, 3)) * sd
     n = rng.normal(size=x0.shape)
     f = rng.normal(size=x0.shape)  # an arbitrary (wrong) network output
-    loss = edm_loss(lambda z, c: torch.from_numpy(f), torch.from_numpy(x0), torch.from_numpy(s),
-                    torch.from_numpy(n), sigma_data=sd)
+    loss = edm_loss(
+        lambda z, c: torch.from_numpy(f), torch.from_numpy(x0), torch.from_numpy(s), torch.from_numpy(n), sigma_data=sd
+    )
     assert loss.shape == (b,)
     sb = s.reshape(-1, 1, 1, 1)
     v = (sd * n - (sb / sd) * x0) / np.sqrt(sb**2 + sd**2)
@@ -168,8 +171,9 @@ def test_loss_is_plain_v_mse(sd):
     np.testing.assert_allclose(loss.numpy(), weighted, rtol=1e-9)
     # a perfect network has zero loss
     calls = []
-    perfect = edm_loss(_oracle(x0, n, s, sd, calls), torch.from_numpy(x0), torch.from_numpy(s), torch.from_numpy(n),
-                       sigma_data=sd)
+    perfect = edm_loss(
+        _oracle(x0, n, s, sd, calls), torch.from_numpy(x0), torch.from_numpy(s), torch.from_numpy(n), sigma_data=sd
+    )
     assert float(perfect.abs().max()) < 1e-18
 
 
@@ -192,8 +196,9 @@ def test_static_weight_splits_the_error_over_frames():
     x0, n, f = (rng.normal(size=(b, t, 2, 3, 4)) for _ in range(3))
     args = [torch.from_numpy(a) for a in (x0, s, n)]
     plain = edm_loss(lambda z, c: torch.from_numpy(f), *args)
-    np.testing.assert_allclose(edm_loss(lambda z, c: torch.from_numpy(f), *args, static_weight=1.0).numpy(),
-                               plain.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        edm_loss(lambda z, c: torch.from_numpy(f), *args, static_weight=1.0).numpy(), plain.numpy(), rtol=1e-12
+    )
     sb = s.reshape(-1, 1, 1, 1, 1)
     c_skip, c_out, _, _ = (c.reshape(-1, 1, 1, 1, 1) for c in ref_coefficients(s, 1.0))
     e = c_skip * (x0 + sb * n) + c_out * f - x0
@@ -210,15 +215,18 @@ def test_static_weight_splits_the_error_over_frames():
     # w = 0: a network output off by the same amount in every frame costs nothing more
     offset = rng.normal(size=(b, 1, 2, 3, 4))
     shifted = edm_loss(lambda z, c: torch.from_numpy(f + offset), *args, static_weight=0.0)
-    np.testing.assert_allclose(shifted.numpy(), edm_loss(lambda z, c: torch.from_numpy(f), *args,
-                                                         static_weight=0.0).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        shifted.numpy(), edm_loss(lambda z, c: torch.from_numpy(f), *args, static_weight=0.0).numpy(), rtol=1e-10
+    )
     assert float(plain.min()) > 0
     with pytest.raises(ValueError, match="static_weight must be in"):
         edm_loss(lambda z, c: torch.from_numpy(f), *args, static_weight=1.5)
     with pytest.raises(ValueError, match="needs videos"):
-        edm_loss(lambda z, c: torch.from_numpy(f[:, 0]), *[torch.from_numpy(a[:, 0]) if a.ndim > 1 else
-                                                           torch.from_numpy(a) for a in (x0, s, n)],
-                 static_weight=0.5)
+        edm_loss(
+            lambda z, c: torch.from_numpy(f[:, 0]),
+            *[torch.from_numpy(a[:, 0]) if a.ndim > 1 else torch.from_numpy(a) for a in (x0, s, n)],
+            static_weight=0.5,
+        )
 
 
 def test_training_sigmas_are_lognormal():
@@ -239,9 +247,16 @@ def test_training_sigmas_are_lognormal():
 
 
 def test_stage_presets_and_config():
-    assert STAGE_NOISE == {"image": (-1.2, 1.0), "video": (-1.2, 1.2), "hq": (0.5, 1.4), "i2v_base": (0.7, 1.6),
-                           "i2v_hq": (1.0, 1.6), "interpolation": (1.0, 1.2),
-                           "video_tiny": (0.5, 1.4), "image_tiny": (0.5, 1.4)}  # ours (tiny), not the paper's
+    assert STAGE_NOISE == {
+        "image": (-1.2, 1.0),
+        "video": (-1.2, 1.2),
+        "hq": (0.5, 1.4),
+        "i2v_base": (0.7, 1.6),
+        "i2v_hq": (1.0, 1.6),
+        "interpolation": (1.0, 1.2),
+        "video_tiny": (0.5, 1.4),
+        "image_tiny": (0.5, 1.4),
+    }  # ours (tiny), not the paper's
     cfg = DenoiserConfig.from_stage("hq")
     assert (cfg.sigma_data, cfg.p_mean, cfg.p_std) == (1.0, 0.5, 1.4)
     s = cfg.sample_sigmas(50_000, torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -269,12 +284,16 @@ def test_timestep_embedding_matches_float64_reference():
         got = timestep_embedding(torch.from_numpy(v), dim)
         assert got.shape == (v.size, dim) and got.dtype == torch.float64
         np.testing.assert_allclose(got.numpy(), ref_embedding(v, dim), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(timestep_embedding(torch.from_numpy(v), 64, flip_sin_to_cos=False,
-                                                  downscale_freq_shift=1).numpy(),
-                               ref_embedding(v, 64, flip=False, shift=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        timestep_embedding(torch.from_numpy(v), 64, flip_sin_to_cos=False, downscale_freq_shift=1).numpy(),
+        ref_embedding(v, 64, flip=False, shift=1),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     # float32 input (the model's dtype): arguments up to 255 rad lose ~255 * 6e-8
-    np.testing.assert_allclose(timestep_embedding(torch.from_numpy(v).float(), 256).numpy(),
-                               ref_embedding(v, 256), atol=1e-4)
+    np.testing.assert_allclose(
+        timestep_embedding(torch.from_numpy(v).float(), 256).numpy(), ref_embedding(v, 256), atol=1e-4
+    )
     # integers become float32
     assert timestep_embedding(torch.tensor([1, 2]), 8).dtype == torch.float32
 

@@ -21,14 +21,32 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_SIZE = [32, 48]
 
 # small everything: 4 world classes, 4-frame samples at 32x48 with 2 sampler steps, a 3-step feature net
-FAST = ["threads=1", "world.eval.colours=[red, blue]", "world.eval.shapes=[circle]", "world.eval.directions=[left, up]",
-        "evaluate.video.n_samples=6", "evaluate.video.frames=4", "evaluate.video.fps=4.0",
-        f"evaluate.video.size={MODEL_SIZE}", f"evaluate.video.resize={MODEL_SIZE}", "evaluate.video.crop=[32, 32]",
-        "evaluate.video.steps=2", "evaluate.video.batch=2", "evaluate.video.device=cpu",
-        "evaluate.fvd.frames=4", "evaluate.fvd.size=32", "evaluate.fvd.batch=4", "evaluate.fvd.device=cpu",
-        "evaluate.fvd.feature_net.width=0.0625", "evaluate.fvd.feature_net.size=32",
-        "evaluate.fvd.feature_net.frames=4", "evaluate.fvd.feature_net.fps=4.0", "evaluate.fvd.feature_net.steps=3",
-        "evaluate.fvd.feature_net.batch=4", "evaluate.fvd.feature_net.heldout_per_class=1"]
+FAST = [
+    "threads=1",
+    "world.eval.colours=[red, blue]",
+    "world.eval.shapes=[circle]",
+    "world.eval.directions=[left, up]",
+    "evaluate.video.n_samples=6",
+    "evaluate.video.frames=4",
+    "evaluate.video.fps=4.0",
+    f"evaluate.video.size={MODEL_SIZE}",
+    f"evaluate.video.resize={MODEL_SIZE}",
+    "evaluate.video.crop=[32, 32]",
+    "evaluate.video.steps=2",
+    "evaluate.video.batch=2",
+    "evaluate.video.device=cpu",
+    "evaluate.fvd.frames=4",
+    "evaluate.fvd.size=32",
+    "evaluate.fvd.batch=4",
+    "evaluate.fvd.device=cpu",
+    "evaluate.fvd.feature_net.width=0.0625",
+    "evaluate.fvd.feature_net.size=32",
+    "evaluate.fvd.feature_net.frames=4",
+    "evaluate.fvd.feature_net.fps=4.0",
+    "evaluate.fvd.feature_net.steps=3",
+    "evaluate.fvd.feature_net.batch=4",
+    "evaluate.fvd.feature_net.heldout_per_class=1",
+]
 
 
 class Result:
@@ -42,6 +60,10 @@ class Result:
         self.exception = result.exception
         if isinstance(result.exception, (SvdError, ConfigError)):
             self.exit_code, self.output = 2, f"{self.output}error: {result.exception}"
+        elif result.exception is not None and not isinstance(result.exception, SystemExit):
+            import traceback  # an unexpected exception: show it in the assertion message, not just "exit 1"
+
+            self.output += "".join(traceback.format_exception(result.exception))
 
 
 def svd(params: Path, *args, extra=()) -> Result:
@@ -51,7 +73,7 @@ def svd(params: Path, *args, extra=()) -> Result:
 
 def last_json(text: str) -> dict:
     """The JSON document a command printed last (log lines go before it)."""
-    return json.loads(text[text.index("{\n"):])
+    return json.loads(text[text.index("{\n") :])
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -64,9 +86,19 @@ def pixels(path: Path) -> np.ndarray:
 def small_eval_world(**kw):
     from svd.config import EvalWorld
 
-    base = dict(colours=["red", "blue"], shapes=["circle"], directions=["left", "up"], videos_per_class=2,
-                action_frames=16, action_fps=8, action_size=32, orbit_objects=1, orbit_frames=4, orbit_size=32,
-                orbit_elevation=(0.0, 10.0))
+    base = dict(
+        colours=["red", "blue"],
+        shapes=["circle"],
+        directions=["left", "up"],
+        videos_per_class=2,
+        action_frames=16,
+        action_fps=8,
+        action_size=32,
+        orbit_objects=1,
+        orbit_frames=4,
+        orbit_size=32,
+        orbit_elevation=(0.0, 10.0),
+    )
     base.update(kw)
     return EvalWorld(**base)
 
@@ -91,10 +123,27 @@ def write_model(folder: Path, profile: str = "tiny", stage: str = "hq") -> Path:
     torch.manual_seed(0)
     build_video_unet(TINY_VIDEO_UNET).save_pretrained(folder / "unet", safe_serialization=True)
     build_vae(TINY_VAE).save_pretrained(folder / "vae", safe_serialization=True)
-    meta = {"stage": stage, "kind": "text-to-video", "profile": profile, "vae": "vae", "vae_backend": "random",
-            "text_model": "svd-tiny-text", "text_pretrained": None, "text_backend": "random", "text_seed": 0,
-            "size": MODEL_SIZE, "latent_size": [MODEL_SIZE[0] // 4, MODEL_SIZE[1] // 4], "frames": 4, "fps": 4.0,
-            "motion_bucket": 48.0, "noise": [0.5, 1.4], "data": "hq", "init": "random", "steps": 0, "ema": None}
+    meta = {
+        "stage": stage,
+        "kind": "text-to-video",
+        "profile": profile,
+        "vae": "vae",
+        "vae_backend": "random",
+        "text_model": "svd-tiny-text",
+        "text_pretrained": None,
+        "text_backend": "random",
+        "text_seed": 0,
+        "size": MODEL_SIZE,
+        "latent_size": [MODEL_SIZE[0] // 4, MODEL_SIZE[1] // 4],
+        "frames": 4,
+        "fps": 4.0,
+        "motion_bucket": 48.0,
+        "noise": [0.5, 1.4],
+        "data": "hq",
+        "init": "random",
+        "steps": 0,
+        "ema": None,
+    }
     try:  # newer model folders record the random text tower's token std (svd.training.stages checks it)
         from svd.models.text import RANDOM_TOKEN_STD
 
@@ -107,13 +156,20 @@ def write_model(folder: Path, profile: str = "tiny", stage: str = "hq") -> Path:
 
 def write_params(tmp: Path, world: Path) -> Path:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["paths"].update({"world": str(world), "models": str(tmp / "models"), "metrics": str(tmp / "metrics"),
-                         "mlflow_uri": f"sqlite:///{tmp}/mlruns/mlflow.db",
-                         "mlflow_artifacts": str(tmp / "mlruns" / "artifacts")})
+    raw["paths"].update(
+        {
+            "world": str(world),
+            "models": str(tmp / "models"),
+            "metrics": str(tmp / "metrics"),
+            "mlflow_uri": f"sqlite:///{tmp}/mlruns/mlflow.db",
+            "mlflow_artifacts": str(tmp / "mlruns" / "artifacts"),
+        }
+    )
     raw["evaluate"]["fvd"]["i3d_weights"] = str(tmp / "fvd_i3d" / "i3d.safetensors")
     raw["evaluate"]["fvd"]["feature_net"]["out"] = str(tmp / "fvd_i3d")
-    raw["evaluate"]["video"].update({"real_stats": str(tmp / "fvd_i3d" / "real_stats.npz"),
-                                     "out_root": str(tmp / "evaluate")})
+    raw["evaluate"]["video"].update(
+        {"real_stats": str(tmp / "fvd_i3d" / "real_stats.npz"), "out_root": str(tmp / "evaluate")}
+    )
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -147,6 +203,8 @@ def test_train_features_writes_net_metrics_and_real_stats(setup):
     assert 0.0 <= metrics["heldout_accuracy"] <= 1.0 and metrics["classes"] == 4 and metrics["real_n"] == 8
     stats = load_stats(net / "real_stats.npz")
     assert stats.n == 8 and stats.dim == 4 and "real=world:" in stats.extractor
+    assert stats.features.shape == (8, 4)  # the vectors too: intervals resample the real set
+    np.testing.assert_allclose(stats.features.mean(axis=0), stats.mu, rtol=1e-5, atol=1e-6)
 
 
 def test_report_keys_resume_and_tracking(setup):
@@ -159,12 +217,29 @@ def test_report_keys_resume_and_tracking(setup):
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()), metrics
     assert "generate_seconds" not in metrics and metrics["comparable_to_paper"] == 0
     report = json.loads((tmp / "evaluate" / "t" / "report.json").read_text())  # everything, beside the samples
-    for key in ("fvd", "colour_accuracy", "direction_accuracy", "n_samples", "feature_extractor",
-                "feature_net_accuracy", "n_real", "real_set", "comparable_to_paper"):
+    for key in (
+        "fvd",
+        "colour_accuracy",
+        "direction_accuracy",
+        "n_samples",
+        "feature_extractor",
+        "feature_net_accuracy",
+        "n_real",
+        "real_set",
+        "comparable_to_paper",
+    ):
         assert key in report, key
         assert key in metrics or isinstance(report[key], str), key
     assert report["fvd"] == metrics["fvd"] > 0 and report["n_samples"] == 6 and report["n_real"] == 8
     assert 0 <= report["colour_accuracy"] <= 1 and 0 <= report["direction_accuracy"] <= 1
+    for key in ("fvd", "colour_accuracy", "direction_accuracy"):  # every score with its bootstrap interval
+        assert metrics[f"{key}_lo"] <= metrics[f"{key}_hi"] and f"{key}_lo" in report, key
+    assert metrics["colour_accuracy_lo"] <= metrics["colour_accuracy"] <= metrics["colour_accuracy_hi"]
+    saved = np.load(tmp / "evaluate" / "t" / "features.npz")
+    assert saved["fake"].shape == (6, 4) and saved["real"].shape == (8, 4) and len(saved["colour_accuracy"]) == 6
+    from svd.evaluation.fvd import frechet_distance
+
+    assert frechet_distance(saved["real"], saved["fake"]) == pytest.approx(metrics["fvd"], rel=1e-4)
     assert report["feature_net_accuracy"] is not None and report["comparable_to_paper"] is False
     assert report["feature_extractor"].startswith("inception-i3d(") and "clips=4@4fps" in report["feature_extractor"]
     md = (tmp / "evaluate" / "t" / "report.md").read_text()
@@ -219,8 +294,17 @@ def test_report_keys_resume_and_tracking(setup):
     assert last_json(result.stdout)["generated"] == 0
 
     # a changed protocol starts the out-dir over instead of mixing samples of two plans
-    result = svd(params, "evaluate", "video", "--model", str(model), "--name", "t", "--no-track",
-                 extra=["evaluate.video.steps=1"])
+    result = svd(
+        params,
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--name",
+        "t",
+        "--no-track",
+        extra=["evaluate.video.steps=1"],
+    )
     assert result.exit_code == 0, result.output
     assert last_json(result.stdout)["generated"] == 6
 
@@ -228,16 +312,44 @@ def test_report_keys_resume_and_tracking(setup):
 def test_two_shards_write_what_one_run_writes(setup):
     tmp, params, model = setup
     one, two = tmp / "one", tmp / "two"
-    assert svd(params, "evaluate", "video", "--model", str(model), "--out-dir", str(one), "--name", "one",
-               "--no-track").exit_code == 0
-    result = svd(params, "evaluate", "video", "--model", str(model), "--out-dir", str(two), "--name", "two",
-                 "--shard", "1/2", "--no-track")
+    assert (
+        svd(
+            params, "evaluate", "video", "--model", str(model), "--out-dir", str(one), "--name", "one", "--no-track"
+        ).exit_code
+        == 0
+    )
+    result = svd(
+        params,
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--out-dir",
+        str(two),
+        "--name",
+        "two",
+        "--shard",
+        "1/2",
+        "--no-track",
+    )
     assert result.exit_code == 0, result.output
     partial = last_json(result.stdout)
     assert partial["complete"] is False and partial["present"] == 4  # chunks of 2: shard 1 of 2 has 2 of 3
     assert not (tmp / "metrics" / "evaluate_two.json").exists()  # no report from half the samples
-    result = svd(params, "evaluate", "video", "--model", str(model), "--out-dir", str(two), "--name", "two",
-                 "--shard", "0/2", "--no-track")
+    result = svd(
+        params,
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--out-dir",
+        str(two),
+        "--name",
+        "two",
+        "--shard",
+        "0/2",
+        "--no-track",
+    )
     assert result.exit_code == 0, result.output
     assert last_json(result.stdout)["generated"] == 2
     names = sorted(f.name for f in (one / "samples").glob("*.mp4"))
@@ -256,11 +368,24 @@ def test_two_shards_write_what_one_run_writes(setup):
     p = load_params(params, overrides=FAST)
     m = load_model(model)
     rows = manifest.iloc[2:4]
-    videos = generate(m["unet"], m["vae"], m["text"], list(rows["prompt"]), latent_size=(8, 12), num_frames=4,
-                      steps=2, guidance=7.0, seed=int(rows["seed"].iloc[0]), fps=4.0, motion_bucket=48.0,
-                      sigma_min=p.diffusion.sampler.sigma_min, sigma_max=p.diffusion.sampler.sigma_max,
-                      rho=p.diffusion.sampler.rho, method=p.diffusion.sampler.method,
-                      sigma_data=p.diffusion.sigma_data)
+    videos = generate(
+        m["unet"],
+        m["vae"],
+        m["text"],
+        list(rows["prompt"]),
+        latent_size=(8, 12),
+        num_frames=4,
+        steps=2,
+        guidance=7.0,
+        seed=int(rows["seed"].iloc[0]),
+        fps=4.0,
+        motion_bucket=48.0,
+        sigma_min=p.diffusion.sampler.sigma_min,
+        sigma_max=p.diffusion.sampler.sigma_max,
+        rho=p.diffusion.sampler.rho,
+        method=p.diffusion.sampler.method,
+        sigma_data=p.diffusion.sigma_data,
+    )
     check = tmp / "check.mp4"
     for video, file in zip(videos, rows["file"]):
         write_video(check, video, 4.0, crf=0)
@@ -280,12 +405,38 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(setup, tmp_path):
     tmp, params, model = setup
     extra = ["evaluate.video.n_samples=10", "evaluate.video.steps=3"]
     whole = tmp_path / "whole"
-    assert svd(params, "evaluate", "video", "--model", str(model), "--out-dir", str(whole), "--name", "whole",
-               "--no-track", extra=extra).exit_code == 0
+    assert (
+        svd(
+            params,
+            "evaluate",
+            "video",
+            "--model",
+            str(model),
+            "--out-dir",
+            str(whole),
+            "--name",
+            "whole",
+            "--no-track",
+            extra=extra,
+        ).exit_code
+        == 0
+    )
     killed = tmp_path / "killed"
-    cli = [str(Path(sys.executable).parent / "svd"), "--params", str(params),
-           *[x for s in [*FAST, *extra] for x in ("--set", s)],
-           "evaluate", "video", "--model", str(model), "--out-dir", str(killed), "--name", "killed", "--no-track"]
+    cli = [
+        str(Path(sys.executable).parent / "svd"),
+        "--params",
+        str(params),
+        *[x for s in [*FAST, *extra] for x in ("--set", s)],
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--out-dir",
+        str(killed),
+        "--name",
+        "killed",
+        "--no-track",
+    ]
     proc = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (killed / "samples" / "000001.mp4").exists():  # the first chunk is written, the rest is not
@@ -295,8 +446,19 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(setup, tmp_path):
     proc.wait()
     done = sorted(f.name for f in (killed / "samples").glob("*.mp4"))
     assert 2 <= len(done) < 10, done
-    result = svd(params, "evaluate", "video", "--model", str(model), "--out-dir", str(killed), "--name", "killed",
-                 "--no-track", extra=extra)
+    result = svd(
+        params,
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--out-dir",
+        str(killed),
+        "--name",
+        "killed",
+        "--no-track",
+        extra=extra,
+    )
     assert result.exit_code == 0, result.output
     assert last_json(result.stdout)["generated"] == 10 - len(done)
     assert not list((killed / "samples").glob(".*"))  # no half-written file left behind
@@ -341,16 +503,18 @@ def test_errors_are_one_line_and_name_the_key(setup, tmp_path):
         (["--model", str(tmp_path / "nothing")], [], "no such folder"),
         (["--model", str(other)], [], "trained with profile a100"),
         (["--model", str(image)], [], "needs a text-to-video one"),
-        (["--model", str(model)], [f"evaluate.fvd.i3d_weights={tmp_path / 'none.safetensors'}"],
-         "evaluate.fvd.i3d_weights"),
+        (
+            ["--model", str(model)],
+            [f"evaluate.fvd.i3d_weights={tmp_path / 'none.safetensors'}"],
+            "evaluate.fvd.i3d_weights",
+        ),
         (["--model", str(model)], [f"evaluate.video.ucf101_root={tmp_path / 'UCF-101'}"], "evaluate.video.ucf101_root"),
         (["--model", str(model), "--shard", "2/2"], [], "--shard"),
         (["--model", str(model)], ["evaluate.fvd.frames=8"], "evaluate.fvd.frames"),
         (["--model", str(model)], ["evaluate.video.crop=[40, 40]"], "evaluate.video.crop"),
     ]
     for args, extra, message in cases:
-        result = svd(params, "evaluate", "video", "--out-dir", str(tmp_path / "out"), "--no-track", *args,
-                     extra=extra)
+        result = svd(params, "evaluate", "video", "--out-dir", str(tmp_path / "out"), "--no-track", *args, extra=extra)
         assert result.exit_code == 2 and message in result.output, (args, extra, result.output)
         assert "Traceback" not in result.output
     # statistics another extractor made are refused, not silently reused
@@ -359,8 +523,17 @@ def test_errors_are_one_line_and_name_the_key(setup, tmp_path):
 
     stale = tmp_path / "stale.npz"
     save_stats(stale, FeatureStats(np.zeros(4), np.eye(4), 8, "another extractor"))
-    result = svd(params, "evaluate", "video", "--model", str(model), "--out-dir", str(tmp / "one"), "--no-track",
-                 extra=[f"evaluate.video.real_stats={stale}"])
+    result = svd(
+        params,
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--out-dir",
+        str(tmp / "one"),
+        "--no-track",
+        extra=[f"evaluate.video.real_stats={stale}"],
+    )
     assert result.exit_code == 2 and "evaluate.video.real_stats" in result.output, result.output
     # no sample was generated for a run that could not be scored (every check comes first)
     assert not (tmp_path / "out" / "samples").exists() or not any((tmp_path / "out" / "samples").iterdir())
@@ -380,20 +553,47 @@ def test_ucf101_layout_runs_the_same_path(setup, tmp_path):
             frames = rng.integers(0, 255, (10, 24, 32, 3), dtype=np.uint8)
             write_video(root / cls / f"v_{cls}_g{g:02d}_c01.mp4", frames, 25.0)
     (root / "lists").mkdir()
-    (root / "lists" / "test.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g00_c01.mp4\n"
-                                             "YoYo/v_YoYo_g01_c01.mp4 2\nYoYo/v_YoYo_g02_c01.mp4 2\n")
-    extra = [f"evaluate.video.ucf101_root={root}", "evaluate.video.ucf101_split=lists/test.txt",
-             f"evaluate.video.real_stats={tmp_path / 'ucf_stats.npz'}", "evaluate.video.fps=25.0"]
-    result = svd(params, "evaluate", "video", "--model", str(model), "--name", "ucf", "--no-track",
-                 "--out-dir", str(tmp_path / "ucf"), extra=extra)
+    (root / "lists" / "test.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g00_c01.mp4\nYoYo/v_YoYo_g01_c01.mp4 2\nYoYo/v_YoYo_g02_c01.mp4 2\n"
+    )
+    extra = [
+        f"evaluate.video.ucf101_root={root}",
+        "evaluate.video.ucf101_split=lists/test.txt",
+        f"evaluate.video.real_stats={tmp_path / 'ucf_stats.npz'}",
+        "evaluate.video.fps=25.0",
+    ]
+    result = svd(
+        params,
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--name",
+        "ucf",
+        "--no-track",
+        "--out-dir",
+        str(tmp_path / "ucf"),
+        extra=extra,
+    )
     # the feature net was trained on 4 fps clips: scoring 25 fps clips with it is refused
     assert result.exit_code == 2 and "evaluate.video.fps" in result.output, result.output
     net = tmp_path / "net.safetensors"
     from svd.evaluation.i3d import InceptionI3d, save_inception_i3d
 
     save_inception_i3d(InceptionI3d(num_classes=5, width=0.0625), net, extra={"protocol": {"frames": 4, "size": 32}})
-    result = svd(params, "evaluate", "video", "--model", str(model), "--name", "ucf", "--no-track",
-                 "--out-dir", str(tmp_path / "ucf"), extra=[*extra, f"evaluate.fvd.i3d_weights={net}"])
+    result = svd(
+        params,
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--name",
+        "ucf",
+        "--no-track",
+        "--out-dir",
+        str(tmp_path / "ucf"),
+        extra=[*extra, f"evaluate.fvd.i3d_weights={net}"],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "ucf" / "report.json").read_text())
     assert report["n_real"] == 3 and report["real_set"].startswith("ucf101:") and report["n_classes"] == 2
@@ -402,7 +602,9 @@ def test_ucf101_layout_runs_the_same_path(setup, tmp_path):
     manifest = pd.read_parquet(tmp_path / "ucf" / "manifest.parquet")
     # 6 samples following 1 : 2 -> 2 and 4; the prompt is the class name in words
     assert manifest.groupby("class_name")["prompt"].agg(["first", "count"]).to_dict("index") == {
-        "ApplyEyeMakeup": {"first": "apply eye makeup", "count": 2}, "YoYo": {"first": "yo yo", "count": 4}}
+        "ApplyEyeMakeup": {"first": "apply eye makeup", "count": 2},
+        "YoYo": {"first": "yo yo", "count": 4},
+    }
     assert "Not comparable with the paper" in (tmp_path / "ucf" / "report.md").read_text()
 
 
@@ -458,11 +660,28 @@ def test_views_resize_antialiased_then_crop():
 def test_markdown_places_a_comparable_run_among_the_paper_rows():
     from svd.evaluation.ucf101 import markdown, report
 
-    result = {"name": "a100-hq", "profile": "a100", "model_stage": "hq", "fvd": 300.0, "n_samples": 13320,
-              "n_real": 13320, "real_kind": "ucf101", "colour_accuracy": None, "direction_accuracy": None,
-              "n_judged": 0, "frames": 16, "fps": 25.0, "guidance": 7.0, "steps": 25, "size": [320, 576],
-              "resize": [240, 432], "crop": [240, 320], "feature_extractor": "i3d-torchscript:x",
-              "comparable_to_paper": True, "feature_net_accuracy": None}
+    result = {
+        "name": "a100-hq",
+        "profile": "a100",
+        "model_stage": "hq",
+        "fvd": 300.0,
+        "n_samples": 13320,
+        "n_real": 13320,
+        "real_kind": "ucf101",
+        "colour_accuracy": None,
+        "direction_accuracy": None,
+        "n_judged": 0,
+        "frames": 16,
+        "fps": 25.0,
+        "guidance": 7.0,
+        "steps": 25,
+        "size": [320, 576],
+        "resize": [240, 432],
+        "crop": [240, 320],
+        "feature_extractor": "i3d-torchscript:x",
+        "comparable_to_paper": True,
+        "feature_net_accuracy": None,
+    }
     md = markdown(result)
     assert md.index("SVD (paper)") < md.index("**ours: a100-hq**") < md.index("PYoCo") and "not comparable" not in md
     assert "colour" not in "".join(k for k, v in report(result).items() if v is not None)  # nothing to judge
@@ -492,10 +711,10 @@ def test_fvd_and_world_evaluator_rank_a_weaker_generator_lower(tmp_path):
     from svd.evaluation.ucf101 import ClipProtocol, read_manifest, read_world_actions, score_samples
 
     torch.set_num_threads(1)
-    ecfg = small_eval_world(colours=["red", "blue"], shapes=["circle"], directions=["left", "right", "up", "down"],
-                            videos_per_class=6)
-    net = FeatureNetParams(width=0.125, size=32, frames=8, fps=4.0, steps=600, batch=8, lr=3e-3,
-                           heldout_per_class=2)
+    ecfg = small_eval_world(
+        colours=["red", "blue"], shapes=["circle"], directions=["left", "right", "up", "down"], videos_per_class=6
+    )
+    net = FeatureNetParams(width=0.125, size=32, frames=8, fps=4.0, steps=600, batch=8, lr=3e-3, heldout_per_class=2)
     summary = train_feature_net(ecfg, net, tmp_path / "net", seed=0)
     print("feature net held-out accuracy", summary["heldout_accuracy"], summary["train_seconds"])
     extractor = load_extractor(FvdParams(i3d_weights=summary["path"], frames=8, size=32, batch=8, device="cpu"))
@@ -508,14 +727,18 @@ def test_fvd_and_world_evaluator_rank_a_weaker_generator_lower(tmp_path):
 
     clips = [read_clip(c.file, 8, 2) for c in other.clips]  # 16 frames at 8 fps -> 8 at 4 fps
     prompts = [c.prompt for c in other.clips]
-    names = [c.class_name for c in other.clips]
     rng = np.random.default_rng(0)
     grey = [np.repeat(c.mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3) for c in clips]
     noisy = [np.clip(c + rng.normal(0, 40, c.shape), 0, 255).astype(np.uint8) for c in clips]
     frozen = [np.repeat(c[:1], 8, axis=0) for c in clips]
     shuffled = prompts[8:] + prompts[:8]  # right-looking videos of the wrong class
-    generators = {"better": (clips, prompts), "greyscale": (grey, prompts), "noisy": (noisy, prompts),
-                  "frozen": (frozen, prompts), "wrong_class": (clips, shuffled)}
+    generators = {
+        "better": (clips, prompts),
+        "greyscale": (grey, prompts),
+        "noisy": (noisy, prompts),
+        "frozen": (frozen, prompts),
+        "wrong_class": (clips, shuffled),
+    }
     scores = {}
     cache = tmp_path / "real_stats.npz"
     for name, (videos, texts) in generators.items():
@@ -545,13 +768,41 @@ def test_torchrun_processes_generate_their_shards_and_the_main_one_reports(setup
 
     tmp, params, model = setup
     single = tmp_path / "single"
-    assert svd(params, "evaluate", "video", "--model", str(model), "--out-dir", str(single), "--name", "single",
-               "--no-track").exit_code == 0
+    assert (
+        svd(
+            params,
+            "evaluate",
+            "video",
+            "--model",
+            str(model),
+            "--out-dir",
+            str(single),
+            "--name",
+            "single",
+            "--no-track",
+        ).exit_code
+        == 0
+    )
     both = tmp_path / "both"
     sets = [x for s in FAST for x in ("--set", s)]
-    argv = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m", "svd.cli",
-            "--params", str(params), *sets, "evaluate", "video", "--model", str(model), "--out-dir", str(both),
-            "--name", "both"]
+    argv = [
+        str(Path(sys.executable).with_name("torchrun")),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "svd.cli",
+        "--params",
+        str(params),
+        *sets,
+        "evaluate",
+        "video",
+        "--model",
+        str(model),
+        "--out-dir",
+        str(both),
+        "--name",
+        "both",
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     names = sorted(f.name for f in (single / "samples").glob("*.mp4"))

@@ -8,20 +8,23 @@ from svd.curation.filters import apply_filters, auroc
 
 def _clips(n=20, seed=0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "clip_id": [f"v_{i:03d}" for i in range(n)],
-        "motion_score": rng.uniform(0, 1, n),
-        "text_area": np.where(np.arange(n) < 4, rng.uniform(0.01, 0.2, n), 0.0),
-        "aesthetic": rng.normal(5, 1, n),
-        "clip_score": rng.uniform(0.1, 0.3, n),
-        "drop_reason": [""] * n,
-    })
+    return pd.DataFrame(
+        {
+            "clip_id": [f"v_{i:03d}" for i in range(n)],
+            "motion_score": rng.uniform(0, 1, n),
+            "text_area": np.where(np.arange(n) < 4, rng.uniform(0.01, 0.2, n), 0.0),
+            "aesthetic": rng.normal(5, 1, n),
+            "clip_score": rng.uniform(0.1, 0.3, n),
+            "drop_reason": [""] * n,
+        }
+    )
 
 
 def test_fractions_drop_exactly_their_share(params_file):
     cfg = load_params(params_file).curate.filters
-    df, report = apply_filters(_clips(), cfg, {"motion": True, "text": True, "text_area": True,
-                                               "aesthetic": True, "clip_score": True})
+    df, report = apply_filters(
+        _clips(), cfg, {"motion": True, "text": True, "text_area": True, "aesthetic": True, "clip_score": True}
+    )
     assert report["motion"]["would_drop"] == 5  # 25% of 20
     assert report["clip_score"]["would_drop"] == 10
     # the least moving 5 are dropped for motion (at least), whatever else applies

@@ -1,4 +1,5 @@
-"""The Prefect flow over DVC, on throwaway git+dvc projects: graph order, DVC's up-to-date decisions, failures, artifacts.
+"""The Prefect flow over DVC, on throwaway git+dvc projects: graph order, DVC's up-to-date decisions, failures,
+artifacts.
 
 One Prefect test server serves the whole module (`prefect_harness`, session-scoped in conftest.py).
 """
@@ -229,10 +230,10 @@ stages:
     assert run.data.tags["svd.stages"] == "env"
 
 
-
 def _git(path: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=path, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=path, check=True, capture_output=True
+    )
 
 
 def test_two_checkouts_share_work_through_a_dvc_remote(prefect_harness, tmp_path):
@@ -263,8 +264,9 @@ def test_two_checkouts_share_work_through_a_dvc_remote(prefect_harness, tmp_path
     take_stage_result(a_dir, ran_b)  # the orchestrator records what B produced
     assert (a_dir / "dvc.lock").read_text() != lock_before and (a_dir / "metrics" / "b.json").is_file()
 
-    out = subprocess.run([str(BIN / "dvc"), "pull", "--remote", "shared", "b"], cwd=a_dir, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [str(BIN / "dvc"), "pull", "--remote", "shared", "b"], cwd=a_dir, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert (a_dir / "b.txt").read_text() == "b=0;a=1;"
     status = subprocess.run([str(BIN / "dvc"), "status", "a", "b"], cwd=a_dir, capture_output=True, text=True)
@@ -277,8 +279,13 @@ def test_two_checkouts_share_work_through_a_dvc_remote(prefect_harness, tmp_path
 def test_stages_route_to_pools_by_kind():
     from flows.pipeline import stage_pool
 
-    assert [stage_pool(s) for s in ("world", "curate", "train_video", "evaluate_hq", "register")] == \
-        ["cpu", "cpu", "gpu", "gpu", "cpu"]
+    assert [stage_pool(s) for s in ("world", "curate", "train_video", "evaluate_hq", "register")] == [
+        "cpu",
+        "cpu",
+        "gpu",
+        "gpu",
+        "cpu",
+    ]
 
 
 POOLED = """\
@@ -299,25 +306,37 @@ def test_work_pools_run_each_stage_as_a_run_of_its_pools_deployment(prefect_harn
     worker of its own (as `make serve` starts them), and merges each run's lock entry into its dvc.lock."""
     import time
 
+    from flows.pipeline import svd_stage_flow
     from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
 
-    from flows.pipeline import svd_stage_flow
-
     proj = make_project(tmp_path / "p", POOLED, {"step.py": STEP, "config.yaml": "{}\n"})
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "home"),
-           # results are read back by the orchestrator: the workers must write them where it reads
-           "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
-           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_HOME": str(tmp_path / "home"),
+        # results are read back by the orchestrator: the workers must write them where it reads
+        "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+    }
     prefect = str(BIN / "prefect")
     workers = []
     try:
         for pool in ("svd-cpu", "svd-gpu"):
-            subprocess.run([prefect, "work-pool", "create", pool, "--type", "process"], env=env, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [prefect, "work-pool", "create", pool, "--type", "process"], env=env, check=True, capture_output=True
+            )
             svd_stage_flow.from_source(source=str(ROOT), entrypoint="flows/pipeline.py:svd_stage_flow").deploy(
-                name=f"stage-{pool.removeprefix('svd-')}", work_pool_name=pool, print_next_steps=False)
-            workers.append(subprocess.Popen([prefect, "worker", "start", "--pool", pool, "--type", "process"],
-                                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                name=f"stage-{pool.removeprefix('svd-')}", work_pool_name=pool, print_next_steps=False
+            )
+            workers.append(
+                subprocess.Popen(
+                    [prefect, "worker", "start", "--pool", pool, "--type", "process"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         started = time.monotonic()
         result = svd_flow(project_dir=str(proj), work_pools=True, worker_project_dir=str(proj))
         assert time.monotonic() - started < 300

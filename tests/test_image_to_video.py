@@ -38,10 +38,11 @@ def test_extended_unet_predicts_exactly_what_its_parent_did():
     parent = _t2v_unet()
     child = i2v.extend_for_images(parent).eval()
     assert dict(child.config)["in_channels"] == 16 and child.config.projection_class_embeddings_input_dim == 96
-    assert dict(child.config) == {**dict(parent.config), "in_channels": 16,
-                                  "projection_class_embeddings_input_dim": 96}
-    assert {k: v for k, v in child.config.items() if not k.startswith("_")} == \
-        {**image_to_video_config(TINY_UNET_PARAMS), "sample_size": parent.config.sample_size}
+    assert dict(child.config) == {**dict(parent.config), "in_channels": 16, "projection_class_embeddings_input_dim": 96}
+    assert {k: v for k, v in child.config.items() if not k.startswith("_")} == {
+        **image_to_video_config(TINY_UNET_PARAMS),
+        "sample_size": parent.config.sample_size,
+    }
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 8, 4, 6, generator=g)
     concat = torch.randn(2, 4, 8, 4, 6, generator=g) * 3  # whatever the conditioning latent and cond_aug hold
@@ -49,19 +50,27 @@ def test_extended_unet_predicts_exactly_what_its_parent_did():
     t = torch.tensor([0.3, -0.5])
     with torch.no_grad():
         want = parent(x, t, context, added_time_ids=torch.tensor([[3.0, 120.0], [7.0, 30.0]])).sample
-        got = child(torch.cat([x, concat], 2), t, context,
-                    added_time_ids=torch.tensor([[3.0, 120.0, 0.07], [7.0, 30.0, 0.5]])).sample
+        got = child(
+            torch.cat([x, concat], 2), t, context, added_time_ids=torch.tensor([[3.0, 120.0, 0.07], [7.0, 30.0, 0.5]])
+        ).sample
     assert torch.equal(got, want)
     # and the new inputs are live: their weights get gradients
-    loss = child(torch.cat([x, concat], 2), t, context,
-                 added_time_ids=torch.tensor([[3.0, 120.0, 0.07], [7.0, 30.0, 0.5]])).sample.square().mean()
+    loss = (
+        child(
+            torch.cat([x, concat], 2), t, context, added_time_ids=torch.tensor([[3.0, 120.0, 0.07], [7.0, 30.0, 0.5]])
+        )
+        .sample.square()
+        .mean()
+    )
     loss.backward()
     assert child.conv_in.weight.grad[:, 8:].abs().sum() > 0
     assert child.add_embedding.linear_1.weight.grad[:, 64:].abs().sum() > 0
     # the task names exactly the zero columns it added (their lr scale), and none when it continues a model
     parts = i2v.TASK.new_inputs(child, "extended:parent/unet")
-    assert [(p.shape, d, s) for p, d, s in parts] == [(child.conv_in.weight.shape, 1, 8),
-                                                     (child.add_embedding.linear_1.weight.shape, 1, 64)]
+    assert [(p.shape, d, s) for p, d, s in parts] == [
+        (child.conv_in.weight.shape, 1, 8),
+        (child.add_embedding.linear_1.weight.shape, 1, 64),
+    ]
     assert all(not p.detach()[:, s:].any() and p.detach()[:, :s].any() for p, d, s in parts)
     assert i2v.TASK.new_inputs(child, "continued:i2v/unet") == []
     with pytest.raises(ValueError, match="not a text-to-video model"):
@@ -83,11 +92,18 @@ def _pipeline(unet, vae, encoder):
 
     from svd.models.image_encoder import CLIP_MEAN, CLIP_STD
 
-    scheduler = EulerDiscreteScheduler(prediction_type="v_prediction", use_karras_sigmas=True, sigma_min=0.002,
-                                       sigma_max=700.0, timestep_type="continuous", interpolation_type="linear")
+    scheduler = EulerDiscreteScheduler(
+        prediction_type="v_prediction",
+        use_karras_sigmas=True,
+        sigma_min=0.002,
+        sigma_max=700.0,
+        timestep_type="continuous",
+        interpolation_type="linear",
+    )
     extractor = CLIPImageProcessor(image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
-    return StableVideoDiffusionPipeline(vae=vae, image_encoder=encoder.model, unet=unet, scheduler=scheduler,
-                                        feature_extractor=extractor)
+    return StableVideoDiffusionPipeline(
+        vae=vae, image_encoder=encoder.model, unet=unet, scheduler=scheduler, feature_extractor=extractor
+    )
 
 
 def test_conditioning_matches_diffusers_pipeline():
@@ -110,11 +126,15 @@ def test_conditioning_matches_diffusers_pipeline():
 
 def _data(n=6, t=4):
     g = torch.Generator().manual_seed(3)
-    return i2v.ImageWindows(latents=torch.randn(n, t, 8, 4, 6, generator=g),
-                            cond_frames=torch.rand(3, 3, 16, 24, generator=g) * 2 - 1,
-                            embeds=torch.randn(3, 1, 64, generator=g),
-                            cond_index=torch.tensor([0, 1, 2, 0, 1, 2]), fps_id=torch.full((n,), 3),
-                            motion_bucket=torch.arange(n) * 40, clip_ids=[f"c{i}" for i in range(n)])
+    return i2v.ImageWindows(
+        latents=torch.randn(n, t, 8, 4, 6, generator=g),
+        cond_frames=torch.rand(3, 3, 16, 24, generator=g) * 2 - 1,
+        embeds=torch.randn(3, 1, 64, generator=g),
+        cond_index=torch.tensor([0, 1, 2, 0, 1, 2]),
+        fps_id=torch.full((n,), 3),
+        motion_bucket=torch.arange(n) * 40,
+        clip_ids=[f"c{i}" for i in range(n)],
+    )
 
 
 def test_training_step_conditions_like_svd():
@@ -131,8 +151,13 @@ def test_training_step_conditions_like_svd():
         return forward(sample, timestep, encoder_hidden_states, added_time_ids=added_time_ids, **kw)
 
     unet.forward = spy
-    step = i2v.make_step(DenoiserConfig(1.0, 0.7, 1.6), data, vae, cond_aug=(-3.0, 0.5),
-                         dropout={"image": 0.0, "latent": 0.0, "both": 0.0})
+    step = i2v.make_step(
+        DenoiserConfig(1.0, 0.7, 1.6),
+        data,
+        vae,
+        cond_aug=(-3.0, 0.5),
+        dropout={"image": 0.0, "latent": 0.0, "both": 0.0},
+    )
     batch = collate([i2v.ImageItems(data)[i] for i in range(4)])
     loss = step(unet, batch, StepRandom.of(torch.Generator().manual_seed(0)))
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -158,8 +183,13 @@ def test_dropout_masks_follow_their_rates():
     from svd.diffusion.edm import DenoiserConfig
 
     with pytest.raises(ValueError, match="cond_dropout"):
-        i2v.make_step(DenoiserConfig(1.0, 0.0, 1.0), _data(), _vae(), cond_aug=(-3, 0.5),
-                      dropout={"image": 0.6, "latent": 0.5, "both": 0.0})
+        i2v.make_step(
+            DenoiserConfig(1.0, 0.0, 1.0),
+            _data(),
+            _vae(),
+            cond_aug=(-3, 0.5),
+            dropout={"image": 0.6, "latent": 0.5, "both": 0.0},
+        )
 
 
 def test_sampler_zeroes_both_conditions_in_the_unconditional_branch_and_guides_per_frame():
@@ -181,11 +211,11 @@ def test_sampler_zeroes_both_conditions_in_the_unconditional_branch_and_guides_p
     assert c_lat.abs().sum() > 0 and c_ctx.abs().sum() > 0
     assert u_lat.abs().sum() == 0 and u_ctx.abs().sum() == 0  # the reference sampler's unconditional branch
     assert torch.equal(c_ids, torch.tensor([[3.0, 10.0, 0.02], [3.0, 200.0, 0.02]]))
+    assert torch.equal(u_ids, c_ids)  # both branches see the same fps, motion and cond_aug
     calls.clear()
     b = i2v.generate(unet, vae, encoder, images, guidance=(1.0, 2.5), **kw)
     assert np.array_equal(a, b)  # seeded
-    one = i2v.generate(unet, vae, encoder, images[1:], guidance=(1.0, 2.5),
-                       **{**kw, "seed": 6, "motion_bucket": 200.0})
+    one = i2v.generate(unet, vae, encoder, images[1:], guidance=(1.0, 2.5), **{**kw, "seed": 6, "motion_bucket": 200.0})
     # sample i depends on seed + i only, not on the batch (up to float rounding of batched kernels)
     assert np.abs(one[0].astype(int) - a[1]).max() <= 1
     calls.clear()
@@ -236,11 +266,25 @@ def _model_folder(tmp_path):
     _vae().save_pretrained(folder / "vae")
     encoder = _encoder()
     save_image_encoder(encoder, folder)
-    meta = {"stage": "i2v", "kind": "image-to-video", "profile": "tiny", "vae": "vae", "size": [16, 24],
-            "latent_size": [4, 6], "frames": 4, "fps": 4.0, "motion_bucket": 60.0, "motion_range": [0.0, 120.0],
-            "image_encoder": "image_encoder", "image_encoder_backend": encoder.backend,
-            "image_encoder_pretrained": False, "image_encoder_seed": 0, "guidance": [1.0, 2.5], "sample_steps": 4,
-            "cond_aug": 0.02}
+    meta = {
+        "stage": "i2v",
+        "kind": "image-to-video",
+        "profile": "tiny",
+        "vae": "vae",
+        "size": [16, 24],
+        "latent_size": [4, 6],
+        "frames": 4,
+        "fps": 4.0,
+        "motion_bucket": 60.0,
+        "motion_range": [0.0, 120.0],
+        "image_encoder": "image_encoder",
+        "image_encoder_backend": encoder.backend,
+        "image_encoder_pretrained": False,
+        "image_encoder_seed": 0,
+        "guidance": [1.0, 2.5],
+        "sample_steps": 4,
+        "cond_aug": 0.02,
+    }
     (folder / "svd_model.json").write_text(json.dumps(meta))
     return folder
 
@@ -266,17 +310,48 @@ def test_exported_pipeline_gives_our_frames(tmp_path):
     noise = torch.randn(1, 4, 8, 4, 6, generator=torch.Generator().manual_seed(1))
     aug = torch.randn(1, 3, 16, 24, generator=torch.Generator().manual_seed(2))
     call = report["call"]
-    theirs = pipe(Image.fromarray(frame), height=16, width=24, num_frames=4, num_inference_steps=4, fps=4,
-                  motion_bucket_id=60, noise_aug_strength=0.02, min_guidance_scale=1.0, max_guidance_scale=2.5,
-                  generator=torch.Generator().manual_seed(2), latents=noise, output_type="np").frames[0]
-    assert call == {"height": 16, "width": 24, "num_frames": 4, "fps": 4.0, "motion_bucket_id": 60.0,
-                    "noise_aug_strength": 0.02, "min_guidance_scale": 1.0, "max_guidance_scale": 2.5,
-                    "num_inference_steps": 4}
+    theirs = pipe(
+        Image.fromarray(frame),
+        height=16,
+        width=24,
+        num_frames=4,
+        num_inference_steps=4,
+        fps=4,
+        motion_bucket_id=60,
+        noise_aug_strength=0.02,
+        min_guidance_scale=1.0,
+        max_guidance_scale=2.5,
+        generator=torch.Generator().manual_seed(2),
+        latents=noise,
+        output_type="np",
+    ).frames[0]
+    assert call == {
+        "height": 16,
+        "width": 24,
+        "num_frames": 4,
+        "fps": 4.0,
+        "motion_bucket_id": 60.0,
+        "noise_aug_strength": 0.02,
+        "min_guidance_scale": 1.0,
+        "max_guidance_scale": 2.5,
+        "num_inference_steps": 4,
+    }
     model = load_model(folder)
-    ours = i2v.generate(model["unet"], model["vae"], model["image_encoder"],
-                        torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 127.5 - 1, num_frames=4, steps=4,
-                        guidance=(1.0, 2.5), seed=0, fps=4.0, motion_bucket=60.0, cond_aug=0.02, noise=noise,
-                        aug_noise=aug)[0]
+    ours = i2v.generate(
+        model["unet"],
+        model["vae"],
+        model["image_encoder"],
+        torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 127.5 - 1,
+        num_frames=4,
+        steps=4,
+        guidance=(1.0, 2.5),
+        seed=0,
+        fps=4.0,
+        motion_bucket=60.0,
+        cond_aug=0.02,
+        noise=noise,
+        aug_noise=aug,
+    )[0]
     diff = np.abs(ours.astype(np.float64) - np.asarray(theirs) * 255.0)
     print("max abs difference (0-255):", diff.max(), "mean:", diff.mean())
     assert diff.max() <= 1.0, diff.max()
@@ -292,8 +367,7 @@ def test_export_refuses_a_text_to_video_model(tmp_path):
 
     folder = _model_folder(tmp_path)
     meta = json.loads((folder / "svd_model.json").read_text())
-    meta.update(kind="text-to-video", text_model="svd-tiny-text", text_pretrained=None, text_seed=0,
-                text_token_std=1.0)
+    meta.update(kind="text-to-video", text_model="svd-tiny-text", text_pretrained=None, text_seed=0, text_token_std=1.0)
     (folder / "svd_model.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match="image-to-video models only"):
         export_model(load_params("params.yaml"), folder, tmp_path / "out")
@@ -308,7 +382,7 @@ def _video(positions, size=(40, 64), side=8, extra=None):
         for p in (pos, extra[i] if extra else None):
             if p is not None:
                 x, y = p
-                f[y:y + side, x:x + side] = (230, 25, 25)
+                f[y : y + side, x : x + side] = (230, 25, 25)
         frames.append(f)
     return np.stack(frames)
 
@@ -352,7 +426,7 @@ def test_psnr_and_scene_psnr_against_a_hand_computed_reference():
     for t in range(8):
         union = np.zeros((40, 64), bool)
         union[8:20, 2:14] = True
-        union[8:20, 2 + 3 * t:14 + 3 * t] = True
+        union[8:20, 2 + 3 * t : 14 + 3 * t] = True
         outside += (~union).sum()
     want = 10 * np.log10(255**2 / (12**2 * 8 * 10 * 64 / outside))
     # (the colour rule's 3x3 median rounds the square's corners, so a few corner pixels count as outside: 0.01 dB)

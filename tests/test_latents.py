@@ -18,13 +18,28 @@ from svd.training.latents import (
 )
 
 
-@pytest.mark.parametrize("flip,text,want", [
-    ("hflip", "a red circle moving left, the camera pans right", "a red circle moving right, the camera pans left"),
-    ("vflip", "a blue square moving up and a red circle moving left", "a blue square moving down and a red circle moving left"),
-    ("reverse", "a green circle moving down, the camera zooms in", "a green circle moving up, the camera zooms out"),
-    ("hflip", "Left of a yellow square standing still", "Right of a yellow square standing still"),
-    ("reverse", "a lightning bolt, outdoors", "a lightning bolt, outdoors"),  # words containing 'in'/'out' untouched
-])
+@pytest.mark.parametrize(
+    "flip,text,want",
+    [
+        ("hflip", "a red circle moving left, the camera pans right", "a red circle moving right, the camera pans left"),
+        (
+            "vflip",
+            "a blue square moving up and a red circle moving left",
+            "a blue square moving down and a red circle moving left",
+        ),
+        (
+            "reverse",
+            "a green circle moving down, the camera zooms in",
+            "a green circle moving up, the camera zooms out",
+        ),
+        ("hflip", "Left of a yellow square standing still", "Right of a yellow square standing still"),
+        (
+            "reverse",
+            "a lightning bolt, outdoors",
+            "a lightning bolt, outdoors",
+        ),  # words containing 'in'/'out' untouched
+    ],
+)
 def test_flip_caption(flip, text, want):
     assert flip_caption(text, flip) == want
 
@@ -70,8 +85,9 @@ def test_read_windows_and_encode(small_curated):
 
 def test_reversed_windows_share_frames(small_curated):
     _, curated = small_curated
-    w = read_windows(CuratedSet(curated), num_frames=3, fps=6.0, size=(16, 16), windows_per_clip=2,
-                     augment=["reverse", "hflip"])
+    w = read_windows(
+        CuratedSet(curated), num_frames=3, fps=6.0, size=(16, 16), windows_per_clip=2, augment=["reverse", "hflip"]
+    )
     assert w.flips[:4] == ["none", "reverse", "hflip", "reverse+hflip"]
     assert torch.equal(w.video(1), w.video(0).flip(0))
     assert torch.equal(w.video(3), w.video(0).flip(0).flip(-1))

@@ -4,10 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import PARAMS
 from svd.config import Motion, load_params
 from svd.curation.motion import motion_score
-
-from conftest import PARAMS
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def pan(h, w, speed, n=5, fps=2.0, vertical=False, seed=1):
     frames = []
     for i in range(n):
         d = int(round(speed * min(h, w) * i / fps))
-        frames.append(big[d:d + h, w:2 * w].copy() if vertical else big[h:2 * h, d:d + w].copy())
+        frames.append(big[d : d + h, w : 2 * w].copy() if vertical else big[h : 2 * h, d : d + w].copy())
     return frames
 
 
@@ -76,8 +75,10 @@ def test_noise_and_compression_read_as_still(cfg):
     rng = np.random.default_rng(0)
     f = texture(144, 256, seed=3)
     noisy = [np.clip(f + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8) for _ in range(5)]
-    jpeg = [cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
-            for q in (25, 40, 55, 70, 30)]
+    jpeg = [
+        cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
+        for q in (25, 40, 55, 70, 30)
+    ]
     slow = motion_score(pan(144, 256, 0.05), cfg)
     for frames in (noisy, jpeg):
         s = motion_score(frames, cfg)
@@ -94,7 +95,7 @@ def test_object_motion_counts(cfg):
     for i in range(5):
         f = bg.copy()
         x = 20 + int(round(0.2 * 144 * i / 2.0))
-        f[48:96, x:x + 48] = obj
+        f[48:96, x : x + 48] = obj
         frames.append(f)
     s = motion_score(frames, cfg)
     ideal = 48 * 48 / (144 * 256) * 0.2

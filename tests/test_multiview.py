@@ -92,8 +92,9 @@ def test_lpips_uses_the_shipped_linear_layers(lpips_random):
 
     import lpips
 
-    shipped = torch.load(Path(inspect.getfile(lpips.LPIPS)).parent / "weights/v0.1/alex.pth", map_location="cpu",
-                         weights_only=True)
+    shipped = torch.load(
+        Path(inspect.getfile(lpips.LPIPS)).parent / "weights/v0.1/alex.pth", map_location="cpu", weights_only=True
+    )
     state = lpips_random.model.state_dict()
     for key, value in shipped.items():
         assert torch.equal(state[key], value), key
@@ -104,7 +105,7 @@ def test_lpips_scales_inputs_to_minus_one_one_once(lpips_random):
     hook = lpips_random.model.scaling_layer.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
     try:
         frames = np.zeros((2, SIZE, SIZE, 3), np.uint8)
-        frames[:, :, SIZE // 2:] = 255
+        frames[:, :, SIZE // 2 :] = 255
         lpips_random(frames, frames[::-1].copy())
     finally:
         hook.remove()
@@ -147,19 +148,27 @@ def test_lpips_alexnet_file_matches_in_memory_weights(tmp_path, cube, lpips_rand
     assert scorer.pretrained and scorer.backbone == str(path)
 
     ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()  # shipped linear layers, random trunk
-    for name, part in ref.net.named_children():  # put the in-memory AlexNet layers in place
+    for part in ref.net.children():  # put the in-memory AlexNet layers in place
         for child in list(part._modules):
             part._modules[child] = alex.features[int(child)]
     real, fake = cube[:4], noisy(cube[:4], 20)
     with torch.inference_mode():
-        expected = ref(torch.from_numpy(real).permute(0, 3, 1, 2) / 127.5 - 1,
-                       torch.from_numpy(fake).permute(0, 3, 1, 2) / 127.5 - 1).reshape(-1).numpy()
+        expected = (
+            ref(
+                torch.from_numpy(real).permute(0, 3, 1, 2) / 127.5 - 1,
+                torch.from_numpy(fake).permute(0, 3, 1, 2) / 127.5 - 1,
+            )
+            .reshape(-1)
+            .numpy()
+        )
     got = scorer(real, fake)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
     assert not np.allclose(got, lpips_random(real, fake))  # the file really replaced the random trunk
 
-    torch.save({f"{k.split('.', 1)[1]}": v for k, v in alex.state_dict().items() if k.startswith("features.")},
-               tmp_path / "features.pth")  # a features-only state dict works too
+    torch.save(
+        {f"{k.split('.', 1)[1]}": v for k, v in alex.state_dict().items() if k.startswith("features.")},
+        tmp_path / "features.pth",
+    )  # a features-only state dict works too
     np.testing.assert_allclose(mv.LpipsScorer(str(tmp_path / "features.pth"))(real, fake), expected, rtol=1e-5)
 
 
@@ -273,8 +282,15 @@ def test_world_manifest_and_rgba_frames(tmp_path, cube):
 def test_failures_are_per_object(tmp_path, cube, lpips_random, clip_tiny):
     real, fake = tmp_path / "real", tmp_path / "fake"
     pyramid = orbit("pyramid", seed=2)
-    for name, frames in (("cube", cube), ("pyramid", pyramid), ("short", cube), ("broken", cube), ("big", cube),
-                         ("wide", cube), ("lonely", cube)):
+    for name, frames in (
+        ("cube", cube),
+        ("pyramid", pyramid),
+        ("short", cube),
+        ("broken", cube),
+        ("big", cube),
+        ("wide", cube),
+        ("lonely", cube),
+    ):
         write_pngs(real / name, frames if name != "big" else orbit("cube", size=64))
     write_pngs(fake / "cube", cube)
     write_pngs(fake / "pyramid", noisy(pyramid, 10))
@@ -305,8 +321,13 @@ def test_failures_are_per_object(tmp_path, cube, lpips_random, clip_tiny):
     with pytest.raises(InputError, match="no object names in common"):
         mv.evaluate_orbits({"a": mv.OrbitSource("a")}, {"b": mv.OrbitSource("b")}, params, lpips_random, clip_tiny)
     with pytest.raises(InputError, match="no orbit could be scored"):
-        mv.evaluate_orbits({"short": mv.scan_folder(real)["short"]}, {"short": mv.scan_folder(fake)["short"]},
-                           params, lpips_random, clip_tiny)
+        mv.evaluate_orbits(
+            {"short": mv.scan_folder(real)["short"]},
+            {"short": mv.scan_folder(fake)["short"]},
+            params,
+            lpips_random,
+            clip_tiny,
+        )
 
 
 def test_real_source_defaults_name_the_setting(tmp_path):
@@ -347,14 +368,28 @@ def test_cli_multiview_contract(tmp_path, monkeypatch, capsys, cube):
     reports = {}
     for name, fake in (("same", same), ("worse", worse)):
         out = tmp_path / f"{name}.json"
-        code, stdout, stderr = _svd(monkeypatch, capsys, "evaluate", "multiview", "--real", str(real),
-                                    "--fake", str(fake), "--out", str(out))
+        code, stdout, stderr = _svd(
+            monkeypatch, capsys, "evaluate", "multiview", "--real", str(real), "--fake", str(fake), "--out", str(out)
+        )
         assert code == 0, stderr
         assert json.loads(stdout)["out"] == str(out)
         reports[name] = json.loads(out.read_text())
     same_r, worse_r = reports["same"], reports["worse"]
-    for key in ("psnr", "lpips", "clip_s", "n_objects", "n_failed", "objects", "failed", "backbones", "paper",
-                "lpips_backbone", "clip_backbone", "frames", "averaging"):
+    for key in (
+        "psnr",
+        "lpips",
+        "clip_s",
+        "n_objects",
+        "n_failed",
+        "objects",
+        "failed",
+        "backbones",
+        "paper",
+        "lpips_backbone",
+        "clip_backbone",
+        "frames",
+        "averaging",
+    ):
         assert key in same_r, key
     assert same_r["n_objects"] == 2 and same_r["n_failed"] == 0 and set(same_r["objects"]) == {"cube", "pyramid"}
     assert same_r["lpips_backbone"] == "random" and same_r["clip_backbone"] == "random"
@@ -368,19 +403,34 @@ def test_cli_multiview_contract(tmp_path, monkeypatch, capsys, cube):
 
     # one object short of frames: recorded, the other still scored, a warning printed
     write_video(worse / "cube.mp4", cube[:10], fps=8)
-    code, _, stderr = _svd(monkeypatch, capsys, "evaluate", "multiview", "--real", str(real), "--fake", str(worse),
-                           "--out", str(tmp_path / "partial.json"))
+    code, _, stderr = _svd(
+        monkeypatch,
+        capsys,
+        "evaluate",
+        "multiview",
+        "--real",
+        str(real),
+        "--fake",
+        str(worse),
+        "--out",
+        str(tmp_path / "partial.json"),
+    )
     partial = json.loads((tmp_path / "partial.json").read_text())
     assert code == 0 and partial["n_objects"] == 1 and "10 frames" in partial["failed"]["cube"]
     assert "warning: cube" in stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--fake", "{tmp}/nowhere"], "--fake"),
-    (["--real", "{tmp}/nowhere", "--fake", "{tmp}"], "--real"),
-    (["--set", "evaluate.multiview.lpips_alexnet={tmp}/alexnet.pth", "--fake", "{tmp}/fake"],
-     "evaluate.multiview.lpips_alexnet"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fake", "{tmp}/nowhere"], "--fake"),
+        (["--real", "{tmp}/nowhere", "--fake", "{tmp}"], "--real"),
+        (
+            ["--set", "evaluate.multiview.lpips_alexnet={tmp}/alexnet.pth", "--fake", "{tmp}/fake"],
+            "evaluate.multiview.lpips_alexnet",
+        ),
+    ],
+)
 def test_cli_bad_inputs_exit_2(tmp_path, monkeypatch, capsys, cube, args, message):
     write_pngs(tmp_path / "fake" / "cube", cube[:2])
     write_pngs(tmp_path / "real" / "cube", cube[:2])
@@ -390,7 +440,6 @@ def test_cli_bad_inputs_exit_2(tmp_path, monkeypatch, capsys, cube, args, messag
     if "--real" not in rest:
         rest += ["--real", str(tmp_path / "real")]
     pre = [x for s in sets for x in ("--set", s)]
-    code, _, stderr = _svd(monkeypatch, capsys, *pre, "evaluate", "multiview", *rest,
-                           "--out", str(tmp_path / "m.json"))
+    code, _, stderr = _svd(monkeypatch, capsys, *pre, "evaluate", "multiview", *rest, "--out", str(tmp_path / "m.json"))
     assert code == 2
     assert stderr.startswith("error: ") and message in stderr and "Traceback" not in stderr

@@ -36,7 +36,7 @@ def _clip(colour, n=12, size=32):
     for t in range(n):
         frames[t, :, :] = 20
         x = 2 + t
-        frames[t, 8:16, x:x + 8] = colour
+        frames[t, 8:16, x : x + 8] = colour
     return frames
 
 
@@ -64,9 +64,11 @@ def make_db(path: Path, games) -> Path:
     con = sqlite3.connect(path)
     with con:
         for i, (a, b, outcome) in enumerate(games):
-            con.execute("INSERT INTO votes (ts, prompt, version_a, version_b, file_a, file_b, outcome, voter) "
-                        "VALUES (?, 'p', ?, ?, ?, ?, ?, 't')",
-                        (f"2026-01-01T00:00:{i:02d}.000000+00:00", a, b, f"{a}/x.mp4", f"{b}/x.mp4", outcome))
+            con.execute(
+                "INSERT INTO votes (ts, prompt, version_a, version_b, file_a, file_b, outcome, voter) "
+                "VALUES (?, 'p', ?, ?, ?, ?, ?, 't')",
+                (f"2026-01-01T00:00:{i:02d}.000000+00:00", a, b, f"{a}/x.mp4", f"{b}/x.mp4", outcome),
+            )
     con.close()
     return path
 
@@ -113,8 +115,8 @@ def test_batch_elo_equals_sequential_elo():
 def test_always_winning_version_ends_highest_with_interval(tmp_path):
     games = []
     for i in range(30):  # hq beats everyone; curated beats base; left/right alternate
-        for w, l in (("hq", "base"), ("hq", "curated"), ("curated", "base")):
-            games.append((w, l, "a") if i % 2 else (l, w, "b"))
+        for winner, loser in (("hq", "base"), ("hq", "curated"), ("curated", "base")):
+            games.append((winner, loser, "a") if i % 2 else (loser, winner, "b"))
     report = pref.elo_report(make_db(tmp_path / "v.sqlite", games), rounds=200, seed=3)
     assert report["ranking"] == ["hq", "curated", "base"]
     hq = report["ratings"]["hq"]
@@ -277,8 +279,7 @@ def test_vote_page_is_blind_and_rejects_bad_votes(videos, tmp_path):
         ({"data": {"token": "not-a-token", "choice": "left"}}, 404),
         ({"data": {"choice": "left"}}, 422),
         ({"data": {}}, 422),
-        ({"content": b"token=%ff%fe&&&choice", "headers": {"content-type": "application/x-www-form-urlencoded"}},
-         400),
+        ({"content": b"token=%ff%fe&&&choice", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 400),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
         ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, 400),
         ({"json": {"token": token, "choice": ["left"]}}, 422),
@@ -319,8 +320,10 @@ def _chromium():
     browser = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
     driver = shutil.which("chromedriver")
     if browser is None or driver is None:
-        pytest.skip("needs Debian's chromium and chromedriver: apt-get install -y chromium chromium-driver "
-                    "(make setup does this as root)")
+        pytest.skip(
+            "needs Debian's chromium and chromedriver: apt-get install -y chromium chromium-driver "
+            "(make setup does this as root)"
+        )
     return browser, driver
 
 
@@ -336,8 +339,11 @@ def live_server(videos, tmp_path):
 
     db = tmp_path / "browser.sqlite"
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(pref.create_app(pref.load_catalog(videos), db, seed=2),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            pref.create_app(pref.load_catalog(videos), db, seed=2), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -353,17 +359,25 @@ def test_headless_chromium_plays_both_videos_and_votes(live_server, tmp_path):
     browser, driver_path = _chromium()
     os.environ.setdefault("SE_OFFLINE", "true")  # selenium-manager must not reach for the network
     from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, db = live_server
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={tmp_path / 'profile'}",
-                "--no-first-run", "--disable-extensions", "--disable-background-networking"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+    ):
         options.add_argument(arg)
     drv = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     try:
@@ -373,8 +387,10 @@ def test_headless_chromium_plays_both_videos_and_votes(live_server, tmp_path):
         assert prompt in PROMPTS
         assert len(drv.find_elements(By.TAG_NAME, "video")) == 2
         # both decode and play: data for the current frame, not paused, time moving
-        state = ("return Array.from(document.querySelectorAll('video')).map(v => "
-                 "[v.readyState, v.paused, v.currentTime, v.videoWidth, v.error && v.error.code])")
+        state = (
+            "return Array.from(document.querySelectorAll('video')).map(v => "
+            "[v.readyState, v.paused, v.currentTime, v.videoWidth, v.error && v.error.code])"
+        )
         playing = lambda d: all(r[0] >= 2 and not r[1] and r[2] > 0 for r in d.execute_script(state))  # noqa: E731
         WebDriverWait(drv, 15).until(playing)
         assert all(r[3] == 32 and r[4] is None for r in drv.execute_script(state))
@@ -383,7 +399,8 @@ def test_headless_chromium_plays_both_videos_and_votes(live_server, tmp_path):
         drv.find_element(By.ID, "vote-right").click()
         # the page is replaced under the driver: elements of the old one go stale while it loads
         WebDriverWait(drv, 15, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(
-            lambda d: d.find_element(By.NAME, "token").get_attribute("value") != token)
+            lambda d: d.find_element(By.NAME, "token").get_attribute("value") != token
+        )
         rows = pref.read_votes(db)
         assert len(rows) == 1 and rows[0]["outcome"] == "b" and rows[0]["prompt"] == prompt
         # the next pair is on screen and playing
@@ -406,8 +423,23 @@ def test_cli_elo_prints_and_writes_json(tmp_path):
 
     db = make_db(tmp_path / "v.sqlite", [("hq", "base", "a"), ("base", "hq", "b"), ("hq", "base", "tie")])
     out = tmp_path / "m" / "elo.json"
-    result = CliRunner().invoke(app, ["--params", str(ROOT / "params.yaml"), "evaluate", "elo", "--db", str(db),
-                                      "--k", "16", "--bootstrap", "50", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--params",
+            str(ROOT / "params.yaml"),
+            "evaluate",
+            "elo",
+            "--db",
+            str(db),
+            "--k",
+            "16",
+            "--bootstrap",
+            "50",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
     assert printed == json.loads(out.read_text())
@@ -470,8 +502,13 @@ def _listeners(port: int) -> set[str]:
 def test_cli_serve_binds_localhost_and_serves(videos, tmp_path):
     port = _free_port()
     db = tmp_path / "cli.sqlite"
-    proc = subprocess.Popen([str(SVD), "evaluate", "preference-serve", "--videos", str(videos), "--db", str(db),
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(SVD), "evaluate", "preference-serve", "--videos", str(videos), "--db", str(db), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -501,8 +538,10 @@ def test_registered_versions_are_laid_out_for_the_vote_page(videos, tmp_path):
     from svd import tracking
     from svd.config import load_params
 
-    params = load_params(ROOT / "params.yaml", overrides=[f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db",
-                                                          f"paths.mlflow_artifacts={tmp_path}/artifacts"])
+    params = load_params(
+        ROOT / "params.yaml",
+        overrides=[f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db", f"paths.mlflow_artifacts={tmp_path}/artifacts"],
+    )
     runs = {}
     for version in ("base", "curated"):  # what `svd train` logs: the final samples under samples/, then a version
         model = tmp_path / "models" / version
@@ -515,20 +554,28 @@ def test_registered_versions_are_laid_out_for_the_vote_page(videos, tmp_path):
             tracking.register_folder(params, model, "svd-t2v", [version], include=["unet"])
             runs[version] = run.info.run_id
     with tracking.stage_run(params, "register"):  # the gate's own version: its lineage names the training run
-        tracking.register_folder(params, tmp_path / "models" / "curated", "svd-t2v", ["champion"], include=["unet"],
-                                 tags={"svd.lineage.train_run_id": runs["curated"]})
+        tracking.register_folder(
+            params,
+            tmp_path / "models" / "curated",
+            "svd-t2v",
+            ["champion"],
+            include=["unet"],
+            tags={"svd.lineage.train_run_id": runs["curated"]},
+        )
     hq = tmp_path / "models" / "hq"  # and an unregistered model folder
     (hq / "samples").mkdir(parents=True)
     for f in (videos / "hq").iterdir():
         shutil.copy2(f, hq / "samples" / f.name)
 
-    out = pref.gather_versions(params, ["models:/svd-t2v@base", "models:/svd-t2v@champion", str(hq)],
-                               tmp_path / "gathered")
+    out = pref.gather_versions(
+        params, ["models:/svd-t2v@base", "models:/svd-t2v@champion", str(hq)], tmp_path / "gathered"
+    )
     catalog = pref.load_catalog(out)
     assert catalog.versions == ["hq", "svd-t2v-v1", "svd-t2v-v3"]
     assert len(catalog.videos) == 3 * len(PROMPTS) and len(catalog.shared) == 3
-    assert json.loads((out / "svd-t2v-v3" / "prompts.json").read_text()) == \
-        json.loads((videos / "curated" / "prompts.json").read_text())
+    assert json.loads((out / "svd-t2v-v3" / "prompts.json").read_text()) == json.loads(
+        (videos / "curated" / "prompts.json").read_text()
+    )
 
     with pytest.raises(InputError, match="not in the MLflow registry"):
         pref.gather_versions(params, ["models:/svd-t2v@nobody"], tmp_path / "x")

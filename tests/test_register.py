@@ -28,9 +28,19 @@ def store(tmp_path_factory):
     (curated / "clips.parquet").write_bytes(b"not really parquet, only hashed")
     (curated / "clips").mkdir()
     (curated / "clips" / "a.mp4").write_bytes(b"clip bytes")
-    return {"base": base, "sets": [f"paths.mlflow_uri=sqlite:///{base}/mlruns/mlflow.db",
-                                   f"paths.mlflow_artifacts={base}/mlruns/artifacts", f"paths.curated={curated}",
-                                   f"paths.models={base}/models"]}
+    return {
+        "base": base,
+        "sets": [
+            f"paths.mlflow_uri=sqlite:///{base}/mlruns/mlflow.db",
+            f"paths.mlflow_artifacts={base}/mlruns/artifacts",
+            f"paths.curated={curated}",
+            f"paths.models={base}/models",
+            # the point-value gate; the significance gate has tests of its own below
+            "register.require={}",
+            "register.significance=false",
+            "register.features=null",
+        ],
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +66,9 @@ def fake_model(path: Path, seed: int, stage="hq", profile="tiny", **meta) -> Pat
     (path / "vae" / "config.json").write_text("{}")
     (path / "checkpoints").mkdir()
     (path / "checkpoints" / "state.bin").write_bytes(b"optimizer state is not shipped")
-    (path / registry.MODEL_FILE).write_text(json.dumps({"stage": stage, "kind": "text-to-video", "profile": profile,
-                                                        "vae": "vae", **meta}))
+    (path / registry.MODEL_FILE).write_text(
+        json.dumps({"stage": stage, "kind": "text-to-video", "profile": profile, "vae": "vae", **meta})
+    )
     return path
 
 
@@ -122,8 +133,8 @@ def test_floors_block_even_the_first_champion(store, tmp_path, name):
     extra = ("register.require={colour_accuracy: 0.5}",)
     low = reg(store, tmp_path, name, 1, *extra, fvd=10.0, colour_accuracy=0.3)
     assert low["aliases"] == ["candidate"] and low["champion_version"] is None
-    assert "colour_accuracy 0.3 is below its floor 0.5" in low["gate"]["reason"]
-    assert low["gate"]["floors"] == {"colour_accuracy": {"value": 0.3, "floor": 0.5, "ok": False}}
+    assert "colour_accuracy 0.3 (lower bound 0.3) is below its floor 0.5" in low["gate"]["reason"]
+    assert low["gate"]["floors"] == {"colour_accuracy": {"value": 0.3, "lower_bound": 0.3, "floor": 0.5, "ok": False}}
     ok = reg(store, tmp_path, name, 2, *extra, fvd=12.0, colour_accuracy=0.6)
     assert ok["champion_version"] == "2" and ok["gate"]["reason"] == "no champion yet"
     # a better fvd under the floor never wins, --force or not
@@ -143,6 +154,100 @@ def test_champion_without_the_metric_needs_force(store, tmp_path, name):
     tags = client(store).get_model_version(name, "3").tags
     assert tags["svd.register.force"] == "true" and tags["svd.gate.forced"] == "true"
     assert client(store).get_model_version(name, "2").tags["svd.register.force"] == "false"
+
+
+# ---------------------------------------------------------------- the significance gate
+def _evaluation(tmp: Path, seed: int, real, fake, correct, plan="plan-a", extractor="net-a") -> tuple[Path, dict]:
+    """An evaluation as `svd evaluate video` leaves it: features.npz and the metrics with their intervals."""
+    import numpy as np
+
+    from svd.evaluation.fvd import frechet_distance, fvd_interval
+    from svd.evaluation.intervals import mean_interval
+
+    features = tmp / f"features{seed}.npz"
+    colour = np.asarray(correct, dtype=np.float64)
+    with open(features, "wb") as f:
+        np.savez(
+            f,
+            real=real,
+            fake=fake,
+            colour_accuracy=colour,
+            direction_accuracy=colour,
+            extractor=np.str_(extractor),
+            real_n=np.int64(len(real)),
+            plan=np.str_(plan),
+        )
+    fvd, span = frechet_distance(real, fake), fvd_interval(real, fake, rounds=200, seed=0)
+    c = mean_interval(colour, rounds=200, seed=0)
+    return features, {
+        "fvd": fvd,
+        "fvd_lo": span["lo"],
+        "fvd_hi": span["hi"],
+        "colour_accuracy": c["mean"],
+        "colour_accuracy_lo": c["lo"],
+        "colour_accuracy_hi": c["hi"],
+    }
+
+
+def test_significance_gate_waits_for_an_interval_and_respects_floors(store, tmp_path, name):
+    """The champion moves only when the paired interval of the FVD difference clears zero: a candidate that is
+    better by less than that (another draw of the same generator, better on the point value) stays a candidate, a
+    clearly better one moves; one below a floor's lower bound never moves; a champion scored with another feature
+    net or sample plan cannot be compared."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(64, 8))
+    draws = [rng.normal(size=(64, 8)) + 0.8 for _ in range(12)]  # one generator, twelve sets of samples
+    from svd.evaluation.fvd import frechet_distance
+
+    scores = [frechet_distance(real, d) for d in draws]
+    champ_i = int(np.argsort(scores)[6])  # a middling draw is the champion
+    lucky_i = int(np.argsort(scores)[0])  # the luckiest draw: a better point value, the same generator
+    ok = [True] * 48 + [False] * 16
+    sets = ("register.significance=true", "register.require={colour_accuracy: 0.5}", "register.bootstrap=400")
+
+    def register(seed, fake, correct=ok, **kw):
+        features, values = _evaluation(tmp_path, seed, real, fake, correct, **kw)
+        return reg(store, tmp_path, name, seed, *sets, f"register.features={features}", **values)
+
+    first = register(1, draws[champ_i])
+    assert first["champion_version"] == "1" and first["gate"]["reason"] == "no champion yet"
+    lucky = register(2, draws[lucky_i])
+    assert scores[lucky_i] < scores[champ_i]  # the point-value gate would have moved
+    g = lucky["gate"]
+    assert lucky["champion_version"] == "1" and not g["moved"] and "not significantly better" in g["reason"]
+    assert g["paired"]["lo"] < 0 < g["paired"]["hi"]
+
+    better = draws[champ_i] - 0.6  # the same samples, much nearer the real set
+    low = register(3, better, correct=[True] * 20 + [False] * 44)  # colour 0.31, its lower bound under 0.5
+    assert low["champion_version"] == "1" and "below its floor" in low["gate"]["reason"]
+    clear = register(4, better)
+    g = clear["gate"]
+    assert clear["champion_version"] == "4" and g["moved"] and g["paired"]["hi"] < 0, g
+    tags = client(store).get_model_version(name, "4").tags
+    assert json.loads(tags["svd.gate.paired"])["hi"] < 0 and tags[registry.FEATURES_TAG]
+
+    other = register(5, better - 0.1, extractor="net-b")
+    assert other["champion_version"] == "4" and "another feature network" in other["gate"]["reason"]
+    replan = register(6, better - 0.1, plan="plan-b")
+    assert replan["champion_version"] == "4" and "another plan" in replan["gate"]["reason"]
+
+
+def test_paired_comparison_of_accuracies():
+    import numpy as np
+
+    a = {
+        "real": np.zeros((4, 2)),
+        "fake": np.zeros((4, 2)),
+        "extractor": "x",
+        "plan": "p",
+        "colour_accuracy": np.array([1, 1, 1, 1, 1, 1, 0, np.nan] * 8, dtype=float),
+    }
+    b = {**a, "colour_accuracy": np.array([0, 0, 1, 0, 1, 0, 0, 1] * 8, dtype=float)}
+    paired, why = registry.paired_comparison("colour_accuracy", a, b, rounds=300, seed=0)
+    assert why is None and paired["diff"] == pytest.approx(6 / 7 - 2 / 7) and paired["lo"] > 0
+    assert registry.paired_comparison("direction_accuracy", a, b, rounds=10, seed=0)[1].startswith("no per-sample")
 
 
 def test_gate_function_edges():
@@ -187,12 +292,21 @@ def test_training_run_found_by_content(store, tmp_path, name):
     params = params_for(store)
     folder = fake_model(tmp_path / "m", 11)
     with tracking.stage_run(params, "train_hq") as train:  # what track_stage does after training
-        tracking.register_folder(params, folder, name, ["hq", "newest"], include=list(registry.INCLUDE),
-                                 tags={"svd.stage": "hq", "svd.profile": "tiny"})
+        tracking.register_folder(
+            params,
+            folder,
+            name,
+            ["hq", "newest"],
+            include=list(registry.INCLUDE),
+            tags={"svd.stage": "hq", "svd.profile": "tiny"},
+        )
     report = registry.register_model(params, folder, name=name, metrics=write_metrics(tmp_path / "e.json", fvd=1.0))
     # the training version itself becomes the candidate (and champion): no byte-identical second copy
-    assert report["version"] == "1" and report["created"] is False and "registered by its training run" in \
-        report["message"]
+    assert (
+        report["version"] == "1"
+        and report["created"] is False
+        and "registered by its training run" in report["message"]
+    )
     assert report["lineage"]["svd.lineage.train_run_id"] == train.info.run_id
     assert report["lineage"]["svd.lineage.train_version"] == "1"
     assert len(client(store).search_model_versions(f"name='{name}'")) == 1
@@ -203,13 +317,16 @@ def test_training_run_found_by_content(store, tmp_path, name):
     assert only.run_id == train.info.run_id and tags["svd.gate.moved"] == "true" and tags["svd.gate.run_id"]
     again = registry.register_model(params, folder, name=name, metrics=write_metrics(tmp_path / "e.json", fvd=1.0))
     assert again["created"] is False and again["duplicate_of"] == "1"  # the same content: nothing new
-    forced = registry.register_model(params, folder, name=name, force=True,
-                                     metrics=write_metrics(tmp_path / "e.json", fvd=1.0))
+    forced = registry.register_model(
+        params, folder, name=name, force=True, metrics=write_metrics(tmp_path / "e.json", fvd=1.0)
+    )
     assert forced["version"] == "2" and forced["created"] is True  # --force still stores a new version
     # a folder that records its run says so itself
     other = fake_model(tmp_path / "o", 12, mlflow_run_id="abc123")
     assert registry.find_training_origin([], json.loads((other / "svd_model.json").read_text()), "x") == {
-        "train_run_id": "abc123", "train_run_found_by": "svd_model.json"}
+        "train_run_id": "abc123",
+        "train_run_found_by": "svd_model.json",
+    }
 
 
 def test_fingerprint_match(store, tmp_path):
@@ -267,8 +384,9 @@ def test_default_name_is_the_stage_name(store, tmp_path):
     folder = fake_model(tmp_path / "m", 99)
     report = registry.register_model(params_for(store), folder, metrics=write_metrics(tmp_path / "e.json", fvd=3.0))
     assert report["name"] == REGISTERED_NAME["hq"]
-    named = registry.register_model(params_for(store, "register.name=from-params"), fake_model(tmp_path / "n", 98),
-                                    metrics=tmp_path / "e.json")
+    named = registry.register_model(
+        params_for(store, "register.name=from-params"), fake_model(tmp_path / "n", 98), metrics=tmp_path / "e.json"
+    )
     assert named["name"] == "from-params"
 
 
@@ -323,10 +441,16 @@ def _bad_folder(tmp_path: Path, case: str) -> Path:
     return folder
 
 
-BAD_FOLDERS = [("missing", "no such folder"), ("file", "no such folder"), ("no_json", "svd_model.json missing"),
-               ("bad_json", "not valid JSON"), ("no_profile", "records no profile"),
-               ("profile", "trained under profile 'a100' but the active profile is 'tiny'; pass --profile a100"),
-               ("no_unet", "has no unet/"), ("image", "stage-image model.*give --name")]
+BAD_FOLDERS = [
+    ("missing", "no such folder"),
+    ("file", "no such folder"),
+    ("no_json", "svd_model.json missing"),
+    ("bad_json", "not valid JSON"),
+    ("no_profile", "records no profile"),
+    ("profile", "trained under profile 'a100' but the active profile is 'tiny'; pass --profile a100"),
+    ("no_unet", "has no unet/"),
+    ("image", "stage-image model.*give --name"),
+]
 
 
 @pytest.mark.parametrize("case,message", BAD_FOLDERS, ids=[c[0] for c in BAD_FOLDERS])
@@ -350,14 +474,37 @@ def cli_args(store, *args):
 def test_cli_json_contract(store, tmp_path, name):
     folder = fake_model(tmp_path / "m", 5)
     metrics = write_metrics(tmp_path / "eval.json", fvd=3.0, colour_accuracy=0.5)
-    result = CliRunner().invoke(app, cli_args(store, "register", "--model", str(folder), "--name", name,
-                                              "--metrics", str(metrics)))
+    result = CliRunner().invoke(
+        app, cli_args(store, "register", "--model", str(folder), "--name", name, "--metrics", str(metrics))
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert set(out) == {"name", "version", "created", "duplicate_of", "run_id", "aliases", "champion_version", "gate",
-                        "lineage", "message"}
-    assert set(out["gate"]) == {"metric", "mode", "min_delta", "candidate", "champion", "champion_version", "floors",
-                                "moved", "forced", "reason"}
+    assert set(out) == {
+        "name",
+        "version",
+        "created",
+        "duplicate_of",
+        "run_id",
+        "aliases",
+        "champion_version",
+        "gate",
+        "lineage",
+        "message",
+    }
+    assert set(out["gate"]) == {
+        "metric",
+        "mode",
+        "min_delta",
+        "candidate",
+        "champion",
+        "champion_version",
+        "floors",
+        "moved",
+        "forced",
+        "reason",
+        "significance",
+        "paired",
+    }
     assert (out["name"], out["version"], out["aliases"]) == (name, "1", ["candidate", "champion"])
     assert out["gate"]["metric"] == "fvd" and out["gate"]["candidate"] == 3.0 and out["gate"]["moved"] is True
 
@@ -382,3 +529,11 @@ def test_params_without_a_register_block_still_load(tmp_path):
     (tmp_path / "old.yaml").write_text(yaml.safe_dump(raw))
     cfg = load_params(tmp_path / "old.yaml").register
     assert (cfg.metric, cfg.mode, cfg.min_delta, cfg.require) == ("fvd", "min", 0.0, {})
+
+
+def test_a_broken_features_file_is_refused_before_anything_is_written(store, tmp_path, name):
+    bad = tmp_path / "features.npz"
+    bad.write_bytes(b"not an npz archive")
+    with pytest.raises(InputError, match="not an evaluation features file"):
+        reg(store, tmp_path, name, 1, "register.significance=true", f"register.features={bad}", fvd=1.0)
+    assert client(store).search_registered_models(filter_string=f"name = '{name}'") == []

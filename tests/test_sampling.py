@@ -14,8 +14,9 @@ def ref_karras(n, smin, smax, rho):
     return np.array(out + [0.0])
 
 
-@pytest.mark.parametrize("n,smin,smax,rho", [(25, 0.002, 700.0, 7.0), (30, 0.002, 700.0, 7.0), (40, 0.002, 80, 7.0),
-                                             (7, 0.1, 10.0, 3.0)])
+@pytest.mark.parametrize(
+    "n,smin,smax,rho", [(25, 0.002, 700.0, 7.0), (30, 0.002, 700.0, 7.0), (40, 0.002, 80, 7.0), (7, 0.1, 10.0, 3.0)]
+)
 def test_karras_sigmas_match_formula(n, smin, smax, rho):
     s = karras_sigmas(n, smin, smax, rho)
     assert s.shape == (n + 1,) and s.dtype == torch.float64
@@ -109,8 +110,14 @@ def test_convergence_orders():
     exact = exact_flow(x_start, 80.0, 0.0)
 
     def err(method, n):
-        x = sample(gaussian_model_fn, noise.shape, karras_sigmas(n, 0.002, 80.0), method=method, noise=noise,
-                   dtype=torch.float64)
+        x = sample(
+            gaussian_model_fn,
+            noise.shape,
+            karras_sigmas(n, 0.002, 80.0),
+            method=method,
+            noise=noise,
+            dtype=torch.float64,
+        )
         return float((x - exact).abs().max())
 
     e = {m: [err(m, n) for n in (40, 80, 160)] for m in ("euler", "heun")}
@@ -145,8 +152,15 @@ def test_guided_denoise_matches_per_frame_numpy():
     x = rng.normal(size=(B, T, C, H, W)) * 3
     s = np.array([0.7, 4.0])
     w = np.array([1.0, 1.3, 1.9, 2.2, 2.5])
-    got = guided_denoise(frame_model_fn, torch.from_numpy(x), torch.from_numpy(s), {"y": Y_C}, {"y": Y_U},
-                         torch.from_numpy(w), frames_dim=1).numpy()
+    got = guided_denoise(
+        frame_model_fn,
+        torch.from_numpy(x),
+        torch.from_numpy(s),
+        {"y": Y_C},
+        {"y": Y_U},
+        torch.from_numpy(w),
+        frames_dim=1,
+    ).numpy()
     sb = s.reshape(-1, 1, 1, 1, 1)
     c_skip, c_out, c_in, c_noise = 1 / (sb**2 + 1), -sb / np.sqrt(sb**2 + 1), 1 / np.sqrt(sb**2 + 1), np.log(sb) / 4
 
@@ -159,8 +173,15 @@ def test_guided_denoise_matches_per_frame_numpy():
         want = d_u[:, f] + w[f] * (d_c[:, f] - d_u[:, f])
         np.testing.assert_allclose(got[:, f], want, rtol=1e-12, atol=1e-12)
     # frames_dim may be negative; the weights land on the same axis
-    got_neg = guided_denoise(frame_model_fn, torch.from_numpy(x), torch.from_numpy(s), {"y": Y_C}, {"y": Y_U},
-                             torch.from_numpy(w), frames_dim=-4).numpy()
+    got_neg = guided_denoise(
+        frame_model_fn,
+        torch.from_numpy(x),
+        torch.from_numpy(s),
+        {"y": Y_C},
+        {"y": Y_U},
+        torch.from_numpy(w),
+        frames_dim=-4,
+    ).numpy()
     np.testing.assert_array_equal(got_neg, got)
 
 
@@ -180,11 +201,28 @@ def test_per_frame_guidance_applies_each_weight_to_its_frame_only():
     sig = karras_sigmas(10, 0.002, 80.0)
     w = linear_frame_guidance(T, 1.0, 2.5)
     g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
-    per_frame = sample(frame_model_fn, (B, T, C, H, W), sig, {"y": Y_C}, {"y": Y_U}, w, generator=g(),
-                       frames_dim=1, dtype=torch.float64)
+    per_frame = sample(
+        frame_model_fn,
+        (B, T, C, H, W),
+        sig,
+        {"y": Y_C},
+        {"y": Y_U},
+        w,
+        generator=g(),
+        frames_dim=1,
+        dtype=torch.float64,
+    )
     for f in range(T):
-        scalar = sample(frame_model_fn, (B, T, C, H, W), sig, {"y": Y_C}, {"y": Y_U}, float(w[f]), generator=g(),
-                        dtype=torch.float64)
+        scalar = sample(
+            frame_model_fn,
+            (B, T, C, H, W),
+            sig,
+            {"y": Y_C},
+            {"y": Y_U},
+            float(w[f]),
+            generator=g(),
+            dtype=torch.float64,
+        )
         torch.testing.assert_close(per_frame[:, f], scalar[:, f], rtol=1e-12, atol=1e-12)
         others = [k for k in range(T) if abs(float(w[k]) - float(w[f])) > 1e-9]
         assert not torch.allclose(per_frame[:, others], scalar[:, others])
@@ -207,8 +245,16 @@ def test_seeds_make_samples_reproducible():
     sig = karras_sigmas(6, 0.002, 80.0)
 
     def run(seed, method):
-        return sample(frame_model_fn, (B, T, C, H, W), sig, {"y": Y_C}, {"y": Y_U}, 2.0, method=method,
-                      generator=torch.Generator().manual_seed(seed))
+        return sample(
+            frame_model_fn,
+            (B, T, C, H, W),
+            sig,
+            {"y": Y_C},
+            {"y": Y_U},
+            2.0,
+            method=method,
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     for method in ("euler", "heun"):
         a, b, c = run(7, method), run(7, method), run(8, method)
@@ -231,6 +277,13 @@ def test_sample_rejects_bad_schedules():
 
 def test_callback_sees_every_step():
     seen = []
-    sample(gaussian_model_fn, (4, 3), karras_sigmas(5, 0.002, 80.0), method="heun", dtype=torch.float64,
-           generator=torch.Generator().manual_seed(0), callback=lambda i, x, d: seen.append(i))
+    sample(
+        gaussian_model_fn,
+        (4, 3),
+        karras_sigmas(5, 0.002, 80.0),
+        method="heun",
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(0),
+        callback=lambda i, x, d: seen.append(i),
+    )
     assert seen == list(range(5))

@@ -44,8 +44,11 @@ def test_refusals_name_the_key(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(WeightsError, match=r"weights\.x: .* is a file; expected a folder holding config\.json"):
         local_or_cached(str(tmp_path / "file"), "weights.x", ["config.json"])
-    with pytest.raises(WeightsError, match=r"weights\.x: 'nobody/none' is neither a local folder nor a hub id in "
-                                           r"the local cache"):
+    with pytest.raises(
+        WeightsError,
+        match=r"weights\.x: 'nobody/none' is neither a local folder nor a hub id in "
+        r"the local cache",
+    ):
         local_or_cached("nobody/none", "weights.x", ["config.json"])
     assert local_or_cached(str(tmp_path), "weights.x", ["config.json"]) == tmp_path
 
@@ -56,8 +59,11 @@ def test_every_loader_refuses_the_same_way(tmp_path):
     from svd.tasks.image_to_video import pipeline_folder
 
     (tmp_path / "file").write_text("")
-    for load, key in ((lambda s: load_vae(s), "weights.vae"), (lambda s: load_image_encoder(s), "weights.image_encoder"),
-                      (lambda s: pipeline_folder(s, "weights.i2v_pipeline"), "weights.i2v_pipeline")):
+    for load, key in (
+        (lambda s: load_vae(s), "weights.vae"),
+        (lambda s: load_image_encoder(s), "weights.image_encoder"),
+        (lambda s: pipeline_folder(s, "weights.i2v_pipeline"), "weights.i2v_pipeline"),
+    ):
         with pytest.raises(WeightsError, match=rf"{key}: .*is a file"):
             load(str(tmp_path / "file"))
         with pytest.raises(WeightsError, match=rf"{key}: 'nobody/none' is neither"):

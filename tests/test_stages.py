@@ -20,24 +20,55 @@ from typer.testing import CliRunner
 from svd.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["threads=1", "train.vae.steps=6", "train.vae.batch=8", "train.vae.frames_per_clip=4",
-        "train.image.steps=6", "train.image.batch=8", "train.image.windows_per_clip=2",
-        "train.video.steps=6", "train.video.batch=4", "train.video.windows_per_clip=2",
-        "train.hq.steps=4", "train.hq.batch=4", "train.hq.windows_per_clip=2",
-        "train.ckpt_every=3", "train.log_every=2", "train.sample_every=6", "sample.eval_prompts=4", "sample.steps=3",
-        "train.video.fps=6.0", "train.hq.fps=6.0",
-        "train.i2v.steps=4", "train.i2v.batch=4", "train.i2v.windows_per_clip=2", "train.i2v.fps=6.0",
-        "train.i2v.sample_steps=3", "train.i2v_xt.steps=2", "train.i2v_xt.batch=2", "train.i2v_xt.frames=6",
-        "train.i2v_xt.windows_per_clip=1", "train.i2v_xt.sample_steps=2",
-        "evaluate.image_to_video.motion_clips=2", "evaluate.image_to_video.motion_buckets=3",
-        "evaluate.image_to_video.bootstrap=20"]
+FAST = [
+    "threads=1",
+    "train.vae.steps=6",
+    "train.vae.batch=8",
+    "train.vae.frames_per_clip=4",
+    "train.image.steps=6",
+    "train.image.batch=8",
+    "train.image.windows_per_clip=2",
+    "train.video.steps=6",
+    "train.video.batch=4",
+    "train.video.windows_per_clip=2",
+    "train.hq.steps=4",
+    "train.hq.batch=4",
+    "train.hq.windows_per_clip=2",
+    "train.ckpt_every=3",
+    "train.log_every=2",
+    "train.sample_every=6",
+    "sample.eval_prompts=4",
+    "sample.steps=3",
+    "train.video.fps=6.0",
+    "train.hq.fps=6.0",
+    "train.i2v.steps=4",
+    "train.i2v.batch=4",
+    "train.i2v.windows_per_clip=2",
+    "train.i2v.fps=6.0",
+    "train.i2v.sample_steps=3",
+    "train.i2v_xt.steps=2",
+    "train.i2v_xt.batch=2",
+    "train.i2v_xt.frames=6",
+    "train.i2v_xt.windows_per_clip=1",
+    "train.i2v_xt.sample_steps=2",
+    "evaluate.image_to_video.motion_clips=2",
+    "evaluate.image_to_video.motion_buckets=3",
+    "evaluate.image_to_video.bootstrap=20",
+]
 
 
 def write_params(tmp: Path, world: Path, curated: Path) -> Path:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["paths"].update({"world": str(world), "curated": str(curated), "models": str(tmp / "models"),
-                         "metrics": str(tmp / "metrics"), "mlflow_uri": f"sqlite:///{tmp}/mlruns/mlflow.db",
-                         "mlflow_artifacts": str(tmp / "mlruns" / "artifacts")})
+    raw["paths"].update(
+        {
+            "world": str(world),
+            "curated": str(curated),
+            "models": str(tmp / "models"),
+            "metrics": str(tmp / "metrics"),
+            "mlflow_uri": f"sqlite:///{tmp}/mlruns/mlflow.db",
+            "mlflow_artifacts": str(tmp / "mlruns" / "artifacts"),
+        }
+    )
     # no FVD net unless a test trains one: never the project's own models/fvd_i3d (absent on a fresh clone)
     raw["evaluate"]["fvd"]["i3d_weights"] = str(tmp / "models" / "fvd_i3d" / "i3d.safetensors")
     path = tmp / "params.yaml"
@@ -112,8 +143,10 @@ def test_chain_writes_models_metrics_and_runs(trained):
     assert "metrics.parameters" not in runs and "metrics.eval.guidance" not in runs
     assert int(video_run["params.result.parameters"]) > 0 and float(video_run["params.result.eval.guidance"]) == 7.0
     client = mlflow.MlflowClient()
-    assert client.get_model_version_by_alias("svd-t2v", "hq").version == \
-        client.get_model_version_by_alias("svd-t2v", "newest").version
+    assert (
+        client.get_model_version_by_alias("svd-t2v", "hq").version
+        == client.get_model_version_by_alias("svd-t2v", "newest").version
+    )
     assert client.get_model_version_by_alias("svd-t2v", "video").tags["svd.train_data"] == "curated"
 
 
@@ -166,8 +199,20 @@ def test_curation_ablation_sits_beside_the_pipeline(trained):
 def test_sample_from_folder_registry_and_default(trained, tmp_path):
     tmp, params = trained
     out = tmp_path / "clip.mp4"
-    result = svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(out), "--seed", "3",
-                 "--steps", "3", "--model", str(tmp / "models" / "video"))
+    result = svd(
+        params,
+        "sample",
+        "--prompt",
+        "a red circle moving left",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--steps",
+        "3",
+        "--model",
+        str(tmp / "models" / "video"),
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["stage"] == "video" and info["videos"][0]["seed"] == 3
@@ -177,8 +222,20 @@ def test_sample_from_folder_registry_and_default(trained, tmp_path):
     assert probe(out).n_frames == info["frames"] == 8
 
     again = tmp_path / "again.mp4"
-    svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(again), "--seed", "3",
-        "--steps", "3", "--model", str(tmp / "models" / "video"))
+    svd(
+        params,
+        "sample",
+        "--prompt",
+        "a red circle moving left",
+        "--out",
+        str(again),
+        "--seed",
+        "3",
+        "--steps",
+        "3",
+        "--model",
+        str(tmp / "models" / "video"),
+    )
     # same seed, same video: the sampled pixels are identical, but libx264's multithreaded encode is not byte-for-
     # byte repeatable (6 encodes of the same frames gave 2 distinct files; with threads=1, one), so compare the
     # decoded frames up to the codec's rounding. Another seed differs by about 20 levels on average.
@@ -189,13 +246,26 @@ def test_sample_from_folder_registry_and_default(trained, tmp_path):
     first, second = (np.stack(list(iter_frames(p))).astype(np.int16) for p in (out, again))
     assert first.shape == second.shape and np.abs(first - second).mean() < 1.0 and np.abs(first - second).max() <= 16
 
-    result = svd(params, "sample", "--prompt", "a blue square moving up", "--prompt", "a red circle moving down",
-                 "--out", str(tmp_path / "reg.mp4"), "--steps", "2", "--model", "models:/svd-t2v@newest")
+    result = svd(
+        params,
+        "sample",
+        "--prompt",
+        "a blue square moving up",
+        "--prompt",
+        "a red circle moving down",
+        "--out",
+        str(tmp_path / "reg.mp4"),
+        "--steps",
+        "2",
+        "--model",
+        "models:/svd-t2v@newest",
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reg_0.mp4").is_file() and (tmp_path / "reg_1.gif").is_file()
 
-    result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "d.mp4"), "--steps", "2",
-                 "--fps", "6")
+    result = svd(
+        params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "d.mp4"), "--steps", "2", "--fps", "6"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["stage"] == "hq"  # the newest text-to-video model
     assert probe(tmp_path / "d.mp4").fps == pytest.approx(6.0)  # written at the rate it was conditioned on
@@ -215,8 +285,21 @@ def test_sample_errors(trained, tmp_path):
     result = svd(params, "sample", "--prompt", "a red circle", "--out", str(tmp_path / "x.gif"))
     assert result.exit_code == 2 and ".mp4" in result.output
     # a tiny model sampled under the a100 profile
-    result = invoke(["--params", str(params), "--profile", "a100", "sample", "--prompt", "a red circle",
-                     "--out", str(tmp_path / "x.mp4"), "--model", str(tmp / "models" / "video")])
+    result = invoke(
+        [
+            "--params",
+            str(params),
+            "--profile",
+            "a100",
+            "sample",
+            "--prompt",
+            "a red circle",
+            "--out",
+            str(tmp_path / "x.mp4"),
+            "--model",
+            str(tmp / "models" / "video"),
+        ]
+    )
     assert result.exit_code == 2 and "profile tiny" in result.output, result.output
     # a folder trained on another draw of the random text tower (before text_token_std was recorded: 0.02)
     old = tmp_path / "old_video"
@@ -265,8 +348,16 @@ def test_image_to_video_stages_write_evaluate_and_register(i2v_trained):
     assert xt["init"].startswith("continued:") and "models/i2v/" in xt["init"] and xt["guidance"] == [1.5, 3.0]
     assert xt["image_encoder_seed"] == meta["image_encoder_seed"]  # the longer model keeps its parent's tower
     metrics = json.loads((tmp / "metrics" / "train_i2v.json").read_text())
-    for key in ("eval.fidelity.psnr_frame0", "eval.fidelity.gap_db.lo", "eval.identity.mean", "eval.identity.hi",
-                "eval.identity.met", "eval.motion.spearman.value", "eval.scene.psnr.mean", "eval.scene.t2v_psnr.mean"):
+    for key in (
+        "eval.fidelity.psnr_frame0",
+        "eval.fidelity.gap_db.lo",
+        "eval.identity.mean",
+        "eval.identity.hi",
+        "eval.identity.met",
+        "eval.motion.spearman.value",
+        "eval.scene.psnr.mean",
+        "eval.scene.t2v_psnr.mean",
+    ):
         assert key in metrics, key
     assert metrics["eval.clips"] == 32 and metrics["eval.motion.clips"] == 2
     assert (tmp / "models" / "i2v" / "samples" / "i2v_eval.parquet").is_file()
@@ -291,10 +382,20 @@ def test_sample_from_an_image(i2v_trained, tmp_path, monkeypatch):
     frame[10:25, 30:45] = (40, 40, 220)  # BGR: a red square
     cv2.imwrite(str(tmp_path / "first.png"), frame)
     out = tmp_path / "moving.mp4"
-    result = svd(params, "sample", "--image", str(tmp_path / "first.png"), "--out", str(out), "--steps", "2",
-                 "--motion-bucket", "300")
+    result = svd(
+        params,
+        "sample",
+        "--image",
+        str(tmp_path / "first.png"),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--motion-bucket",
+        "300",
+    )
     assert result.exit_code == 0, result.output
-    info = json.loads(result.output[result.output.index("{"):])
+    info = json.loads(result.output[result.output.index("{") :])
     assert info["stage"] in ("i2v", "i2v_xt") and info["size"] == [40, 64] and out.is_file()
     assert probe(out).n_frames == info["frames"]
     assert any("outside 0-255" in w for w in info["warnings"]) and any("aspect" in w for w in info["warnings"])
@@ -310,18 +411,45 @@ def test_sample_from_an_image(i2v_trained, tmp_path, monkeypatch):
 
     monkeypatch.setattr(i2v_task, "generate", spy)
     for extra in (["--motion-bucket", "77", "--fps", "5"], []):
-        result = svd(params, "sample", "--image", str(tmp_path / "first.png"), "--out", str(out), "--steps", "1",
-                     "--model", str(tmp / "models" / "i2v"), *extra)
+        result = svd(
+            params,
+            "sample",
+            "--image",
+            str(tmp_path / "first.png"),
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--model",
+            str(tmp / "models" / "i2v"),
+            *extra,
+        )
         assert result.exit_code == 0, result.output
     meta = json.loads((tmp / "models" / "i2v" / "svd_model.json").read_text())
     assert seen == [(77.0, 5.0), (float(meta["motion_bucket"]), float(meta["fps"]))]
     monkeypatch.undo()
     # the wrong kind of model for the input: one line each
-    result = svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(out), "--model",
-                 str(tmp / "models" / "i2v"))
+    result = svd(
+        params,
+        "sample",
+        "--prompt",
+        "a red circle moving left",
+        "--out",
+        str(out),
+        "--model",
+        str(tmp / "models" / "i2v"),
+    )
     assert result.exit_code == 2 and "takes --image" in result.output, result.output
-    result = svd(params, "sample", "--image", str(tmp_path / "first.png"), "--out", str(out), "--model",
-                 str(tmp / "models" / "hq"))
+    result = svd(
+        params,
+        "sample",
+        "--image",
+        str(tmp_path / "first.png"),
+        "--out",
+        str(out),
+        "--model",
+        str(tmp / "models" / "hq"),
+    )
     assert result.exit_code == 2 and "takes --prompt, not --image" in result.output, result.output
     (tmp_path / "bad.png").write_bytes(b"not an image at all")
     result = svd(params, "sample", "--image", str(tmp_path / "bad.png"), "--out", str(out))
@@ -338,8 +466,20 @@ def test_train_errors(small_curated, tmp_path):
     result = svd(params, "train", "--stage", "nope")
     assert result.exit_code == 2 and "--stage must be one of" in result.output
     # a100: the configured SD VAE is missing
-    result = invoke(["--params", str(params), "--profile", "a100", "--set", f"weights.vae={tmp_path}/no-vae",
-                     "train", "--stage", "vae", "--no-track"])
+    result = invoke(
+        [
+            "--params",
+            str(params),
+            "--profile",
+            "a100",
+            "--set",
+            f"weights.vae={tmp_path}/no-vae",
+            "train",
+            "--stage",
+            "vae",
+            "--no-track",
+        ]
+    )
     assert result.exit_code == 2 and "weights.vae" in result.output, result.output
     # no curated set
     (tmp_path / "m").mkdir()
@@ -391,9 +531,10 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(trained, tmp_path):
             assert not (root / "models" / "video" / "unet").exists()  # it really died mid-stage
         out = subprocess.run(args, env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
-        runs[name] = json.loads(out.stdout[out.stdout.index("{"):])
-        runs[name]["weights"] = load_file(str(root / "models" / "video" / "unet" /
-                                              "diffusion_pytorch_model.safetensors"))
+        runs[name] = json.loads(out.stdout[out.stdout.index("{") :])
+        runs[name]["weights"] = load_file(
+            str(root / "models" / "video" / "unet" / "diffusion_pytorch_model.safetensors")
+        )
     assert runs["killed"]["resumed_from"] in (3, 6) and runs["straight"]["resumed_from"] is None
     a, b = runs["straight"]["weights"], runs["killed"]["weights"]
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
@@ -458,8 +599,17 @@ def test_caption_sensitivity_cli(trained):
     """`svd evaluate caption-sensitivity`: one loss per sigma and variant, gaps relative to the true caption; an image
     model is refused with a message that says why."""
     tmp, params = trained
-    result = svd(params, "evaluate", "caption-sensitivity", "--model", str(tmp / "models" / "video"), "--windows", "4",
-                 "--out", str(tmp / "sensitivity.json"))
+    result = svd(
+        params,
+        "evaluate",
+        "caption-sensitivity",
+        "--model",
+        str(tmp / "models" / "video"),
+        "--windows",
+        "4",
+        "--out",
+        str(tmp / "sensitivity.json"),
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp / "sensitivity.json").read_text())
     assert report["stage"] == "video" and 1 <= report["windows"] <= 4
@@ -482,26 +632,35 @@ def _copy_for(root: Path, tmp: Path, params: Path) -> Path:
     """A copy of the trained chain without Stage II-III, its own metrics and MLflow store: a run of its own."""
     shutil.copytree(tmp / "models", root / "models", ignore=shutil.ignore_patterns("video", "hq"))
     raw = yaml.safe_load(params.read_text())
-    raw["paths"].update({"models": str(root / "models"), "metrics": str(root / "metrics"),
-                         "mlflow_uri": f"sqlite:///{root}/mlruns/mlflow.db",
-                         "mlflow_artifacts": str(root / "mlruns" / "artifacts")})
+    raw["paths"].update(
+        {
+            "models": str(root / "models"),
+            "metrics": str(root / "metrics"),
+            "mlflow_uri": f"sqlite:///{root}/mlruns/mlflow.db",
+            "mlflow_artifacts": str(root / "mlruns" / "artifacts"),
+        }
+    )
     p = root / "params.yaml"
     p.write_text(yaml.safe_dump(raw, sort_keys=False))
     return p
 
 
 def _torchrun(processes: int, params: Path, *args) -> list[str]:
-    return [str(Path(sys.executable).with_name("torchrun")), "--standalone", f"--nproc_per_node={processes}",
-            *_cli(params, *args)[1:]]
+    return [
+        str(Path(sys.executable).with_name("torchrun")),
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        *_cli(params, *args)[1:],
+    ]
 
 
 @pytest.mark.slow
 def test_stage_ii_on_two_processes_matches_one_and_resumes_under_either(trained, tmp_path):
     """`svd train --stage video` under torchrun with 2 processes (gloo on CPU) at the same global batch (4 = 2 x 2):
     the same data and noise per sample, so the logged loss curve and the weights match the 1-process run up to the
-    float order of the gradient all-reduce (losses 1e-5 relative, weights 2e-4 absolute); one MLflow run, one checkpoint folder, one
-    registry version. Killed after a checkpoint, a 2-process run finishes on 1 process and a 1-process run on 2, each
-    reaching the same weights."""
+    float order of the gradient all-reduce (losses 1e-5 relative, weights 2e-4 absolute); one MLflow run, one
+    checkpoint folder, one registry version. Killed after a checkpoint, a 2-process run finishes on 1 process and a
+    1-process run on 2, each reaching the same weights."""
     import mlflow
 
     tmp, params = trained
@@ -512,8 +671,9 @@ def test_stage_ii_on_two_processes_matches_one_and_resumes_under_either(trained,
         root = tmp_path / name
         p = _copy_for(root, tmp, params)
         if second is not None:  # the first launch dies after its step-3 (or 6) checkpoint; the second finishes
-            proc = subprocess.Popen(_torchrun(first, p, *args, "--no-track"), env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                _torchrun(first, p, *args, "--no-track"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             ckpt = root / "models" / "video" / "checkpoints"
             deadline = time.time() + 300
             while time.time() < deadline and not any(ckpt.glob("step-000003/meta.json")):
@@ -528,14 +688,21 @@ def test_stage_ii_on_two_processes_matches_one_and_resumes_under_either(trained,
             proc.wait(timeout=30)
             assert not (root / "models" / "video" / "unet").exists()
         launch = second or first
-        out = subprocess.run(_torchrun(launch, p, *args, *(["--no-track"] if second else [])), env=env,
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            _torchrun(launch, p, *args, *(["--no-track"] if second else [])),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
-        runs[name] = {"summary": json.loads(out.stdout[out.stdout.index("{"):]),
-                      "weights": load_file(str(root / "models" / "video" / "unet" /
-                                                "diffusion_pytorch_model.safetensors")), "root": root}
+        runs[name] = {
+            "summary": json.loads(out.stdout[out.stdout.index("{") :]),
+            "weights": load_file(str(root / "models" / "video" / "unet" / "diffusion_pytorch_model.safetensors")),
+            "root": root,
+        }
 
-    one, two = runs["one"], runs["two"]
+    one = runs["one"]
     assert [runs[n]["summary"]["processes"] for n in runs] == [1, 2, 1, 2]
     for name in ("two", "two-then-one", "one-then-two"):
         a, b = one["weights"], runs[name]["weights"]
@@ -571,19 +738,33 @@ def test_stage_ii_streams_from_shards_and_resumes_to_the_same_weights(trained, t
     curated = yaml.safe_load(params.read_text())["paths"]["curated"]
     shards = tmp_path / "shards"
     write_shards(curated, shards, samples_per_shard=2)
-    stream = ["train.stream.enabled=true", f"paths.shards={shards}", "train.stream.buffer=8",
-              "train.lr_schedule=constant"]
+    stream = [
+        "train.stream.enabled=true",
+        f"paths.shards={shards}",
+        "train.stream.buffer=8",
+        "train.lr_schedule=constant",
+    ]
     runs = {}
     for name, plan in (("straight", [6]), ("resumed", [3, 6])):
         p = _copy_for(tmp_path / name, tmp, params)
         for steps in plan:
-            result = svd(p, "train", "--stage", "video", "--no-track", "--no-progress", "--no-eval",
-                         extra=[*stream, f"train.video.steps={steps}"])
+            result = svd(
+                p,
+                "train",
+                "--stage",
+                "video",
+                "--no-track",
+                "--no-progress",
+                "--no-eval",
+                extra=[*stream, f"train.video.steps={steps}"],
+            )
             assert result.exit_code == 0, result.output
-        summary = json.loads(result.output[result.output.index("{"):])
+        summary = json.loads(result.output[result.output.index("{") :])
         assert summary["stream_units"] >= 2 and summary["stream_buffer"] == 8
-        runs[name] = (summary, load_file(str(tmp_path / name / "models" / "video" / "unet" /
-                                             "diffusion_pytorch_model.safetensors")))
+        runs[name] = (
+            summary,
+            load_file(str(tmp_path / name / "models" / "video" / "unet" / "diffusion_pytorch_model.safetensors")),
+        )
     assert runs["resumed"][0]["resumed_from"] == 3 and runs["straight"][0]["resumed_from"] is None
     a, b = runs["straight"][1], runs["resumed"][1]
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
@@ -599,19 +780,45 @@ def test_stage_ii_under_fsdp_matches_one_process_and_resumes_across_ddp_and_fsdp
     reaching the same weights (constant lr, 3 steps then 9, so the stop is exact without a kill)."""
     tmp, params = trained
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = ("--set", "train.lr_schedule=constant", "--set", "train.parallel=fsdp",
-              "--set", "train.video.ema=0.9")  # the exported weights are the EMA's: its shadow is sharded too
+    common = (
+        "--set",
+        "train.lr_schedule=constant",
+        "--set",
+        "train.parallel=fsdp",
+        "--set",
+        "train.video.ema=0.9",
+    )  # the exported weights are the EMA's: its shadow is sharded too
     runs = {}
-    for name, plan in [("one", [(1, 9)]), ("fsdp", [(2, 9)]), ("fsdp-then-one", [(2, 3), (1, 9)]),
-                       ("one-then-fsdp", [(1, 3), (2, 9)])]:
+    for name, plan in [
+        ("one", [(1, 9)]),
+        ("fsdp", [(2, 9)]),
+        ("fsdp-then-one", [(2, 3), (1, 9)]),
+        ("one-then-fsdp", [(1, 3), (2, 9)]),
+    ]:
         root = tmp_path / name
         p = _copy_for(root, tmp, params)
         for processes, steps in plan:
-            out = subprocess.run(_torchrun(processes, p, *common, "--set", f"train.video.steps={steps}", "train",
-                                           "--stage", "video", "--no-progress", "--no-track", "--no-eval"),
-                                 env=env, capture_output=True, text=True, timeout=600)
+            out = subprocess.run(
+                _torchrun(
+                    processes,
+                    p,
+                    *common,
+                    "--set",
+                    f"train.video.steps={steps}",
+                    "train",
+                    "--stage",
+                    "video",
+                    "--no-progress",
+                    "--no-track",
+                    "--no-eval",
+                ),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert out.returncode == 0, out.stderr[-3000:]
-        summary = json.loads(out.stdout[out.stdout.index("{"):])
+        summary = json.loads(out.stdout[out.stdout.index("{") :])
         assert summary["processes"] == plan[-1][0] and summary["resumed_from"] == (3 if len(plan) > 1 else None)
         unet = root / "models" / "video" / "unet"
         assert json.loads((unet / "config.json").read_text())["_class_name"] == "UNetSpatioTemporalConditionModel"

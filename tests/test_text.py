@@ -8,10 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import PARAMS
 from svd.config import load_params
 from svd.errors import WeightsError
-
-from conftest import PARAMS
 
 warnings.filterwarnings("ignore", category=UserWarning)
 text = pytest.importorskip("svd.curation.text")

@@ -24,8 +24,9 @@ def test_penultimate_tokens_match_open_clip_intermediates():
     assert got.shape == (2, 32, 64)
     torch.testing.assert_close(got, want)
     # and it is not the last layer's output
-    full = model.ln_final(model.transformer(model.token_embedding(tokens) + model.positional_embedding,
-                                            attn_mask=model.attn_mask))
+    full = model.ln_final(
+        model.transformer(model.token_embedding(tokens) + model.positional_embedding, attn_mask=model.attn_mask)
+    )
     assert not torch.allclose(got, full)
 
 
@@ -63,7 +64,7 @@ def test_direction_word_is_read_the_same_for_every_object():
         means = torch.zeros_like(x)
         for rows in groups.values():
             means[rows] = x[rows].mean(0)
-        return float((means ** 2).sum() / (x ** 2).sum())
+        return float((means**2).sum() / (x**2).sum())
 
     assert explained(lambda p: p[2]) > 0.9
     assert explained(lambda p: (p[0], p[1])) < 0.05

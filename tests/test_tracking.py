@@ -42,8 +42,10 @@ def test_the_dvc_stage_tag_comes_from_dvc_alone(tmp_path, monkeypatch):
 
     from svd.config import load_params
 
-    params = load_params("params.yaml", overrides=[f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db",
-                                                   f"paths.mlflow_artifacts={tmp_path}/artifacts"])
+    params = load_params(
+        "params.yaml",
+        overrides=[f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db", f"paths.mlflow_artifacts={tmp_path}/artifacts"],
+    )
     monkeypatch.delenv("DVC_STAGE", raising=False)
     monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
     with tracking.stage_run(params, "curate") as bare:

@@ -96,8 +96,18 @@ def test_checkpoint_round_trip(tmp_path):
     random.seed(7)
     np.random.seed(7)
     torch.manual_seed(7)
-    path = save_checkpoint(tmp_path, 3, model=model, optimizer=opt, lr_scheduler=sched, ema=ema, epoch=2,
-                           batches_in_epoch=5, seed=11, profile="tiny")
+    path = save_checkpoint(
+        tmp_path,
+        3,
+        model=model,
+        optimizer=opt,
+        lr_scheduler=sched,
+        ema=ema,
+        epoch=2,
+        batches_in_epoch=5,
+        seed=11,
+        profile="tiny",
+    )
     assert path.name == "step-000003" and latest(tmp_path) == path
     assert {p.name for p in path.iterdir()} == {"model", "ema", "trainer.pt", "meta.json"}
     expected = (random.random(), np.random.rand(), torch.rand(1))  # what the RNGs give after the save
@@ -127,9 +137,16 @@ def test_diffusers_model_uses_save_pretrained_layout(tmp_path):
     from diffusers import UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     ema = EMA(unet, 0.99)
     path = save_checkpoint(tmp_path, 1, model=unet, ema=ema, profile="tiny")
     for sub in ("model", "ema"):
@@ -171,24 +188,57 @@ def test_train_logs_samples_checkpoints_and_resumes_in_process(tmp_path):
     model = _mlp()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     logs, samples = [], []
-    summary = train(_step_fn, model, opt, _Shapes(), max_steps=7, ckpt_dir=tmp_path, ckpt_every=3, log_every=2,
-                    logger=lambda m, s: logs.append((s, m)), sample_every=3, sample_fn=lambda m, s: samples.append(s),
-                    batch_size=8, ema_decay=0.9, progress=False, keep_last=2)
+    summary = train(
+        _step_fn,
+        model,
+        opt,
+        _Shapes(),
+        max_steps=7,
+        ckpt_dir=tmp_path,
+        ckpt_every=3,
+        log_every=2,
+        logger=lambda m, s: logs.append((s, m)),
+        sample_every=3,
+        sample_fn=lambda m, s: samples.append(s),
+        batch_size=8,
+        ema_decay=0.9,
+        progress=False,
+        keep_last=2,
+    )
     assert [s for s, _ in logs] == [2, 4, 6, 7] and set(logs[0][1]) >= {"loss", "lr", "samples_per_s"}
     assert samples == [3, 6]
     assert [s for s, _ in checkpoints(tmp_path)] == [6, 7]
     assert summary["steps"] == 7 and summary["resumed_from"] is None and summary["final_loss"] > 0
     assert summary["samples_per_s"] > 0 and summary["seconds"] > 0
 
-    again = train(_step_fn, _mlp(), torch.optim.AdamW(_mlp().parameters()), _Shapes(), max_steps=7,
-                  ckpt_dir=tmp_path, ckpt_every=3, batch_size=8, ema_decay=0.9, progress=False)
+    again = train(
+        _step_fn,
+        _mlp(),
+        torch.optim.AdamW(_mlp().parameters()),
+        _Shapes(),
+        max_steps=7,
+        ckpt_dir=tmp_path,
+        ckpt_every=3,
+        batch_size=8,
+        ema_decay=0.9,
+        progress=False,
+    )
     assert again["resumed_from"] == 7 and again["steps_this_run"] == 0
     with pytest.raises(CheckpointMismatch):
-        train(_step_fn, _mlp(width=8), torch.optim.AdamW(_mlp(width=8).parameters()), _Shapes(), max_steps=9,
-              ckpt_dir=tmp_path, ckpt_every=3, batch_size=8, progress=False)
+        train(
+            _step_fn,
+            _mlp(width=8),
+            torch.optim.AdamW(_mlp(width=8).parameters()),
+            _Shapes(),
+            max_steps=9,
+            ckpt_dir=tmp_path,
+            ckpt_every=3,
+            batch_size=8,
+            progress=False,
+        )
 
 
-_SCRIPT = textwrap.dedent('''
+_SCRIPT = textwrap.dedent("""
     import json, sys, time
     import torch
     torch.set_num_threads(1)
@@ -210,7 +260,7 @@ _SCRIPT = textwrap.dedent('''
     summary = train(_step_fn, model, opt, _Shapes(), max_steps=30, ckpt_dir=ckpt_dir, ckpt_every=10, batch_size=8,
                     lr_scheduler=sched, ema_decay=0.9, seed=5, sample_every=1, sample_fn=sample_fn, progress=False)
     json.dump(summary, open(out, "w"))
-''')
+""")
 
 
 def _run(script, ckpt_dir, out, mode):

@@ -135,8 +135,12 @@ def test_inflated_video_unet_is_the_image_unet_frame_by_frame(tmp_path):
     from svd.tasks.text_to_video import TASK
 
     added = TASK.new_inputs(video, "inflated:image/unet")
-    assert [p is q for p, q in zip([p for p, _, _ in added], [video.add_embedding.linear_2.weight,
-                                                             video.add_embedding.linear_2.bias])] == [True, True]
+    assert [
+        p is q
+        for p, q in zip(
+            [p for p, _, _ in added], [video.add_embedding.linear_2.weight, video.add_embedding.linear_2.bias]
+        )
+    ] == [True, True]
     assert TASK.new_inputs(video, "continued:video/unet") == []
 
     # the trainable alternative: temporal output layers at zero, mix left at its init
@@ -147,8 +151,14 @@ def test_inflated_video_unet_is_the_image_unet_frame_by_frame(tmp_path):
 
 
 def test_inflation_copies_class_embedding_and_zeroes_concat_channels():
-    params = {**TINY_UNET_PARAMS, "in_channels": 4, "out_channels": 4, "image_class_embedding": True,
-              "concat_channels": 4, "num_added_ids": 3}
+    params = {
+        **TINY_UNET_PARAMS,
+        "in_channels": 4,
+        "out_channels": 4,
+        "image_class_embedding": True,
+        "concat_channels": 4,
+        "num_added_ids": 3,
+    }
     image_cfg, video_cfg = image_unet_config(params), video_unet_config(params)
     assert video_cfg["in_channels"] == 8 and image_cfg["class_embed_type"] == "projection"
     image = _image_unet(image_cfg)

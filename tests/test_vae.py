@@ -10,8 +10,14 @@ from svd.errors import InputError, WeightsError
 from svd.models.vae import SD21_VAE, TINY_VAE, build_vae, decode, encode, latent_scale, load_vae, num_parameters
 from svd.training.checkpoint import CheckpointMismatch
 
-SMALL = {**TINY_VAE, "block_out_channels": [16, 32], "down_block_types": ["DownEncoderBlock2D"] * 2,
-         "up_block_types": ["UpDecoderBlock2D"] * 2, "scaling_factor": 0.5, "latent_channels": 4}
+SMALL = {
+    **TINY_VAE,
+    "block_out_channels": [16, 32],
+    "down_block_types": ["DownEncoderBlock2D"] * 2,
+    "up_block_types": ["UpDecoderBlock2D"] * 2,
+    "scaling_factor": 0.5,
+    "latent_channels": 4,
+}
 
 
 def _small(seed=0):
@@ -85,8 +91,9 @@ def test_train_vae_learns_saves_and_reloads(curated, tmp_path):
     from svd.training.vae import psnr, train_vae
 
     losses = []
-    kw = dict(cfg=SMALL, steps=30, batch_size=8, lr=3e-3, size=32, seed=0, ckpt_every=15, frames_per_clip=4,
-              eval_frames=8)
+    kw = dict(
+        cfg=SMALL, steps=30, batch_size=8, lr=3e-3, size=32, seed=0, ckpt_every=15, frames_per_clip=4, eval_frames=8
+    )
     out = tmp_path / "run"
     summary = train_vae(curated, out, logger=lambda m, s: losses.append(m["loss"]), **kw)
     assert summary["steps"] == 30 and len(losses) == 3
@@ -116,8 +123,17 @@ def test_train_vae_rejects_an_empty_curated_set(tmp_path):
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError):
-        train_vae(tmp_path / "empty", tmp_path / "out", cfg=SMALL, steps=1, batch_size=1, lr=1e-3, size=32, seed=0,
-                  ckpt_every=1)
+        train_vae(
+            tmp_path / "empty",
+            tmp_path / "out",
+            cfg=SMALL,
+            steps=1,
+            batch_size=1,
+            lr=1e-3,
+            size=32,
+            seed=0,
+            ckpt_every=1,
+        )
 
 
 def test_random_patches_are_crops_drawn_from_the_generator():
@@ -130,9 +146,11 @@ def test_random_patches_are_crops_drawn_from_the_generator():
     for im, crop in zip(images, a):
         # a crop of its own image: its top-left value locates it, and the whole window matches there
         y, x = divmod(int(crop[0, 0, 0].item()) - int(im[0, 0, 0].item()), 12)
-        assert 0 <= y <= 4 and 0 <= x <= 6 and torch.equal(im[:, y:y + 4, x:x + 6], crop)
-    offsets = {tuple(random_patches(images[:1], (4, 6), torch.Generator().manual_seed(s))[0, 0, 0, :1].tolist())
-               for s in range(20)}
+        assert 0 <= y <= 4 and 0 <= x <= 6 and torch.equal(im[:, y : y + 4, x : x + 6], crop)
+    offsets = {
+        tuple(random_patches(images[:1], (4, 6), torch.Generator().manual_seed(s))[0, 0, 0, :1].tolist())
+        for s in range(20)
+    }
     assert len(offsets) > 5  # offsets vary with the draw
     with pytest.raises(ValueError, match="larger"):
         random_patches(images, (9, 6), None)
@@ -142,5 +160,16 @@ def test_train_vae_on_patches_refuses_a_patch_larger_than_the_frames(curated, tm
     from svd.training.vae import train_vae
 
     with pytest.raises(ValueError, match="train.vae.patch"):
-        train_vae(curated, tmp_path / "run", cfg=SMALL, steps=2, batch_size=4, lr=1e-3, size=16, seed=0,
-                  ckpt_every=10, frames_per_clip=2, patch=(8, 24))
+        train_vae(
+            curated,
+            tmp_path / "run",
+            cfg=SMALL,
+            steps=2,
+            batch_size=4,
+            lr=1e-3,
+            size=16,
+            seed=0,
+            ckpt_every=10,
+            frames_per_clip=2,
+            patch=(8, 24),
+        )

@@ -1,8 +1,17 @@
 import numpy as np
 import pytest
 
-from svd.io.video import (VideoReadError, iter_frames, keyframe_indices, probe, reencode_clip, remux_clip,
-                          scaled_size, write_gif, write_video)
+from svd.io.video import (
+    VideoReadError,
+    iter_frames,
+    keyframe_indices,
+    probe,
+    reencode_clip,
+    remux_clip,
+    scaled_size,
+    write_gif,
+    write_video,
+)
 
 
 @pytest.fixture

@@ -36,8 +36,14 @@ SMALL = [
     "world.eval.orbit_frames=6",
 ]
 SEED = 13  # a seed whose small world holds every kind of shot the tests look at
-TABLES = ["videos.parquet", "shots.parquet", "transitions.parquet", "broken.parquet", "eval/actions.parquet",
-          "eval/orbits.parquet"]
+TABLES = [
+    "videos.parquet",
+    "shots.parquet",
+    "transitions.parquet",
+    "broken.parquet",
+    "eval/actions.parquet",
+    "eval/orbits.parquet",
+]
 
 cv2.setNumThreads(1)
 
@@ -294,9 +300,16 @@ def test_broken_inputs_are_refused(world):
 
 
 def test_no_broken_inputs_when_disabled(tmp_path):
-    cfg = small_cfg("world.broken_inputs=false", "world.eval.colours=[green]", "world.eval.shapes=[square]",
-                    "world.eval.directions=[up]", "world.eval.orbit_objects=1", "world.eval.orbit_frames=2",
-                    "world.shots_per_video=[1,1]", "world.shot_seconds=[0.5,0.5]")
+    cfg = small_cfg(
+        "world.broken_inputs=false",
+        "world.eval.colours=[green]",
+        "world.eval.shapes=[square]",
+        "world.eval.directions=[up]",
+        "world.eval.orbit_objects=1",
+        "world.eval.orbit_frames=2",
+        "world.shots_per_video=[1,1]",
+        "world.shot_seconds=[0.5,0.5]",
+    )
     summary = generate_world(cfg, tmp_path, seed=1, videos=1)
     assert summary["broken"] == 0 and summary["transitions"] == 0
     assert len(read(tmp_path, "broken.parquet")) == 0 and len(read(tmp_path, "transitions.parquet")) == 0
@@ -310,8 +323,18 @@ def test_sampled_objects_stay_on_screen_on_distinct_backgrounds():
 
     for _ in range(150):
         w, h = (320, 180) if rng.random() < 0.5 else (160, 96)
-        spec = sample_shot(rng, w, h, 25, int(rng.integers(8, 125)), int(rng.integers(0, 20)), int(rng.integers(0, 20)),
-                           0.15, 0.2, 0.15)
+        spec = sample_shot(
+            rng,
+            w,
+            h,
+            25,
+            int(rng.integers(8, 125)),
+            int(rng.integers(0, 20)),
+            int(rng.integers(0, 20)),
+            0.15,
+            0.2,
+            0.15,
+        )
         t = np.arange(-spec.pre, spec.n_frames + spec.post) / spec.fps
         cx, cy, z = spec.camera.at(t, w, h)
         for obj in spec.objects:

@@ -106,8 +106,13 @@ def test_rules_cover_palette_and_never_match_backgrounds():
 
 
 def test_white_needs_low_saturation_and_high_value():
-    for rgb, expected in [((245, 245, 245), True), ((190, 190, 190), False), ((220, 160, 170), False),
-                          ((250, 235, 235), True), ((128, 128, 128), False)]:
+    for rgb, expected in [
+        ((245, 245, 245), True),
+        ((190, 190, 190), False),
+        ((220, 160, 170), False),
+        ((250, 235, 235), True),
+        ((128, 128, 128), False),
+    ]:
         swatch = np.broadcast_to(np.asarray(rgb, np.uint8), (1, 6, 6, 3))
         assert bool(colour_mask(swatch, "white").all()) is expected, rgb
 

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -23,7 +22,7 @@ app = typer.Typer(
 
 class State:
     params_file: Path = Path("params.yaml")
-    profile: Optional[str] = None
+    profile: str | None = None
     overrides: list[str] = []
 
     def params(self) -> Params:
@@ -40,8 +39,8 @@ state = State()
 @app.callback()
 def _global(
     params: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Profile from params.yaml (default: its `profile`)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a parameter: --set curate.cuts.min_clip_s=1.5"),
+    profile: str | None = typer.Option(None, "--profile", help="Profile from params.yaml (default: its `profile`)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a parameter: --set curate.cuts.min_clip_s=1.5"),
 ) -> None:
     state.params_file, state.profile, state.overrides = params, profile, list(set_)
 
@@ -57,9 +56,9 @@ def _setup() -> Params:
 
 @app.command()
 def world(
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: paths.world)."),
-    videos: Optional[int] = typer.Option(None, min=1, help="Number of long videos (default: world.videos)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (default: seed)."),
+    out: Path | None = typer.Option(None, help="Output folder (default: paths.world)."),
+    videos: int | None = typer.Option(None, min=1, help="Number of long videos (default: world.videos)."),
+    seed: int | None = typer.Option(None, help="Random seed (default: seed)."),
     track: bool = typer.Option(True, help="Record an MLflow run."),
 ) -> None:
     """Render the synthetic shapes world: long videos with truth, a held-aside eval set and broken inputs."""
@@ -81,25 +80,30 @@ def world(
 
 @app.command()
 def curate(
-    input: Optional[Path] = typer.Option(None, "--input", help="Folder of videos (default: <paths.world>/videos)."),
-    out: Optional[Path] = typer.Option(
+    input: Path | None = typer.Option(None, "--input", help="Folder of videos (default: <paths.world>/videos)."),
+    out: Path | None = typer.Option(
         None, help="Output folder (default: paths.curated); the Great Expectations project goes beside it, OUT-gx."
     ),
-    truth: Optional[Path] = typer.Option(
-        None, help="World truth folder for source descriptions and cut scoring (default: the input's parent if it has shots.parquet)."
+    truth: Path | None = typer.Option(
+        None,
+        help="World truth folder for source descriptions and cut scoring (default: the input's parent if it has "
+        "shots.parquet).",
     ),
     track: bool = typer.Option(True, help="Record an MLflow run."),
 ) -> None:
     """Curate videos: cascaded cuts, clips, annotations, expectations, the paper's filters."""
     from svd import tracking
-    from svd.curation.pipeline import curate as run_curation, gx_dir_for
+    from svd.curation.pipeline import curate as run_curation
+    from svd.curation.pipeline import gx_dir_for
 
     params = _setup()
     if out is None and not os.environ.get("DVC_STAGE"):
-        raise SvdError(f"svd curate with no --out would re-curate {params.paths.curated}, the output of DVC stage "
-                       f"`curate` (dvc.lock would no longer describe it): run `dvc repro curate` or `svd pipeline` to "
-                       f"update the pipeline's set, or give --out DIR (and --input FOLDER; default: the world's "
-                       f"videos) for a curation of your own")
+        raise SvdError(
+            f"svd curate with no --out would re-curate {params.paths.curated}, the output of DVC stage "
+            f"`curate` (dvc.lock would no longer describe it): run `dvc repro curate` or `svd pipeline` to "
+            f"update the pipeline's set, or give --out DIR (and --input FOLDER; default: the world's "
+            f"videos) for a curation of your own"
+        )
     input = input or Path(params.paths.world) / "videos"
     out = out or Path(params.paths.curated)
     if truth is None and (input.parent / "shots.parquet").is_file():
@@ -118,28 +122,38 @@ def curate(
 
 @app.command()
 def shard(
-    curated: Optional[Path] = typer.Option(None, "--curated", help="Curated folder (default: paths.curated)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Shard folder, replaced (default: paths.shards)."),
-    samples_per_shard: Optional[int] = typer.Option(None, "--samples-per-shard", min=1,
-                                                    help="Clips per tar (default: shards.samples_per_shard)."),
+    curated: Path | None = typer.Option(None, "--curated", help="Curated folder (default: paths.curated)."),
+    out: Path | None = typer.Option(None, "--out", help="Shard folder, replaced (default: paths.shards)."),
+    samples_per_shard: int | None = typer.Option(
+        None, "--samples-per-shard", min=1, help="Clips per tar (default: shards.samples_per_shard)."
+    ),
 ) -> None:
     """Write the kept clips as WebDataset tar shards (mp4 + txt + json per clip), byte-deterministic."""
     from svd.data.shards import write_shards
 
     params = _setup()
-    summary = write_shards(curated or Path(params.paths.curated), out or Path(params.paths.shards),
-                           samples_per_shard=samples_per_shard or params.shards.samples_per_shard)
+    summary = write_shards(
+        curated or Path(params.paths.curated),
+        out or Path(params.paths.shards),
+        samples_per_shard=samples_per_shard or params.shards.samples_per_shard,
+    )
     typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command("train")
 def train_cmd(
-    stage: str = typer.Option(..., "--stage", help="vae | image | video | hq (Stages I-III after the VAE) | i2v | "
-                                                  "i2v_xt (image-to-video, SVD and SVD-XT)."),
+    stage: str = typer.Option(
+        ...,
+        "--stage",
+        help="vae | image | video | hq (Stages I-III after the VAE) | i2v | i2v_xt (image-to-video, SVD and SVD-XT).",
+    ),
     track: bool = typer.Option(True, help="Record an MLflow run (and register video models)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Score the trained model with its task's "
-                                                                 "evaluator (`svd evaluate stage` does it later)."),
+    evaluate: bool = typer.Option(
+        True,
+        "--eval/--no-eval",
+        help="Score the trained model with its task's evaluator (`svd evaluate stage` does it later).",
+    ),
 ) -> None:
     """Train one stage into models/<stage>/ (models/<stage>-uncurated/ for the curation ablation), then score it with
     its task's evaluator; a killed run resumes from its newest checkpoint."""
@@ -165,16 +179,21 @@ def train_cmd(
         if stage == "vae":
             summary = st.train_vae_stage(params, logger=logger, progress=progress)
         else:
-            on_samples = (lambda folder, step: tracking.log_artifacts(folder, f"samples/{folder.name}")) if track \
-                else None
-            summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress,
-                                               on_samples=on_samples)
+            on_samples = (
+                (lambda folder, step: tracking.log_artifacts(folder, f"samples/{folder.name}")) if track else None
+            )
+            summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress, on_samples=on_samples)
             summary["processes"] = dist.num_processes
         scores = after_training(params, stage, st.stage_dir(params, stage)) if evaluate else None
         if scores is not None:
             summary["roundtrip" if stage == "vae" else "eval"] = scores
-        _write_metrics(params, name, summary, st.stage_dir(params, stage),
-                       Path(state.file_params().paths.models) / st.stage_name(params, stage))
+        _write_metrics(
+            params,
+            name,
+            summary,
+            st.stage_dir(params, stage),
+            Path(state.file_params().paths.models) / st.stage_name(params, stage),
+        )
         if track:
             tracking.log_summary(_numeric(summary))
             st.track_stage(params, stage, summary)
@@ -183,38 +202,66 @@ def train_cmd(
 
 @app.command()
 def sample(
-    prompt: List[str] = typer.Option([], "--prompt", help="Text prompt, text-to-video (repeat for several videos)."),
-    image: List[Path] = typer.Option([], "--image", help="Conditioning image, image-to-video (repeat for several "
-                                                        "videos); resized to the model's size."),
-    out: Path = typer.Option(..., "--out", help="Output mp4 (a GIF preview is written beside it); several inputs "
-                                                "get _0, _1, ... suffixes."),
-    model: Optional[str] = typer.Option(None, "--model", help="A model folder (models/hq, models/i2v) or a "
-                                                              "registered model (models:/NAME@ALIAS). Default: the "
-                                                              "newest text-to-video (--prompt) or image-to-video "
-                                                              "(--image) model the pipeline trained."),
-    frames: Optional[int] = typer.Option(None, min=1, help="Frames (default: the model's training frames)."),
-    seed: Optional[int] = typer.Option(None, help="Seed (default: sample.seed); input i uses seed + i."),
-    steps: Optional[int] = typer.Option(None, min=1, help="Sampler steps (default: sample.steps; image-to-video: "
-                                                          "the model's, 25 or 30)."),
-    guidance: Optional[float] = typer.Option(None, min=0.0, help="Classifier-free guidance (default: "
-                                                                 "sample.guidance; image-to-video: the last frame's, "
-                                                                 "rising linearly from the model's first-frame "
-                                                                 "value)."),
-    motion_bucket: Optional[float] = typer.Option(None, "--motion-bucket", help="Image-to-video: motion_bucket_id "
-                                                                                "(default: training's median)."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate conditioned on and written (default: the "
-                                                            "model's)."),
-    cond_aug: Optional[float] = typer.Option(None, "--cond-aug", help="Image-to-video: noise on the conditioning "
-                                                                      "frame (default 0.02)."),
+    prompt: list[str] = typer.Option([], "--prompt", help="Text prompt, text-to-video (repeat for several videos)."),
+    image: list[Path] = typer.Option(
+        [],
+        "--image",
+        help="Conditioning image, image-to-video (repeat for several videos); resized to the model's size.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output mp4 (a GIF preview is written beside it); several inputs get _0, _1, ... suffixes."
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="A model folder (models/hq, models/i2v) or a "
+        "registered model (models:/NAME@ALIAS). Default: the "
+        "newest text-to-video (--prompt) or image-to-video "
+        "(--image) model the pipeline trained.",
+    ),
+    frames: int | None = typer.Option(None, min=1, help="Frames (default: the model's training frames)."),
+    seed: int | None = typer.Option(None, help="Seed (default: sample.seed); input i uses seed + i."),
+    steps: int | None = typer.Option(
+        None, min=1, help="Sampler steps (default: sample.steps; image-to-video: the model's, 25 or 30)."
+    ),
+    guidance: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="Classifier-free guidance (default: "
+        "sample.guidance; image-to-video: the last frame's, "
+        "rising linearly from the model's first-frame "
+        "value).",
+    ),
+    motion_bucket: float | None = typer.Option(
+        None, "--motion-bucket", help="Image-to-video: motion_bucket_id (default: training's median)."
+    ),
+    fps: float | None = typer.Option(
+        None, "--fps", help="Frame rate conditioned on and written (default: the model's)."
+    ),
+    cond_aug: float | None = typer.Option(
+        None, "--cond-aug", help="Image-to-video: noise on the conditioning frame (default 0.02)."
+    ),
     scale: int = typer.Option(4, min=1, help="Nearest-neighbour upscale of the written video (tiny models are small)."),
 ) -> None:
     """Generate videos from text (text-to-video) or from an image (image-to-video) with a trained model."""
     from svd.training import sampling
 
     params = _setup()
-    written = sampling.sample_to_files(params, prompts=list(prompt), images=[str(i) for i in image], out=out,
-                                       model=model, frames=frames, seed=seed, steps=steps, guidance=guidance,
-                                       scale=scale, motion_bucket=motion_bucket, fps=fps, cond_aug=cond_aug)
+    written = sampling.sample_to_files(
+        params,
+        prompts=list(prompt),
+        images=[str(i) for i in image],
+        out=out,
+        model=model,
+        frames=frames,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        scale=scale,
+        motion_bucket=motion_bucket,
+        fps=fps,
+        cond_aug=cond_aug,
+    )
     for line in written["warnings"]:
         typer.secho(f"warning: {line}", fg="yellow", err=True)
     typer.echo(json.dumps(written, indent=2, default=_jsonable))
@@ -222,9 +269,13 @@ def sample(
 
 @app.command("export")
 def export_cmd(
-    model: Optional[str] = typer.Option(None, "--model", help="An image-to-video model folder (models/i2v) or a "
-                                                              "registered model (models:/svd-i2v@newest). Default: "
-                                                              "the newest image-to-video model."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="An image-to-video model folder (models/i2v) or a "
+        "registered model (models:/svd-i2v@newest). Default: "
+        "the newest image-to-video model.",
+    ),
     out: Path = typer.Option(..., "--out", help="Folder to write (replaced if it exists)."),
 ) -> None:
     """Export an image-to-video model as a diffusers StableVideoDiffusionPipeline folder (from_pretrained-able)."""
@@ -236,8 +287,9 @@ def export_cmd(
     typer.echo(json.dumps(export_model(params, folder, out), indent=2, default=_jsonable))
 
 
-evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate by the paper's protocols: FVD, multi-view metrics, "
-                                                      "preference Elo.")
+evaluate_app = typer.Typer(
+    no_args_is_help=True, help="Evaluate by the paper's protocols: FVD, multi-view metrics, preference Elo."
+)
 app.add_typer(evaluate_app, name="evaluate")
 
 
@@ -254,20 +306,27 @@ def frechet_cmd(
 
 @evaluate_app.command("preference-serve")
 def preference_serve(
-    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder with one sub-folder of mp4 samples per "
-                                                                "model version, each with a prompts.json ({file: "
-                                                                "prompt}, as `svd train` writes next to its "
-                                                                "samples)."),
-    models: List[str] = typer.Option([], "--model", help="A model version to compare (models:/NAME@ALIAS, "
-                                                        "models:/NAME/VERSION or a model folder); repeat it. Their "
-                                                        "samples are laid out in --videos (default: "
-                                                        "evaluate.preference.gather_root) first."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite file the votes go to (default: "
-                                                          "evaluate.preference.db); created if missing."),
-    host: Optional[str] = typer.Option(None, "--host", help="Interface (default: evaluate.preference.host, "
-                                                            "127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default: "
-                                                                              "evaluate.preference.port)."),
+    videos: Path | None = typer.Option(
+        None,
+        "--videos",
+        help="Folder with one sub-folder of mp4 samples per "
+        "model version, each with a prompts.json ({file: "
+        "prompt}, as `svd train` writes next to its "
+        "samples).",
+    ),
+    models: list[str] = typer.Option(
+        [],
+        "--model",
+        help="A model version to compare (models:/NAME@ALIAS, "
+        "models:/NAME/VERSION or a model folder); repeat it. Their "
+        "samples are laid out in --videos (default: "
+        "evaluate.preference.gather_root) first.",
+    ),
+    db: Path | None = typer.Option(
+        None, "--db", help="SQLite file the votes go to (default: evaluate.preference.db); created if missing."
+    ),
+    host: str | None = typer.Option(None, "--host", help="Interface (default: evaluate.preference.host, 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Port (default: evaluate.preference.port)."),
 ) -> None:
     """Serve a blind side-by-side vote page: two versions' videos for one prompt, votes stored in SQLite."""
     from svd.evaluation.preference import serve
@@ -284,49 +343,64 @@ def preference_serve(
         raise SvdError("give --videos FOLDER (one sub-folder of samples per version) or --model REF twice or more")
 
     def ready(url, catalog):
-        typer.echo(f"{len(catalog.videos)} videos of {len(catalog.versions)} versions "
-                   f"({', '.join(catalog.versions)}), {len(catalog.shared)} version pair(s); votes -> "
-                   f"{db or pref.db}; open {url} (Ctrl-C to stop)")
+        typer.echo(
+            f"{len(catalog.videos)} videos of {len(catalog.versions)} versions "
+            f"({', '.join(catalog.versions)}), {len(catalog.shared)} version pair(s); votes -> "
+            f"{db or pref.db}; open {url} (Ctrl-C to stop)"
+        )
 
-    serve(videos, db or Path(pref.db), host=host or pref.host, port=port or pref.port, seed=pref.seed,
-          on_ready=ready)
+    serve(videos, db or Path(pref.db), host=host or pref.host, port=port or pref.port, seed=pref.seed, on_ready=ready)
 
 
 @evaluate_app.command("elo")
 def elo_cmd(
-    db: Optional[Path] = typer.Option(None, "--db", help="Votes database (default: evaluate.preference.db)."),
-    k: Optional[float] = typer.Option(None, "--k", help="Elo step (default: evaluate.preference.k)."),
-    initial: Optional[float] = typer.Option(None, "--initial", help="Starting rating (default: "
-                                                                    "evaluate.preference.initial)."),
-    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap rounds for median and 95% "
-                                                                      "interval, 0 for none (default: "
-                                                                      "evaluate.preference.bootstrap_rounds)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default: evaluate.preference.seed)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="JSON written (default: evaluate.preference.out)."),
+    db: Path | None = typer.Option(None, "--db", help="Votes database (default: evaluate.preference.db)."),
+    k: float | None = typer.Option(None, "--k", help="Elo step (default: evaluate.preference.k)."),
+    initial: float | None = typer.Option(
+        None, "--initial", help="Starting rating (default: evaluate.preference.initial)."
+    ),
+    bootstrap: int | None = typer.Option(
+        None,
+        "--bootstrap",
+        help="Bootstrap rounds for median and 95% "
+        "interval, 0 for none (default: "
+        "evaluate.preference.bootstrap_rounds).",
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Bootstrap seed (default: evaluate.preference.seed)."),
+    out: Path | None = typer.Option(None, "--out", help="JSON written (default: evaluate.preference.out)."),
 ) -> None:
     """Elo ratings per model version from the preference votes, printed as JSON and written to --out."""
     from svd.evaluation.preference import elo_report, write_report
 
     params = _setup()
     pref = params.evaluate.preference
-    report = elo_report(db or Path(pref.db), k=pref.k if k is None else k,
-                        initial=pref.initial if initial is None else initial,
-                        rounds=pref.bootstrap_rounds if bootstrap is None else bootstrap,
-                        seed=pref.seed if seed is None else seed)
+    report = elo_report(
+        db or Path(pref.db),
+        k=pref.k if k is None else k,
+        initial=pref.initial if initial is None else initial,
+        rounds=pref.bootstrap_rounds if bootstrap is None else bootstrap,
+        seed=pref.seed if seed is None else seed,
+    )
     write_report(report, out or Path(pref.out))
     typer.echo(json.dumps(report, indent=2))
 
 
 @evaluate_app.command("multiview")
 def multiview_cmd(
-    fake: Path = typer.Option(..., "--fake", help="Folder of generated orbits: <object>/000.png ... or "
-                                                  "<object>.mp4, named like the ground truth's objects."),
-    real: Optional[Path] = typer.Option(None, "--real", help="Ground-truth orbits: an orbits.parquet manifest, a "
-                                                             "folder holding one, or a folder of orbits (default: "
-                                                             "evaluate.multiview.gso_root, else the world's "
-                                                             "<paths.world>/eval/orbits.parquet)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report written (default: <paths.metrics>/"
-                                                           "multiview.json)."),
+    fake: Path = typer.Option(
+        ...,
+        "--fake",
+        help="Folder of generated orbits: <object>/000.png ... or <object>.mp4, named like the ground truth's objects.",
+    ),
+    real: Path | None = typer.Option(
+        None,
+        "--real",
+        help="Ground-truth orbits: an orbits.parquet manifest, a "
+        "folder holding one, or a folder of orbits (default: "
+        "evaluate.multiview.gso_root, else the world's "
+        "<paths.world>/eval/orbits.parquet).",
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Report written (default: <paths.metrics>/multiview.json)."),
     track: bool = typer.Option(False, help="Record an MLflow run with the means and the report."),
 ) -> None:
     """GSO multi-view metrics: PSNR, LPIPS (AlexNet) and CLIP-S per object of 21-frame orbits, and their means."""
@@ -337,8 +411,9 @@ def multiview_cmd(
     if track:
         from svd import tracking
 
-        run = tracking.stage_run(params, "evaluate_multiview", inputs={"real": resolve_real(params, real)[0],
-                                                                        "fake": fake})
+        run = tracking.stage_run(
+            params, "evaluate_multiview", inputs={"real": resolve_real(params, real)[0], "fake": fake}
+        )
     else:
         run = _null()
     with run:
@@ -349,27 +424,42 @@ def multiview_cmd(
             tracking.log_artifacts(out)
     for name, why in report["failed"].items():
         typer.secho(f"warning: {name}: {why}", fg="yellow", err=True)
-    summary = {k: report[k] for k in ("n_objects", "n_failed", "psnr", "lpips", "clip_s", "lpips_backbone",
-                                      "clip_backbone")}
+    summary = {
+        k: report[k] for k in ("n_objects", "n_failed", "psnr", "lpips", "clip_s", "lpips_backbone", "clip_backbone")
+    }
     typer.echo(json.dumps({**summary, "out": str(out), "paper": report["paper"]["note"]}, indent=2))
 
 
 @evaluate_app.command("video")
 def video_cmd(
-    model: Optional[str] = typer.Option(None, "--model", help="A model folder (models/hq) or a registered model "
-                                                              "(models:/NAME@ALIAS). Default: the newest "
-                                                              "text-to-video model the pipeline trained."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Samples, manifest.parquet and plan.json "
-                                                                   "(default: <evaluate.video.out_root>/<name>)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Report name: metrics/evaluate_<name>.json (the "
-                                                            "markdown table: <out-dir>/report.md; default: the "
-                                                            "folder's name, or NAME-ALIAS)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: generate only shard i of n (separately "
-                                                              "started workers split the sample list; under "
-                                                              "torchrun each process takes its own); the report "
-                                                              "comes once every sample exists."),
-    track: bool = typer.Option(True, help="Record an MLflow run, and log the report to the model's training run "
-                                          "when it has one."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="A model folder (models/hq) or a registered model "
+        "(models:/NAME@ALIAS). Default: the newest "
+        "text-to-video model the pipeline trained.",
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", help="Samples, manifest.parquet and plan.json (default: <evaluate.video.out_root>/<name>)."
+    ),
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        help="Report name: metrics/evaluate_<name>.json (the "
+        "markdown table: <out-dir>/report.md; default: the "
+        "folder's name, or NAME-ALIAS).",
+    ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="i/n: generate only shard i of n (separately "
+        "started workers split the sample list; under "
+        "torchrun each process takes its own); the report "
+        "comes once every sample exists.",
+    ),
+    track: bool = typer.Option(
+        True, help="Record an MLflow run, and log the report to the model's training run when it has one."
+    ),
 ) -> None:
     """UCF-101 zero-shot FVD (the world's action clips in the tiny profile) plus the world evaluator's accuracy;
     resumable (written samples are skipped) and shardable."""
@@ -381,12 +471,21 @@ def video_cmd(
     dist = distributed()  # under torchrun / accelerate launch every process generates its own shard
     if dist.num_processes > 1:
         if shard is not None:
-            raise SvdError("--shard splits the samples over separately started workers; under torchrun or "
-                           "accelerate launch each process already takes its own shard (rank/processes): drop --shard")
+            raise SvdError(
+                "--shard splits the samples over separately started workers; under torchrun or "
+                "accelerate launch each process already takes its own shard (rank/processes): drop --shard"
+            )
         shard = f"{dist.process_index}/{dist.num_processes}"
         if not dist.is_main_process:  # its share of the samples; the main process scores and reports
-            ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name, shard=shard, score=False,
-                                  log=lambda m: typer.echo(m, err=True))
+            ucf101.evaluate_video(
+                params,
+                model=model,
+                out_dir=out_dir,
+                name=name,
+                shard=shard,
+                score=False,
+                log=lambda m: typer.echo(m, err=True),
+            )
             dist.wait_for_everyone()
             return
     # the MLflow run is open while the samples are made and scored, so its start, end and system metrics are the
@@ -400,12 +499,20 @@ def video_cmd(
     else:
         run = _null()
     with run:
-        result = ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name, shard=shard,
-                                       score=dist.num_processes == 1, log=lambda m: typer.echo(m, err=True))
+        result = ucf101.evaluate_video(
+            params,
+            model=model,
+            out_dir=out_dir,
+            name=name,
+            shard=shard,
+            score=dist.num_processes == 1,
+            log=lambda m: typer.echo(m, err=True),
+        )
         if dist.num_processes > 1:
             dist.wait_for_everyone()  # every process's samples are written: score them all here
-            result = ucf101.evaluate_video(params, model=model, out_dir=out_dir, name=name,
-                                           log=lambda m: typer.echo(m, err=True))
+            result = ucf101.evaluate_video(
+                params, model=model, out_dir=out_dir, name=name, log=lambda m: typer.echo(m, err=True)
+            )
         if not result["complete"]:
             if track:
                 tracking._mlflow().set_tags({"svd.shard": result["shard"], "svd.complete": "false"})
@@ -425,28 +532,55 @@ def video_cmd(
         run_id = None
         if track:
             run_id = ucf101.model_run_id(params, model, folder)
-            tracking._mlflow().set_tags({"svd.model_ref": result["model"], "svd.model_run_id": run_id or "none",
-                                         "svd.real_set": result["real_set"], "svd.complete": "true"})
+            tracking._mlflow().set_tags(
+                {
+                    "svd.model_ref": result["model"],
+                    "svd.model_run_id": run_id or "none",
+                    "svd.real_set": result["real_set"],
+                    "svd.complete": "true",
+                }
+            )
             tracking.log_metrics(flat)
-            tracking._mlflow().set_tags({"svd.feature_extractor": str(flat["feature_extractor"])[:5000],
-                                         "svd.eval_fingerprint": str(flat["fingerprint"])})
-            for f in (js, full, md, Path(result["out_dir"]) / ucf101.MANIFEST_FILE, Path(result["out_dir"]) /
-                      ucf101.SCORES_FILE):
+            tracking._mlflow().set_tags(
+                {
+                    "svd.feature_extractor": str(flat["feature_extractor"])[:5000],
+                    "svd.eval_fingerprint": str(flat["fingerprint"]),
+                }
+            )
+            for f in (
+                js,
+                full,
+                md,
+                Path(result["out_dir"]) / ucf101.MANIFEST_FILE,
+                Path(result["out_dir"]) / ucf101.SCORES_FILE,
+            ):
                 tracking.log_artifacts(f, "evaluate")
     if run_id:
         ucf101.log_to_model_run(params, run_id, result["name"], flat, [js, md])
     if track:
         flat["mlflow_model_run"] = run_id
-    typer.echo(json.dumps({**flat, "generated": len(result["generated"]), "out_dir": result["out_dir"],
-                           "metrics": str(js), "report": str(md)}, indent=2, default=_jsonable))
+    typer.echo(
+        json.dumps(
+            {
+                **flat,
+                "generated": len(result["generated"]),
+                "out_dir": result["out_dir"],
+                "metrics": str(js),
+                "report": str(md),
+            },
+            indent=2,
+            default=_jsonable,
+        )
+    )
 
 
 @evaluate_app.command("stage")
 def evaluate_stage_cmd(
     stage: str = typer.Argument(..., help="A trained diffusion stage: image | video | hq | i2v | i2v_xt."),
-    model: Optional[Path] = typer.Option(None, "--model", help="The model folder (default: the stage's own, "
-                                                               "models/<stage>)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+    model: Path | None = typer.Option(
+        None, "--model", help="The model folder (default: the stage's own, models/<stage>)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """Score a trained model with its task's evaluator (what `svd train` runs after training): the eval prompts for
     text-to-video, the held-aside-clip checks for image-to-video (fidelity, identity, motion, FVD, scene)."""
@@ -467,14 +601,22 @@ def evaluate_stage_cmd(
 
 @evaluate_app.command("caption-sensitivity")
 def caption_sensitivity_cmd(
-    model: Optional[str] = typer.Option(None, "--model", help="A video model folder (models/video) or a registered "
-                                                              "model (models:/NAME@ALIAS). Default: the newest "
-                                                              "text-to-video model the pipeline trained."),
-    windows: int = typer.Option(48, "--windows", min=1, help="Single-object, static-camera windows to measure on "
-                                                              "(one per curated clip)."),
-    steer: bool = typer.Option(True, help="Also sample from noised windows with the true and the direction-swapped "
-                                          "caption, and judge which way the object moves (slower)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="A video model folder (models/video) or a registered "
+        "model (models:/NAME@ALIAS). Default: the newest "
+        "text-to-video model the pipeline trained.",
+    ),
+    windows: int = typer.Option(
+        48, "--windows", min=1, help="Single-object, static-camera windows to measure on (one per curated clip)."
+    ),
+    steer: bool = typer.Option(
+        True,
+        help="Also sample from noised windows with the true and the direction-swapped "
+        "caption, and judge which way the object moves (slower).",
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """Does the model use its captions' words? Denoising loss with the direction or colour word swapped (or no
     caption) against the true caption, per sigma; a relative gap near 0 means the word is ignored. With --steer:
@@ -483,8 +625,7 @@ def caption_sensitivity_cmd(
     from svd.training.sampling import resolve_model
 
     params = _setup()
-    result = caption_sensitivity(params, resolve_model(params, model), windows=windows, seed=params.seed,
-                                 steer=steer)
+    result = caption_sensitivity(params, resolve_model(params, model), windows=windows, seed=params.seed, steer=steer)
     text = json.dumps(result, indent=2, default=_jsonable)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -494,8 +635,9 @@ def caption_sensitivity_cmd(
 
 @evaluate_app.command("train-features")
 def train_features_cmd(
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for i3d.safetensors and feature_net.json "
-                                                           "(default: evaluate.fvd.feature_net.out)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for i3d.safetensors and feature_net.json (default: evaluate.fvd.feature_net.out)."
+    ),
     track: bool = typer.Option(True, help="Record an MLflow run."),
 ) -> None:
     """Train the FVD feature net on the world's action classes (the tiny profile's stand-in for Kinetics I3D
@@ -506,10 +648,19 @@ def train_features_cmd(
     params = _setup()
     run = tracking.stage_run(params, "evaluate_features") if track else _null()
     with run:
-        summary = ucf101.train_features(params, out, log=lambda m: typer.echo(m, err=True),
-                                        logger=tracking.step_logger("feature_net.") if track else None)
-        _write_metrics(params, "fvd_features", summary, Path(summary["path"]).parent,
-                       Path(state.file_params().evaluate.fvd.feature_net.out))
+        summary = ucf101.train_features(
+            params,
+            out,
+            log=lambda m: typer.echo(m, err=True),
+            logger=tracking.step_logger("feature_net.") if track else None,
+        )
+        _write_metrics(
+            params,
+            "fvd_features",
+            summary,
+            Path(summary["path"]).parent,
+            Path(state.file_params().evaluate.fvd.feature_net.out),
+        )
         if track:
             tracking.log_metrics(_numeric(summary))
             tracking.log_artifacts(Path(summary["path"]).parent / "feature_net.json")
@@ -519,14 +670,20 @@ def train_features_cmd(
 @app.command("register")
 def register_cmd(
     model: Path = typer.Option(..., "--model", help="A model folder written by `svd train` (models/hq)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Registered model name (default: register.name, else "
-                                                            "the stage's name, svd-t2v)."),
-    metrics: Optional[Path] = typer.Option(None, "--metrics", help="Flat evaluation JSON the gate reads (default: "
-                                                                   "register.metrics)."),
-    force: bool = typer.Option(False, "--force", help="Register content already registered, and move champion "
-                                                      "when the champion has no recorded gate metric (recorded as "
-                                                      "tag svd.register.force); never overrides a measured loss "
-                                                      "or a floor."),
+    name: str | None = typer.Option(
+        None, "--name", help="Registered model name (default: register.name, else the stage's name, svd-t2v)."
+    ),
+    metrics: Path | None = typer.Option(
+        None, "--metrics", help="Flat evaluation JSON the gate reads (default: register.metrics)."
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Register content already registered, and move champion "
+        "when the champion has no recorded gate metric (recorded as "
+        "tag svd.register.force); never overrides a measured loss "
+        "or a floor.",
+    ),
 ) -> None:
     """Register a model version with its lineage as `candidate`; `champion` moves only when the evaluation beats
     the current champion's (register.metric / mode / min_delta / require)."""
@@ -559,7 +716,7 @@ def model_info() -> None:
 
 @app.command()
 def pipeline(
-    stages: List[str] = typer.Argument(None, help="Stages to run (default: all in dvc.yaml, in graph order)."),
+    stages: list[str] = typer.Argument(None, help="Stages to run (default: all in dvc.yaml, in graph order)."),
     force: bool = typer.Option(False, help="Re-run stages even when DVC says they are up to date."),
 ) -> None:
     """Run the dvc.yaml stages as the Prefect flow `svd` (a temporary local Prefect server if none is configured)."""
@@ -602,9 +759,22 @@ def _write_metrics(params: Params, stage: str, summary: dict, out: Path, pipelin
 
 # Numbers of how a run went rather than what it made (wall times, throughput, where it resumed): logged to MLflow,
 # kept out of metrics/*.json, which git tracks and a reproducing re-run must leave unchanged.
-WALL_CLOCK = frozenset({"seconds", "train_seconds", "sample_seconds", "real_seconds", "generate_seconds",
-                        "score_seconds", "samples_per_s", "resumed_from", "startup_seconds", "retried", "workers",
-                        "processes"})
+WALL_CLOCK = frozenset(
+    {
+        "seconds",
+        "train_seconds",
+        "sample_seconds",
+        "real_seconds",
+        "generate_seconds",
+        "score_seconds",
+        "samples_per_s",
+        "resumed_from",
+        "startup_seconds",
+        "retried",
+        "workers",
+        "processes",
+    }
+)
 
 
 def _metric_values(flat: dict) -> dict[str, float]:

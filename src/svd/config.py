@@ -46,7 +46,7 @@ class Weights(Strict):
     text_pretrained: str | None = None
     unet_image: str | None = None
     image_encoder: str | None = None  # CLIPVisionModelWithProjection folder / SVD pipeline folder / cached hub id
-    i2v_pipeline: str | None = None     # stable-video-diffusion-img2vid (diffusers layout): i2v finetunes it
+    i2v_pipeline: str | None = None  # stable-video-diffusion-img2vid (diffusers layout): i2v finetunes it
     i2v_xt_pipeline: str | None = None  # stable-video-diffusion-img2vid-xt: i2v_xt finetunes it
 
 
@@ -156,7 +156,7 @@ class RayEngine(Strict):
     cpus_per_worker: float = Field(gt=0)
     gpus_per_worker: float = Field(ge=0)
     max_attempts: int = Field(ge=1)
-    video_timeout_s: float = Field(ge=0)   # 0: none
+    video_timeout_s: float = Field(ge=0)  # 0: none
 
 
 class Curate(Strict):
@@ -239,9 +239,9 @@ Flip = Literal["hflip", "vflip", "reverse"]
 
 
 class VaeStage(Strict):
-    train: bool                       # False: load weights.vae (a100: SD 2.1's); True: train `config` here
+    train: bool  # False: load weights.vae (a100: SD 2.1's); True: train `config` here
     config: Literal["tiny"]
-    size: tuple[int, int]             # (H, W) frames the VAE trains on
+    size: tuple[int, int]  # (H, W) frames the VAE trains on
     patch: tuple[int, int] | None = None  # (H, W) random crops of those frames per training image; None = whole
     steps: int = Field(ge=1)
     batch: int = Field(ge=1)
@@ -255,14 +255,14 @@ class VaeStage(Strict):
 
 
 class DiffusionStage(Strict):
-    data: Literal["curated", "uncurated", "hq"]   # curated: kept clips; uncurated: every clip (the ablation)
-    hq_fraction: float = Field(gt=0, le=1)        # share of the curated set Stage III keeps (svd.data.subset_hq)
-    size: tuple[int, int]             # (H, W) pixels; latents are this / the VAE's downsampling
-    frames: int = Field(ge=1)         # 1: image stage
+    data: Literal["curated", "uncurated", "hq"]  # curated: kept clips; uncurated: every clip (the ablation)
+    hq_fraction: float = Field(gt=0, le=1)  # share of the curated set Stage III keeps (svd.data.subset_hq)
+    size: tuple[int, int]  # (H, W) pixels; latents are this / the VAE's downsampling
+    frames: int = Field(ge=1)  # 1: image stage
     fps: float = Field(gt=0)
     windows_per_clip: int = Field(ge=1)
     augment: list[Flip]
-    noise: str                        # a preset of diffusion.noise
+    noise: str  # a preset of diffusion.noise
     steps: int = Field(ge=1)
     batch: int = Field(ge=1)
     lr: float = Field(gt=0)
@@ -272,20 +272,21 @@ class DiffusionStage(Strict):
     static_weight: float = Field(default=1.0, ge=0, le=1)  # loss weight of the error's mean over frames (ours; 1: EDM)
     new_inputs_lr_scale: float = Field(default=1.0, gt=0)  # lr x this for the input columns a task adds at zero (ours)
     # image-to-video stages (svd.tasks.image_to_video)
-    parent: str | None = None         # the stage whose model it is finetuned from
-    trainable: Literal["all", "temporal"] = "all"   # temporal: the temporal layers only (spatial frozen)
-    cond_dropout: dict[str, float] | None = None    # image / latent / both: zeroed for guidance (ours)
-    guidance: str | None = None       # a preset of diffusion.guidance: per-frame linear guidance of its samples
+    parent: str | None = None  # the stage whose model it is finetuned from
+    trainable: Literal["all", "temporal"] = "all"  # temporal: the temporal layers only (spatial frozen)
+    cond_dropout: dict[str, float] | None = None  # image / latent / both: zeroed for guidance (ours)
+    guidance: str | None = None  # a preset of diffusion.guidance: per-frame linear guidance of its samples
     sample_steps: int | None = Field(default=None, ge=1)  # EDM Euler steps of its samples (paper: 25 / 30)
 
 
 class Stream(Strict):
     """How diffusion stages read their windows (svd.training.stream): cached (all encoded before the first step) or
     streamed through a bounded shuffle buffer and encoded per batch."""
+
     enabled: bool
-    source: Literal["shards", "clips"]   # shards: paths.shards (`svd shard`); clips: the curated clip files
-    buffer: int = Field(ge=1)            # windows in the shuffle buffer
-    clips_per_unit: int = Field(ge=1)    # source clips: clips per unit of shuffling and of the split over processes
+    source: Literal["shards", "clips"]  # shards: paths.shards (`svd shard`); clips: the curated clip files
+    buffer: int = Field(ge=1)  # windows in the shuffle buffer
+    clips_per_unit: int = Field(ge=1)  # source clips: clips per unit of shuffling and of the split over processes
 
 
 class Shards(Strict):
@@ -302,7 +303,7 @@ class Train(Strict):
     mixed_precision: Literal["no", "bf16", "fp16"]
     gradient_checkpointing: bool
     grad_accumulation: int = Field(ge=1)
-    parallel: Literal["ddp", "fsdp"]   # several processes: DDP, or FSDP (svd.training.fsdp)
+    parallel: Literal["ddp", "fsdp"]  # several processes: DDP, or FSDP (svd.training.fsdp)
     stream: Stream
     vae: VaeStage
     image: DiffusionStage
@@ -316,7 +317,7 @@ class SampleParams(Strict):
     steps: int = Field(ge=1)
     guidance: float = Field(ge=0)
     seed: int
-    eval_prompts: int = Field(ge=1)   # prompts of the world's eval classes scored after each video stage
+    eval_prompts: int = Field(ge=1)  # prompts of the world's eval classes scored after each video stage
 
 
 # Evaluation by the paper's protocols (svd.evaluation); each block is owned by its module.
@@ -325,7 +326,7 @@ class FeatureNetParams(Strict):
     tiny profile's stand-in for Kinetics-400 I3D weights, which no machine here can download."""
 
     width: float = Field(default=0.25, gt=0)
-    size: int = Field(default=64, ge=8)      # its input size: FVD with this net must use evaluate.fvd.size = this
+    size: int = Field(default=64, ge=8)  # its input size: FVD with this net must use evaluate.fvd.size = this
     frames: int = Field(default=16, ge=1)
     fps: float | None = Field(default=None, gt=0)  # clip rate it trains at (= evaluate.video.fps); null = world's
     steps: int = Field(default=900, ge=1)
@@ -333,32 +334,32 @@ class FeatureNetParams(Strict):
     lr: float = Field(default=2.0e-3, gt=0)
     dropout: float = Field(default=0.5, ge=0, lt=1)
     heldout_per_class: int = Field(default=4, ge=1)
-    out: str = "models/fvd_i3d"              # `svd evaluate train-features` writes i3d.safetensors here
+    out: str = "models/fvd_i3d"  # `svd evaluate train-features` writes i3d.safetensors here
     threads: int | None = Field(default=None, ge=1)  # torch threads while training it; null = `threads`
 
 
 class FvdParams(Strict):
     """FVD protocol (svd.evaluation.fvd): I3D weights, feature, frames, crop size."""
 
-    i3d_weights: str | None = None    # i3d_torchscript.pt (StyleGAN-V) or an InceptionI3d state dict; never downloaded
+    i3d_weights: str | None = None  # i3d_torchscript.pt (StyleGAN-V) or an InceptionI3d state dict; never downloaded
     features: Literal["logits", "pool"] = "logits"  # logits: 400 pre-softmax scores (TF FVD, TorchScript); pool: 1024
     frames: int = Field(default=16, ge=1)
     size: int = Field(default=224, ge=8)
     batch: int = Field(default=8, ge=1)  # videos per I3D forward
-    device: str = "auto"              # auto = cuda when available
+    device: str = "auto"  # auto = cuda when available
     feature_net: FeatureNetParams = FeatureNetParams()
 
 
 class MultiviewParams(Strict):
     """svd.evaluation.multiview: the GSO multi-view protocol (PSNR / LPIPS / CLIP-S over 21-frame orbits)."""
 
-    frames: int = Field(default=21, ge=1)              # frames per orbit the protocol requires (paper: 21)
-    gso_root: str | None = None                        # folder of GSO renders; null = the world's orbits
-    lpips_alexnet: str | None = None                   # torchvision AlexNet state dict; null = random backbone
-    resize_real: bool = True                           # ground truth resized to the generated size when they differ
+    frames: int = Field(default=21, ge=1)  # frames per orbit the protocol requires (paper: 21)
+    gso_root: str | None = None  # folder of GSO renders; null = the world's orbits
+    lpips_alexnet: str | None = None  # torchvision AlexNet state dict; null = random backbone
+    resize_real: bool = True  # ground truth resized to the generated size when they differ
     alpha_background: int = Field(default=255, ge=0, le=255)  # grey level RGBA renders are composited over
-    batch: int = Field(default=21, ge=1)               # frames per LPIPS / CLIP forward pass
-    device: str = "auto"                               # auto = cuda when available, else cpu
+    batch: int = Field(default=21, ge=1)  # frames per LPIPS / CLIP forward pass
+    device: str = "auto"  # auto = cuda when available, else cpu
 
 
 class PreferenceParams(Strict):
@@ -379,22 +380,23 @@ class VideoEvalParams(Strict):
     """`svd evaluate video` (svd.evaluation.ucf101): the UCF-101 zero-shot protocol, or the world's action clips.
     Sizes are (H, W): generated at `size`, resized (bilinear, antialiased) to `resize`, centre-cropped to `crop`."""
 
-    ucf101_root: str | None = None     # UCF-101 folder (<Class>/v_*.avi); null = the world's held-aside action clips
-    ucf101_split: str | None = None    # split list (ucfTrainTestlist/testlist01.txt) relative to the root; null = all
-    n_samples: int = Field(default=64, ge=2)   # generated videos, apportioned over the classes like the real set
+    ucf101_root: str | None = None  # UCF-101 folder (<Class>/v_*.avi); null = the world's held-aside action clips
+    ucf101_split: str | None = None  # split list (ucfTrainTestlist/testlist01.txt) relative to the root; null = all
+    n_samples: int = Field(default=64, ge=2)  # generated videos, apportioned over the classes like the real set
     frames: int = Field(default=8, ge=1)
-    fps: float = Field(default=4.0, gt=0)      # generated at (and conditioned on) this rate; real clips subsampled
+    fps: float = Field(default=4.0, gt=0)  # generated at (and conditioned on) this rate; real clips subsampled
     size: tuple[int, int] = (40, 64)
     resize: tuple[int, int] = (40, 64)
     crop: tuple[int, int] = (40, 40)
     guidance: float = Field(default=7.0, ge=0)
     steps: int = Field(default=25, ge=1)
-    seed: int = 0                      # sample i uses seed + i, whatever the sharding
-    batch: int = Field(default=16, ge=1)       # videos per sampler call; also the unit of sharding and resuming
-    crf: int = Field(default=0, ge=0, le=51)   # H.264 quality of the samples; 0 = lossless (reproducible pixels)
+    seed: int = 0  # sample i uses seed + i, whatever the sharding
+    batch: int = Field(default=16, ge=1)  # videos per sampler call; also the unit of sharding and resuming
+    crf: int = Field(default=0, ge=0, le=51)  # H.264 quality of the samples; 0 = lossless (reproducible pixels)
     device: str = "auto"
-    out_root: str = "data/evaluate"    # samples go to <out_root>/<name>/ unless --out-dir
+    out_root: str = "data/evaluate"  # samples go to <out_root>/<name>/ unless --out-dir
     real_stats: str = "models/fvd_i3d/real_stats.npz"  # cache of the real set's feature statistics
+    bootstrap: int = Field(default=1000, ge=0)  # resamples of each score's interval (0: none), seeded by `seed`
 
     @field_validator("size", "resize", "crop")
     @classmethod
@@ -410,14 +412,14 @@ class ImageToVideoEvalParams(Strict):
     in >= `identity_goal` of samples, Spearman rho >= `spearman_goal` over `motion_buckets` buckets with the lowest
     moving at most `low_high_ratio` of the highest, FVD below the still video's beyond the interval."""
 
-    samples_per_clip: int = Field(default=1, ge=1)   # samples at the default motion bucket per held-aside clip
-    motion_clips: int = Field(default=8, ge=1)       # held-aside clips sampled at every bucket of the motion sweep
-    motion_buckets: int = Field(default=5, ge=2)     # spread over the 5th-95th percentile of training's buckets
-    t2v_clips: int = Field(default=8, ge=0)          # held-aside clips the newest text-to-video model samples for the
-                                                     # scene check (its baseline; 0 = none)
-    bootstrap: int = Field(default=500, ge=0)        # resamples for every interval (seeded; 0 = none)
+    samples_per_clip: int = Field(default=1, ge=1)  # samples at the default motion bucket per held-aside clip
+    motion_clips: int = Field(default=8, ge=1)  # held-aside clips sampled at every bucket of the motion sweep
+    motion_buckets: int = Field(default=5, ge=2)  # spread over the 5th-95th percentile of training's buckets
+    t2v_clips: int = Field(default=8, ge=0)  # held-aside clips the newest text-to-video model samples for the
+    # scene check (its baseline; 0 = none)
+    bootstrap: int = Field(default=500, ge=0)  # resamples for every interval (seeded; 0 = none)
     confidence: float = Field(default=0.95, gt=0, lt=1)
-    seed: int = 0                                    # sample i uses seed + i
+    seed: int = 0  # sample i uses seed + i
     max_gap_db: float = 2.0
     identity_goal: float = 0.9
     spearman_goal: float = 0.9
@@ -435,12 +437,15 @@ class Evaluate(Strict):
 class RegisterParams(Strict):
     """`svd register` (svd.registry): which evaluation decides whether a new version becomes `champion`."""
 
-    name: str | None = None                      # registered model; null = the stage's name (svd-t2v for video/hq)
-    metrics: str = "metrics/evaluate_hq.json"    # flat JSON the gate reads (written by `svd evaluate video`)
-    metric: str = "fvd"                          # the key compared against the champion's recorded value
-    mode: Literal["min", "max"] = "min"          # min: lower is better (FVD); max: higher is better (accuracy)
+    name: str | None = None  # registered model; null = the stage's name (svd-t2v for video/hq)
+    metrics: str = "metrics/evaluate_hq.json"  # flat JSON the gate reads (written by `svd evaluate video`)
+    metric: str = "fvd"  # the key compared against the champion's recorded value
+    mode: Literal["min", "max"] = "min"  # min: lower is better (FVD); max: higher is better (accuracy)
     min_delta: float = Field(default=0.0, ge=0)  # the candidate must beat the champion by more than this
-    require: dict[str, float] = {}               # floors: metric key -> least value, else never champion
+    require: dict[str, float] = {}  # floors: metric key -> least value of its lower bound (<key>_lo), else never
+    features: str | None = None  # the evaluation's features.npz: the paired comparison with the champion's
+    significance: bool = True  # move only when the paired interval of the difference lies beyond min_delta
+    bootstrap: int = Field(default=1000, ge=1)  # resamples of the paired interval
 
 
 # the `register` block's field shadows BaseModel.register (ABCMeta's, class level only): instances read the field
@@ -543,7 +548,9 @@ def load_params(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid parameter {where!r}: {first['msg']} ({len(exc.errors())} error(s) in all)") from None
+        raise ConfigError(
+            f"invalid parameter {where!r}: {first['msg']} ({len(exc.errors())} error(s) in all)"
+        ) from None
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

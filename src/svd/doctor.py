@@ -12,9 +12,27 @@ from rich.table import Table
 
 from svd.config import Params
 
-PACKAGES = ["torch", "torchvision", "diffusers", "transformers", "accelerate", "peft", "open-clip-torch", "av",
-            "scenedetect-headless", "opencv-python-headless", "easyocr", "great-expectations", "prefect", "dvc",
-            "mlflow", "lpips", "torchmetrics", "pandas", "pyarrow"]
+PACKAGES = [
+    "torch",
+    "torchvision",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "peft",
+    "open-clip-torch",
+    "av",
+    "scenedetect-headless",
+    "opencv-python-headless",
+    "easyocr",
+    "great-expectations",
+    "prefect",
+    "dvc",
+    "mlflow",
+    "lpips",
+    "torchmetrics",
+    "pandas",
+    "pyarrow",
+]
 
 
 ARCHITECTURES = ("clip_model", "coca_model", "text_model")  # open_clip model names, not weights
@@ -77,8 +95,11 @@ def report(params: Params, console: Console | None = None) -> bool:
     env.add_row("python", platform.python_version())
     env.add_row("machine", f"{platform.machine()}, {os.cpu_count()} cores")
     env.add_row("profile", params.profile)
-    env.add_row("threads", f"torch {torch.get_num_threads()} / interop {torch.get_num_interop_threads()}, "
-                           f"opencv {cv2.getNumThreads()}, params.threads {params.threads}")
+    env.add_row(
+        "threads",
+        f"torch {torch.get_num_threads()} / interop {torch.get_num_interop_threads()}, "
+        f"opencv {cv2.getNumThreads()}, params.threads {params.threads}",
+    )
     env.add_row("accelerator", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU)")
     env.add_row("mlflow", tracking_uri(params))
     for name in PACKAGES:

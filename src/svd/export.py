@@ -21,10 +21,18 @@ from typing import Any
 from svd.config import Params
 from svd.errors import InputError
 
-SVD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-                 "num_train_timesteps": 1000, "interpolation_type": "linear", "prediction_type": "v_prediction",
-                 "steps_offset": 1, "timestep_spacing": "leading", "timestep_type": "continuous",
-                 "use_karras_sigmas": True}
+SVD_SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "interpolation_type": "linear",
+    "prediction_type": "v_prediction",
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "timestep_type": "continuous",
+    "use_karras_sigmas": True,
+}
 
 
 def scheduler(params: Params):
@@ -33,8 +41,10 @@ def scheduler(params: Params):
 
     sampler = params.diffusion.sampler
     if sampler.method != "euler":
-        raise InputError(f"diffusion.sampler.method is {sampler.method!r}; the exported pipeline's scheduler is "
-                         f"Euler, so `svd sample` and the pipeline would differ")
+        raise InputError(
+            f"diffusion.sampler.method is {sampler.method!r}; the exported pipeline's scheduler is "
+            f"Euler, so `svd sample` and the pipeline would differ"
+        )
     return EulerDiscreteScheduler(**SVD_SCHEDULER, sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max)
 
 
@@ -49,14 +59,23 @@ def pipeline_of(params: Params, folder: Path):
     model = load_model(folder)
     meta = model["meta"]
     if meta["kind"] != "image-to-video":
-        raise InputError(f"{folder} holds a {meta['kind']} model; diffusers' StableVideoDiffusionPipeline runs "
-                         f"image-to-video models only (train one with `svd train --stage i2v`)")
+        raise InputError(
+            f"{folder} holds a {meta['kind']} model; diffusers' StableVideoDiffusionPipeline runs "
+            f"image-to-video models only (train one with `svd train --stage i2v`)"
+        )
     extractor_dir = Path(folder) / "feature_extractor"
-    extractor = CLIPImageProcessor.from_pretrained(extractor_dir) if extractor_dir.is_dir() else \
-        CLIPImageProcessor(size={"shortest_edge": CLIP_SIZE}, image_mean=list(CLIP_MEAN))
-    return StableVideoDiffusionPipeline(vae=model["vae"], image_encoder=model["image_encoder"].model,
-                                        unet=model["unet"], scheduler=scheduler(params),
-                                        feature_extractor=extractor), meta
+    extractor = (
+        CLIPImageProcessor.from_pretrained(extractor_dir)
+        if extractor_dir.is_dir()
+        else CLIPImageProcessor(size={"shortest_edge": CLIP_SIZE}, image_mean=list(CLIP_MEAN))
+    )
+    return StableVideoDiffusionPipeline(
+        vae=model["vae"],
+        image_encoder=model["image_encoder"].model,
+        unet=model["unet"],
+        scheduler=scheduler(params),
+        feature_extractor=extractor,
+    ), meta
 
 
 def export_model(params: Params, folder: str | Path, out: str | Path) -> dict[str, Any]:
@@ -72,11 +91,22 @@ def export_model(params: Params, folder: str | Path, out: str | Path) -> dict[st
         shutil.rmtree(out)
     tmp.rename(out)
     h, w = meta["size"]
-    return {"model": str(folder), "out": str(out), "stage": meta["stage"],
-            "call": {"height": h, "width": w, "num_frames": meta["frames"], "fps": meta["fps"],
-                     "motion_bucket_id": meta["motion_bucket"], "noise_aug_strength": meta["cond_aug"],
-                     "min_guidance_scale": meta["guidance"][0], "max_guidance_scale": meta["guidance"][1],
-                     "num_inference_steps": meta["sample_steps"]}}
+    return {
+        "model": str(folder),
+        "out": str(out),
+        "stage": meta["stage"],
+        "call": {
+            "height": h,
+            "width": w,
+            "num_frames": meta["frames"],
+            "fps": meta["fps"],
+            "motion_bucket_id": meta["motion_bucket"],
+            "noise_aug_strength": meta["cond_aug"],
+            "min_guidance_scale": meta["guidance"][0],
+            "max_guidance_scale": meta["guidance"][1],
+            "num_inference_steps": meta["sample_steps"],
+        },
+    }
 
 
 __all__ = ["export_model", "pipeline_of", "scheduler"]

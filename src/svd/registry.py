@@ -5,7 +5,10 @@ Lineage lives on the version as tags (DESIGN rule 6): the git commit (and whethe
 hash and profile, content hashes of the curated data and of the model folder (plus their dvc.lock md5 when DVC
 tracks them), the training run the model came from when it can be found, and the evaluation file's hash and values.
 The gate reads the champion's values back from its version tags, so a decision never depends on files that may
-have changed since the champion was registered.
+have changed since the champion was registered. With `register.significance` it moves `champion` only when the
+paired bootstrap interval of (candidate - champion) lies wholly beyond `min_delta`: each version logs its
+evaluation's features.npz (both feature sets and the per-sample verdicts), and sample i of two evaluations shares
+its prompt and seed, so the two are resampled together. Floors (`register.require`) apply to the lower bounds.
 """
 
 from __future__ import annotations
@@ -49,8 +52,10 @@ def read_model_folder(folder: Path | str, params: Params) -> dict[str, Any]:
     if not profile:
         raise InputError(f"--model {folder}: {MODEL_FILE} records no profile, so its lineage cannot be checked")
     if profile != params.profile:
-        raise InputError(f"--model {folder} was trained under profile {profile!r} but the active profile is "
-                         f"{params.profile!r}; pass --profile {profile}")
+        raise InputError(
+            f"--model {folder} was trained under profile {profile!r} but the active profile is "
+            f"{params.profile!r}; pass --profile {profile}"
+        )
     if not (folder / "unet").is_dir():
         raise InputError(f"--model {folder} has no unet/: the folder is incomplete; re-run its training stage")
     return meta
@@ -79,8 +84,9 @@ def read_metrics(path: Path | str, metric: str, require: dict[str, float] | None
     for key in [metric, *(require or {})]:
         if key not in flat:
             needed = "register.metric" if key == metric else "register.require"
-            raise InputError(f"--metrics {path} has no {key!r} (needed by {needed}); "
-                             f"keys: {', '.join(sorted(flat))[:200] or 'none'}")
+            raise InputError(
+                f"--metrics {path} has no {key!r} (needed by {needed}); keys: {', '.join(sorted(flat))[:200] or 'none'}"
+            )
         if _finite(flat[key]) is None:
             raise InputError(f"--metrics {path}: {key!r} is {flat[key]!r}, not a finite number")
     return {k: v for k, v in ((k, _finite(v)) for k, v in flat.items()) if v is not None}
@@ -163,8 +169,11 @@ def find_training_origin(versions: list, meta: dict, content: str, limit: int = 
             continue  # only versions `svd train` registered (ours carry the lineage themselves)
         local = _local_source(version.source)
         if local is not None and local.is_dir() and content_hash(local) == content:
-            return {"train_run_id": version.run_id or "unknown", "train_version": str(version.version),
-                    "train_run_found_by": "registry content hash"}
+            return {
+                "train_run_id": version.run_id or "unknown",
+                "train_version": str(version.version),
+                "train_run_found_by": "registry content hash",
+            }
     return {"train_run_id": "unknown", "train_run_found_by": "none"}
 
 
@@ -178,24 +187,54 @@ def _champion(client, name: str):
 
 
 # ---------------------------------------------------------------- the gate
-def gate(candidate: dict[str, float], champion_tags: dict[str, str] | None, champion_version: str | None, *,
-         metric: str, mode: str, min_delta: float, require: dict[str, float] | None = None,
-         force: bool = False) -> dict[str, Any]:
-    """Whether `champion` moves to the candidate. Floors first (never overridden); then no champion -> move; a
-    champion without the metric -> stay unless forced; else the candidate must beat it by more than min_delta."""
+def gate(
+    candidate: dict[str, float],
+    champion_tags: dict[str, str] | None,
+    champion_version: str | None,
+    *,
+    metric: str,
+    mode: str,
+    min_delta: float,
+    require: dict[str, float] | None = None,
+    force: bool = False,
+    significance: bool = False,
+    paired: dict | None = None,
+    unpaired_reason: str | None = None,
+) -> dict[str, Any]:
+    """Whether `champion` moves to the candidate. Floors first, on each floored score's lower bound (`<key>_lo`)
+    where the evaluation gave one (never overridden); then no champion -> move; a champion without the metric ->
+    stay unless forced. Then, with `significance`, the paired interval of (candidate - champion) (`paired`: diff, lo,
+    hi from svd.evaluation) must lie wholly beyond min_delta in the better direction; without a paired comparison
+    (`unpaired_reason` says why) the champion stays unless forced. Without `significance`, the point values decide."""
     if mode not in MODES:
         raise SvdError(f"register.mode must be one of {', '.join(MODES)}, got {mode!r}")
     value = candidate[metric]
-    floors = {k: {"value": candidate[k], "floor": float(v), "ok": candidate[k] >= v}
-              for k, v in (require or {}).items()}
+    floors = {}
+    for k, v in (require or {}).items():
+        bound = candidate.get(f"{k}_lo", candidate[k])
+        floors[k] = {"value": candidate[k], "lower_bound": bound, "floor": float(v), "ok": bound >= v}
     champ_value = None
     if champion_tags is not None:
         champ_value = _finite(_float_or_none(champion_tags.get(EVAL_TAG + metric)))
-    out = {"metric": metric, "mode": mode, "min_delta": min_delta, "candidate": value, "champion": champ_value,
-           "champion_version": champion_version, "floors": floors, "forced": False}
+    out = {
+        "metric": metric,
+        "mode": mode,
+        "min_delta": min_delta,
+        "candidate": value,
+        "champion": champ_value,
+        "champion_version": champion_version,
+        "floors": floors,
+        "forced": False,
+        "significance": significance,
+        "paired": paired,
+    }
     failed = [k for k, f in floors.items() if not f["ok"]]
     if failed:
-        why = "; ".join(f"{k} {floors[k]['value']:g} is below its floor {floors[k]['floor']:g}" for k in failed)
+        why = "; ".join(
+            f"{k} {floors[k]['value']:g} (lower bound {floors[k]['lower_bound']:g}) is below its floor "
+            f"{floors[k]['floor']:g}"
+            for k in failed
+        )
         return {**out, "moved": False, "reason": f"{why} (register.require)"}
     if champion_version is None:
         return {**out, "moved": True, "reason": "no champion yet"}
@@ -204,15 +243,112 @@ def gate(candidate: dict[str, float], champion_tags: dict[str, str] | None, cham
         if force:
             return {**out, "moved": True, "forced": True, "reason": f"{why}; moved by --force"}
         return {**out, "moved": False, "reason": f"{why}, so the gate cannot compare; --force moves it anyway"}
-    gain = (champ_value - value) if mode == "min" else (value - champ_value)
     better = "lower" if mode == "min" else "higher"
     versus = f"champion v{champion_version}'s {champ_value:g}"
+    if significance:
+        if paired is None or "lo" not in paired:
+            why = f"no paired comparison with champion v{champion_version} ({unpaired_reason or 'no interval'})"
+            if force:
+                return {**out, "moved": True, "forced": True, "reason": f"{why}; moved by --force"}
+            return {
+                **out,
+                "moved": False,
+                "reason": f"{why}, so the gate cannot judge significance; --force moves it anyway",
+            }
+        # the gain's interval: champion - candidate for min, candidate - champion for max
+        lo, hi = (-paired["hi"], -paired["lo"]) if mode == "min" else (paired["lo"], paired["hi"])
+        gain = -paired["diff"] if mode == "min" else paired["diff"]
+        span = f"gain {gain:g}, 95% paired interval [{lo:g}, {hi:g}]"
+        if lo > min_delta:
+            return {
+                **out,
+                "moved": True,
+                "reason": f"{metric} {value:g} beats {versus} ({better} is better; {span} "
+                f"lies above min_delta {min_delta:g})",
+            }
+        return {
+            **out,
+            "moved": False,
+            "reason": f"{metric} {value:g} vs {versus}: not significantly better ({span} "
+            f"reaches min_delta {min_delta:g}; {better} is better)",
+        }
+    gain = (champ_value - value) if mode == "min" else (value - champ_value)
     if gain > min_delta:
-        return {**out, "moved": True,
-                "reason": f"{metric} {value:g} beats {versus} by {gain:g} ({better} is better; "
-                          f"min_delta {min_delta:g})"}
-    return {**out, "moved": False, "reason": f"{metric} {value:g} does not beat {versus} by more than min_delta "
-                                              f"{min_delta:g} ({better} is better)"}
+        return {
+            **out,
+            "moved": True,
+            "reason": f"{metric} {value:g} beats {versus} by {gain:g} ({better} is better; min_delta {min_delta:g})",
+        }
+    return {
+        **out,
+        "moved": False,
+        "reason": f"{metric} {value:g} does not beat {versus} by more than min_delta "
+        f"{min_delta:g} ({better} is better)",
+    }
+
+
+FEATURES_ARTIFACT = "evaluation/features.npz"
+FEATURES_TAG = "svd.gate.features_run_id"  # the run holding a version's FEATURES_ARTIFACT
+
+
+def read_features(path: Path | str) -> dict[str, Any]:
+    """An evaluation's features.npz (svd.evaluation.ucf101.save_features) as arrays and strings."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not an evaluation features file ({' '.join(str(exc).split())[:120]})") from None
+    missing = {"real", "fake", "extractor", "plan"} - set(data)
+    if missing:
+        raise InputError(f"{path}: lacks {sorted(missing)} (written by an older `svd evaluate video`?)")
+    return {**data, "extractor": str(data["extractor"]), "plan": str(data["plan"])}
+
+
+def paired_comparison(
+    metric: str, candidate: dict, champion: dict, *, rounds: int, seed: int
+) -> tuple[dict | None, str | None]:
+    """(candidate - champion) on `metric` with its paired interval, or (None, why they cannot be paired)."""
+    import numpy as np
+
+    from svd.evaluation.fvd import paired_fvd_difference
+    from svd.evaluation.intervals import paired_mean_difference
+
+    if candidate["extractor"] != champion["extractor"]:
+        return None, "the champion was scored with another feature network"
+    if candidate["real"].shape != champion["real"].shape or not np.array_equal(candidate["real"], champion["real"]):
+        return None, "the champion was scored against another real set"
+    if candidate["plan"] != champion["plan"]:
+        return None, "the champion's samples follow another plan (prompts, seeds or count)"
+    if metric == "fvd":
+        return paired_fvd_difference(
+            candidate["real"], candidate["fake"], champion["fake"], rounds=rounds, seed=seed
+        ), None
+    if metric in candidate and metric in champion:
+        return paired_mean_difference(candidate[metric], champion[metric], rounds=rounds, seed=seed), None
+    return None, f"no per-sample values of {metric} to pair"
+
+
+def _pair_with(champion, features: dict | None, cfg) -> tuple[dict | None, str | None]:
+    """The paired comparison of the candidate's features with the champion's (downloaded from its version's run),
+    or (None, why not)."""
+    import tempfile
+
+    import mlflow
+
+    if features is None:
+        return None, f"the candidate has no features file (register.features: {cfg.features})"
+    run_id = champion.tags.get(FEATURES_TAG)
+    if not run_id:
+        return None, f"champion v{champion.version} was registered without its evaluation's features"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=FEATURES_ARTIFACT, dst_path=tmp)
+        except Exception as exc:  # a deleted run or artifact store: say so, decide without pairing
+            return None, f"champion v{champion.version}'s features are unavailable ({type(exc).__name__})"
+        theirs = read_features(path)
+    return paired_comparison(cfg.metric, features, theirs, rounds=cfg.bootstrap, seed=0)
 
 
 def _float_or_none(text: str | None) -> float | None:
@@ -228,13 +364,21 @@ def _default_name(meta: dict, folder: Path) -> str:
 
     stage = meta.get("stage")
     if stage not in REGISTERED_NAME:
-        raise InputError(f"--model {folder} is a stage-{stage} model; only the video stages "
-                         f"({', '.join(sorted(REGISTERED_NAME))}) have a registered name; give --name to register it")
+        raise InputError(
+            f"--model {folder} is a stage-{stage} model; only the video stages "
+            f"({', '.join(sorted(REGISTERED_NAME))}) have a registered name; give --name to register it"
+        )
     return REGISTERED_NAME[stage]
 
 
-def register_model(params: Params, model: Path | str, *, name: str | None = None, metrics: Path | str | None = None,
-                   force: bool = False) -> dict[str, Any]:
+def register_model(
+    params: Params,
+    model: Path | str,
+    *,
+    name: str | None = None,
+    metrics: Path | str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Register `model` as a new version of `name` with lineage tags and alias `candidate`; move `champion` when the
     gate says so. The same content registered before returns that version unchanged (unless `force`). Returns the
     report `svd register` prints: name, version, aliases, the gate decision with both values, the lineage."""
@@ -247,6 +391,8 @@ def register_model(params: Params, model: Path | str, *, name: str | None = None
     name = name or cfg.name or _default_name(meta, folder)
     metrics_path = Path(metrics or cfg.metrics)
     values = read_metrics(metrics_path, cfg.metric, cfg.require)
+    features_path = Path(cfg.features) if cfg.features else None
+    features = read_features(features_path) if features_path is not None and features_path.is_file() else None
     if cfg.mode not in MODES:
         raise SvdError(f"register.mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
 
@@ -257,10 +403,18 @@ def register_model(params: Params, model: Path | str, *, name: str | None = None
     same = [v for v in versions if v.tags.get(CONTENT_TAG) == content]
     if same and not force:
         existing = same[0]
-        return _report(client, name, str(existing.version), created=False, duplicate_of=str(existing.version),
-                       run_id=existing.run_id, gate_result=None, lineage={CONTENT_TAG: content},
-                       message=f"{folder} holds the same content ({content}) as {name} v{existing.version}; nothing "
-                               f"registered and no alias moved (--force registers it again)")
+        return _report(
+            client,
+            name,
+            str(existing.version),
+            created=False,
+            duplicate_of=str(existing.version),
+            run_id=existing.run_id,
+            gate_result=None,
+            lineage={CONTENT_TAG: content},
+            message=f"{folder} holds the same content ({content}) as {name} v{existing.version}; nothing "
+            f"registered and no alias moved (--force registers it again)",
+        )
 
     curated = Path(params.paths.curated)
     stage = meta.get("stage")
@@ -288,13 +442,27 @@ def register_model(params: Params, model: Path | str, *, name: str | None = None
 
     with tracking.stage_run(params, "register") as run:
         # the run carries the same lineage, in the input.* form the other stage runs use
-        mlflow.set_tags({**lineage, "input.curated.path": str(curated),
-                         "input.curated.sha256": lineage["svd.lineage.curated.sha256"],
-                         "input.model.path": str(folder), "input.model.sha256": lineage["svd.lineage.model.sha256"],
-                         "input.metrics.path": str(metrics_path),
-                         "input.metrics.sha256": lineage["svd.eval_file.sha256"]})
+        mlflow.set_tags(
+            {
+                **lineage,
+                "input.curated.path": str(curated),
+                "input.curated.sha256": lineage["svd.lineage.curated.sha256"],
+                "input.model.path": str(folder),
+                "input.model.sha256": lineage["svd.lineage.model.sha256"],
+                "input.metrics.path": str(metrics_path),
+                "input.metrics.sha256": lineage["svd.eval_file.sha256"],
+            }
+        )
         tracking.log_metrics({f"eval.{k}": v for k, v in values.items()})
         tracking.log_artifacts(metrics_path, "evaluation")
+        if features is not None:  # what a later candidate pairs its samples with, under one name whatever the file's
+            import shutil
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copyfile(features_path, Path(tmp) / Path(FEATURES_ARTIFACT).name)
+                tracking.log_artifacts(Path(tmp) / Path(FEATURES_ARTIFACT).name, str(Path(FEATURES_ARTIFACT).parent))
+            eval_tags[FEATURES_TAG] = run.info.run_id
         adopted = lineage.get("svd.lineage.train_version") if not force else None
         if adopted:
             # `svd train` already registered these very files: the gate gives that version its lineage and verdict
@@ -304,33 +472,83 @@ def register_model(params: Params, model: Path | str, *, name: str | None = None
                 client.set_model_version_tag(name, version, key, str(value)[:5000])
             client.set_registered_model_alias(name, CANDIDATE, version)
         else:
-            version = tracking.register_folder(params, folder, name, [CANDIDATE], include=list(INCLUDE),
-                                               tags={**lineage, **eval_tags})
+            version = tracking.register_folder(
+                params, folder, name, [CANDIDATE], include=list(INCLUDE), tags={**lineage, **eval_tags}
+            )
         champ = _champion(client, name)
         champ_version = str(champ.version) if champ is not None and str(champ.version) != version else None
-        decision = gate(values, champ.tags if champ_version else None, champ_version, metric=cfg.metric,
-                        mode=cfg.mode, min_delta=cfg.min_delta, require=cfg.require, force=force)
+        paired, unpaired = None, None
+        if cfg.significance and champ_version:
+            paired, unpaired = _pair_with(champ, features, cfg)
+        decision = gate(
+            values,
+            champ.tags if champ_version else None,
+            champ_version,
+            metric=cfg.metric,
+            mode=cfg.mode,
+            min_delta=cfg.min_delta,
+            require=cfg.require,
+            force=force,
+            significance=cfg.significance,
+            paired=paired,
+            unpaired_reason=unpaired,
+        )
         if decision["moved"]:
             client.set_registered_model_alias(name, CHAMPION, version)
-        for key, value in {"svd.gate.moved": str(decision["moved"]).lower(), "svd.gate.reason": decision["reason"],
-                           "svd.gate.metric": cfg.metric, "svd.gate.mode": cfg.mode,
-                           "svd.gate.compared_to": decision["champion_version"] or "none",
-                           "svd.gate.forced": str(decision["forced"]).lower()}.items():
+        for key, value in {
+            "svd.gate.moved": str(decision["moved"]).lower(),
+            "svd.gate.reason": decision["reason"],
+            "svd.gate.metric": cfg.metric,
+            "svd.gate.mode": cfg.mode,
+            "svd.gate.compared_to": decision["champion_version"] or "none",
+            "svd.gate.forced": str(decision["forced"]).lower(),
+            "svd.gate.paired": json.dumps(decision["paired"]) if decision["paired"] else "none",
+        }.items():
             client.set_model_version_tag(name, version, key, value[:5000])
         mlflow.set_tags({"svd.registered": f"{name}/{version}", "svd.gate.moved": str(decision["moved"]).lower()})
         run_id = run.info.run_id
     verdict = f"champion moved to v{version}" if decision["moved"] else "champion stays"
-    how = f"gave {name} v{version} (registered by its training run) its lineage" if adopted else \
-        f"registered {name} v{version}"
-    return _report(client, name, version, created=not adopted, duplicate_of=None, run_id=run_id,
-                   gate_result=decision, lineage=lineage,
-                   message=f"{how} as {CANDIDATE}; {verdict}: {decision['reason']}")
+    how = (
+        f"gave {name} v{version} (registered by its training run) its lineage"
+        if adopted
+        else f"registered {name} v{version}"
+    )
+    return _report(
+        client,
+        name,
+        version,
+        created=not adopted,
+        duplicate_of=None,
+        run_id=run_id,
+        gate_result=decision,
+        lineage=lineage,
+        message=f"{how} as {CANDIDATE}; {verdict}: {decision['reason']}",
+    )
 
 
-def _report(client, name: str, version: str, *, created: bool, duplicate_of: str | None, run_id: str | None,
-            gate_result: dict | None, lineage: dict, message: str) -> dict[str, Any]:
+def _report(
+    client,
+    name: str,
+    version: str,
+    *,
+    created: bool,
+    duplicate_of: str | None,
+    run_id: str | None,
+    gate_result: dict | None,
+    lineage: dict,
+    message: str,
+) -> dict[str, Any]:
     current = client.get_model_version(name, version)
     champ = _champion(client, name)
-    return {"name": name, "version": version, "created": created, "duplicate_of": duplicate_of, "run_id": run_id,
-            "aliases": sorted(current.aliases), "champion_version": str(champ.version) if champ else None,
-            "gate": gate_result, "lineage": lineage, "message": message}
+    return {
+        "name": name,
+        "version": version,
+        "created": created,
+        "duplicate_of": duplicate_of,
+        "run_id": run_id,
+        "aliases": sorted(current.aliases),
+        "champion_version": str(champ.version) if champ else None,
+        "gate": gate_result,
+        "lineage": lineage,
+        "message": message,
+    }

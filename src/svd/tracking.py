@@ -1,4 +1,5 @@
-"""MLflow: one run per stage execution, nested under the pipeline run, with the lineage tags that make a result traceable.
+"""MLflow: one run per stage execution, nested under the pipeline run, with the lineage tags that make a result
+traceable.
 
 Store: `sqlite:///mlruns/mlflow.db` with artifacts under `mlruns/artifacts` (MLflow 3 refuses the plain file store).
 The Prefect flow opens the pipeline run and hands its id to the stages through SVD_PARENT_RUN_ID.
@@ -11,8 +12,9 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from svd.config import Params, flatten
 
@@ -63,8 +65,16 @@ def git_state(cwd: Path | str = ".") -> dict[str, str]:
     # the pipeline writes dvc.lock and metrics/ itself while it runs, so they cannot make its code "dirty"; whether
     # they differ from the commit is recorded apart
     outputs = [f":(top){p}" for p in PIPELINE_OUTPUTS]
-    dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", ":/",
-                     *[f":(exclude,top){p}" for p in PIPELINE_OUTPUTS]))
+    dirty = bool(
+        run(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":/",
+            *[f":(exclude,top){p}" for p in PIPELINE_OUTPUTS],
+        )
+    )
     outputs_dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", *outputs))
     return {"git.commit": commit, "git.dirty": str(dirty).lower(), "git.outputs_dirty": str(outputs_dirty).lower()}
 
@@ -104,7 +114,8 @@ def pipeline_run(params: Params, name: str = "pipeline") -> Iterator[str]:
 
 @contextlib.contextmanager
 def stage_run(params: Params, stage: str, inputs: dict[str, Path | str] | None = None) -> Iterator[Any]:
-    """One run per stage execution: params, lineage tags (commit, DVC stage, input hashes), nested if a parent is set."""
+    """One run per stage execution: params, lineage tags (commit, DVC stage, input hashes), nested if a parent is
+    set."""
     mlflow = _mlflow()
     experiment_id = configure(params)
     tags = {**git_state(), "svd.kind": "stage", "svd.step": stage, "svd.profile": params.profile}
@@ -117,7 +128,10 @@ def stage_run(params: Params, stage: str, inputs: dict[str, Path | str] | None =
     if parent:
         tags["mlflow.parentRunId"] = parent
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
-        flat = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in flatten(params.model_dump()).items()}
+        flat = {
+            k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v
+            for k, v in flatten(params.model_dump()).items()
+        }
         mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
         yield run
 
@@ -131,8 +145,24 @@ def log_metrics(metrics: dict[str, float]) -> None:
 
 # Numbers that describe a run rather than measure it (sizes, counts, settings the summary echoes): MLflow params
 # under "result.", so the metrics view holds the scores and the training curves.
-DESCRIPTIVE = frozenset({"clips", "captions", "conditioning_frames", "parameters", "trainable_parameters", "windows",
-                         "steps", "frames", "fps", "motion_bucket", "guidance", "n", "samples", "processes"})
+DESCRIPTIVE = frozenset(
+    {
+        "clips",
+        "captions",
+        "conditioning_frames",
+        "parameters",
+        "trainable_parameters",
+        "windows",
+        "steps",
+        "frames",
+        "fps",
+        "motion_bucket",
+        "guidance",
+        "n",
+        "samples",
+        "processes",
+    }
+)
 
 
 def log_summary(numbers: dict[str, float]) -> None:
@@ -159,8 +189,11 @@ def step_logger(prefix: str = ""):
     mlflow = _mlflow()
 
     def log(metrics: dict[str, float], step: int) -> None:
-        clean = {f"{prefix}{k}": float(v) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        clean = {
+            f"{prefix}{k}": float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if clean:
             mlflow.log_metrics(clean, step=step)
 
@@ -170,8 +203,14 @@ def step_logger(prefix: str = ""):
 MODEL_ARTIFACT = "model"
 
 
-def register_folder(params: Params, folder: Path | str, name: str, aliases: list[str], include: list[str],
-                    tags: dict[str, str] | None = None) -> str:
+def register_folder(
+    params: Params,
+    folder: Path | str,
+    name: str,
+    aliases: list[str],
+    include: list[str],
+    tags: dict[str, str] | None = None,
+) -> str:
     """Log the `include` entries of a model folder as the active run's `model` artifact and register them as a new
     version of `name` with `aliases`; returns the version. The version's source is the run's artifact, so
     `models:/NAME@ALIAS` resolves to the files as they were trained."""

@@ -6,8 +6,8 @@ random-initialised score for a real one, and the filters know which scores they 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -21,8 +21,9 @@ unusable weights raise WeightsError naming the params key.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -236,10 +237,13 @@ class LLMSummarizer:
         ids = self.prompt_ids(coca, video)
         with torch.inference_mode():
             out = self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
-                do_sample=False, num_beams=1,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
             )
-        text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        text = self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         lines = [_clean(line) for line in text.splitlines() if line.strip()]
         return lines[0] if lines else ""
 
@@ -249,9 +253,11 @@ def build_captioners(weights: Weights, cfg: Captions, device="cpu") -> dict[str,
     missing."""
     on = cfg.enabled
     return {
-        "coca": CocaCaptioner(weights, cfg.max_new_tokens, device=device) if on and cfg.coca and weights.coca_pretrained
+        "coca": CocaCaptioner(weights, cfg.max_new_tokens, device=device)
+        if on and cfg.coca and weights.coca_pretrained
         else None,
         "video": VideoCaptioner(weights, cfg.max_new_tokens, device=device)
-        if on and cfg.video and weights.video_captioner else None,
+        if on and cfg.video and weights.video_captioner
+        else None,
         "llm": LLMSummarizer(weights, cfg.max_new_tokens, device=device) if on and cfg.llm and weights.llm else None,
     }

@@ -15,8 +15,8 @@ and recorded, with a backend string that says so; the filters only act on scores
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

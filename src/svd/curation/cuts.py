@@ -58,7 +58,9 @@ class ColourHistogramDetector(SceneDetector):
         if self._last_hist is not None:
             self.last_score = 0.5 * float(np.abs(hist - self._last_hist).sum())
             n = timecode.frame_num
-            if self.last_score >= self.threshold and (self._last_cut is None or n - self._last_cut >= self.min_scene_len):
+            if self.last_score >= self.threshold and (
+                self._last_cut is None or n - self._last_cut >= self.min_scene_len
+            ):
                 cuts.append(timecode)
                 self._last_cut = n
         self._last_hist = hist
@@ -178,8 +180,9 @@ def merge_detections(detections: list[Detection], tolerance: int = 2, merge_gap:
     for b in out:
         if result and b.span_start <= result[-1].frame + merge_gap and (b.gradual or result[-1].gradual):
             prev = result[-1]
-            result[-1] = Boundary(max(prev.frame, b.frame), min(prev.span_start, b.span_start),
-                                  min(prev.level, b.level), True)
+            result[-1] = Boundary(
+                max(prev.frame, b.frame), min(prev.span_start, b.span_start), min(prev.level, b.level), True
+            )
         else:
             result.append(b)
     return result
@@ -195,7 +198,11 @@ def _soft_bin_tables(bins: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray
         low = np.floor(pos)
         upper = (pos - low).astype(np.float32)
         low = low.astype(np.intp)
-        pair = (low % bins, (low + 1) % bins) if channel == 0 else (np.clip(low, 0, bins - 1), np.clip(low + 1, 0, bins - 1))
+        pair = (
+            (low % bins, (low + 1) % bins)
+            if channel == 0
+            else (np.clip(low, 0, bins - 1), np.clip(low + 1, 0, bins - 1))
+        )
         tables.append((pair[0], pair[1], 1.0 - upper, upper))
     return tables
 
@@ -235,7 +242,7 @@ def score_boundaries(
     """
     used: set[int] = set()
     tp = 0
-    for p_start, p_frame in sorted(predicted, key=lambda x: x[1]):
+    for _, p_frame in sorted(predicted, key=lambda x: x[1]):
         best, best_dist = None, None
         for i, (t_start, t_frame) in enumerate(truth):
             if i in used:
@@ -252,4 +259,11 @@ def score_boundaries(
     precision = tp / len(predicted) if predicted else 1.0
     recall = tp / len(truth) if truth else 1.0
     f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return {"tp": tp, "predicted": len(predicted), "truth": len(truth), "precision": precision, "recall": recall, "f1": f1}
+    return {
+        "tp": tp,
+        "predicted": len(predicted),
+        "truth": len(truth),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }

@@ -6,7 +6,8 @@ see identical input and write identical bytes whichever engine ran. Annotator mo
 (process or actor), never per video.
 
 Ray: `curate.ray.address` joins an existing cluster; empty starts a private local one for this run and stops it
-afterwards (ray_init_kwargs says how it is protected). Each actor asks for `cpus_per_worker` CPUs and `gpus_per_worker` of a GPU (the annotators that
+afterwards (ray_init_kwargs says how it is protected). Each actor asks for `cpus_per_worker` CPUs and
+`gpus_per_worker` of a GPU (the annotators that
 run on one). Actors restart when their process dies; the video it was curating goes back on the queue, and the
 driver keeps only the result of the attempt that finished, so a killed worker neither loses nor duplicates clips.
 A video that kills its worker `max_attempts` times is quarantined with that reason, like any unreadable video.
@@ -17,8 +18,8 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from svd.config import Params
 
@@ -58,8 +59,9 @@ class VideoWorker:
 Progress = Callable[[int, int], None]  # (videos finished, videos in all), called on the driver as results arrive
 
 
-def map_videos(params: Params, jobs: list[Job], truth_dir: str | None,
-               progress: Progress | None = None) -> tuple[list[dict], dict]:
+def map_videos(
+    params: Params, jobs: list[Job], truth_dir: str | None, progress: Progress | None = None
+) -> tuple[list[dict], dict]:
     """One result per job, in job order, and a description of the run (engine, workers, retries, start-up seconds)
     that belongs in metrics and MLflow, not in the dataset."""
     if params.curate.engine == "ray":
@@ -79,8 +81,9 @@ def _run_local(job: Job) -> dict:
     return _WORKER["worker"].run(job)
 
 
-def map_local(params: Params, jobs: list[Job], truth_dir: str | None,
-              progress: Progress | None = None) -> tuple[list[dict], dict]:
+def map_local(
+    params: Params, jobs: list[Job], truth_dir: str | None, progress: Progress | None = None
+) -> tuple[list[dict], dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -91,8 +94,12 @@ def map_local(params: Params, jobs: list[Job], truth_dir: str | None,
     if workers > 1:
         # forkserver, not fork: a fork of a process whose torch/OpenMP threads have run (a caller that curated or
         # trained before) can hang in the child
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                                 initializer=_init_local, initargs=(params, truth_dir, threads)) as pool:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_init_local,
+            initargs=(params, truth_dir, threads),
+        ) as pool:
             for result in pool.map(_run_local, jobs):
                 results.append(result)
                 if progress:
@@ -120,12 +127,12 @@ def ray_init_kwargs(params: Params) -> dict:
     if cfg.address:
         return {"address": cfg.address, "log_to_driver": True}
     cpus = max(os.cpu_count() or 1, int(round(params.curate.workers * cfg.cpus_per_worker)))
-    return {"num_cpus": cpus, "include_dashboard": False, "object_store_memory": 256 * 2**20,
-            "log_to_driver": True}
+    return {"num_cpus": cpus, "include_dashboard": False, "object_store_memory": 256 * 2**20, "log_to_driver": True}
 
 
-def map_ray(params: Params, jobs: list[Job], truth_dir: str | None,
-            progress: Progress | None = None) -> tuple[list[dict], dict]:
+def map_ray(
+    params: Params, jobs: list[Job], truth_dir: str | None, progress: Progress | None = None
+) -> tuple[list[dict], dict]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
     from ray.exceptions import RayActorError
@@ -137,12 +144,15 @@ def map_ray(params: Params, jobs: list[Job], truth_dir: str | None,
         ray.init(**ray_init_kwargs(params))
     actors = []
     try:
-        worker_cls = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker or None,
-                                max_restarts=-1, max_task_retries=0)(VideoWorker)
+        worker_cls = ray.remote(
+            num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker or None, max_restarts=-1, max_task_retries=0
+        )(VideoWorker)
         threads = max(1, int(cfg.cpus_per_worker))
         count = min(params.curate.workers, len(jobs))
-        actors = [worker_cls.options(name=f"svd-curate-{os.getpid()}-{i}").remote(params, truth_dir, threads)
-                  for i in range(count)]
+        actors = [
+            worker_cls.options(name=f"svd-curate-{os.getpid()}-{i}").remote(params, truth_dir, threads)
+            for i in range(count)
+        ]
         ray.get([actor.pid.remote() for actor in actors])  # models built: what follows is curation, not start-up
         startup = time.time() - started
 
@@ -188,9 +198,15 @@ def map_ray(params: Params, jobs: list[Job], truth_dir: str | None,
                     retried += 1
                     queue.appendleft(index)
                     continue
-                value = {"error": f"its curation worker died {attempts[index]} times ({type(exc).__name__}"
-                                  + (f"; {timeouts[index]} killed after curate.ray.video_timeout_s="
-                                     f"{cfg.video_timeout_s:g} s" if timeouts[index] else "") + ")"}
+                value = {
+                    "error": f"its curation worker died {attempts[index]} times ({type(exc).__name__}"
+                    + (
+                        f"; {timeouts[index]} killed after curate.ray.video_timeout_s={cfg.video_timeout_s:g} s"
+                        if timeouts[index]
+                        else ""
+                    )
+                    + ")"
+                }
             else:
                 free.append(actor)
                 if index is None:
@@ -202,15 +218,22 @@ def map_ray(params: Params, jobs: list[Job], truth_dir: str | None,
         described = next((r for r in results if "backends" in r), None)
         if described is None:
             hung = sum(1 for t in timeouts if t)
-            raise RuntimeError(f"every curation worker died on every video ({len(jobs)} videos, "
-                               f"{cfg.max_attempts} attempts each"
-                               + (f"; {hung} of them ran past curate.ray.video_timeout_s={cfg.video_timeout_s:g} s"
-                                  if hung else "") + "); see the Ray worker logs")
+            raise RuntimeError(
+                f"every curation worker died on every video ({len(jobs)} videos, "
+                f"{cfg.max_attempts} attempts each"
+                + (f"; {hung} of them ran past curate.ray.video_timeout_s={cfg.video_timeout_s:g} s" if hung else "")
+                + "); see the Ray worker logs"
+            )
         for i, r in enumerate(results):  # a quarantined-by-crash result still says which backends the run used
             if "backends" not in r:
                 results[i] = {**r, "backends": described["backends"], "real": described["real"]}
-        return results, {"engine": "ray", "workers": count, "retried": retried, "timed_out": sum(timeouts),
-                         "startup_seconds": round(startup, 2)}
+        return results, {
+            "engine": "ray",
+            "workers": count,
+            "retried": retried,
+            "timed_out": sum(timeouts),
+            "startup_seconds": round(startup, 2),
+        }
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)

@@ -51,7 +51,9 @@ def build_suite(gx, cfg: Curate):
     suite = gx.ExpectationSuite(name="clip_metadata")
     for column, dtype in COLUMN_TYPES.items():
         suite.add_expectation(E.ExpectColumnToExist(column=column))
-        suite.add_expectation(E.ExpectColumnValuesToBeOfType(column=column, type_=dtype if dtype != "object" else "str"))
+        suite.add_expectation(
+            E.ExpectColumnValuesToBeOfType(column=column, type_=dtype if dtype != "object" else "str")
+        )
     for column in ("video", "clip_id", "start_frame", "end_frame", "fps", "width", "height", "keep"):
         suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=column))
     suite.add_expectation(E.ExpectColumnValuesToBeUnique(column="clip_id"))
@@ -59,18 +61,26 @@ def build_suite(gx, cfg: Curate):
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="start_frame", min_value=0))
     suite.add_expectation(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="end_frame", column_B="start_frame"))
     suite.add_expectation(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="end_s", column_B="start_s"))
-    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="fps", min_value=cfg.expectations.min_fps,
-                                                          max_value=cfg.expectations.max_fps))
-    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0,
-                                                          max_value=cfg.expectations.max_clip_s))
+    suite.add_expectation(
+        E.ExpectColumnValuesToBeBetween(
+            column="fps", min_value=cfg.expectations.min_fps, max_value=cfg.expectations.max_fps
+        )
+    )
+    suite.add_expectation(
+        E.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, max_value=cfg.expectations.max_clip_s)
+    )
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="width", min_value=2))
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="height", min_value=2))
     # annotations may be null when their annotator is switched off, never out of range
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="motion_score", min_value=0, mostly=1.0))
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="text_area", min_value=0, max_value=1))
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="clip_score", min_value=-1, max_value=1))
-    suite.add_expectation(E.ExpectColumnValuesToBeInSet(
-        column="drop_reason", value_set=["", "too_short", "keyframe_snap", "motion", "aesthetic", "clip_score", "text", "text_area"]))
+    suite.add_expectation(
+        E.ExpectColumnValuesToBeInSet(
+            column="drop_reason",
+            value_set=["", "too_short", "keyframe_snap", "motion", "aesthetic", "clip_score", "text", "text_area"],
+        )
+    )
     return suite
 
 
@@ -97,8 +107,11 @@ def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path, gx_dir: Path
     suite = context.suites.add(build_suite(gx, cfg))
     definition = context.validation_definitions.add(gx.ValidationDefinition(name="clips", data=batch, suite=suite))
     checkpoint = context.checkpoints.add(
-        gx.Checkpoint(name="clips", validation_definitions=[definition],
-                      actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")])
+        gx.Checkpoint(
+            name="clips",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+        )
     )
     result = checkpoint.run(batch_parameters={"dataframe": clips})
     failures = []
@@ -110,11 +123,20 @@ def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path, gx_dir: Path
             cfg_ = item.expectation_config
             detail = item.result or {}
             sample = detail.get("partial_unexpected_list") or detail.get("observed_value")
-            rows.append((cfg_.type, _kwargs(cfg_.kwargs), bool(item.success), detail.get("unexpected_count", ""),
-                         str(sample)[:200] if sample is not None else ""))
+            rows.append(
+                (
+                    cfg_.type,
+                    _kwargs(cfg_.kwargs),
+                    bool(item.success),
+                    detail.get("unexpected_count", ""),
+                    str(sample)[:200] if sample is not None else "",
+                )
+            )
             if not item.success:
-                failures.append(f"{cfg_.type}({_kwargs(cfg_.kwargs)}): unexpected={detail.get('unexpected_count', '?')} "
-                                f"e.g. {str(sample)[:120]}")
+                failures.append(
+                    f"{cfg_.type}({_kwargs(cfg_.kwargs)}): unexpected={detail.get('unexpected_count', '?')} "
+                    f"e.g. {str(sample)[:120]}"
+                )
     (gx_dir / "report.html").write_text(offline_report(rows, len(clips)))
     docs = next(gx_dir.rglob("local_site/index.html"), None)
     report = {"expectations": checked, "failed": len(failures), "data_docs": str(docs) if docs else ""}
@@ -138,7 +160,8 @@ def offline_report(rows: list[tuple], n_clips: int) -> str:
     body = "".join(
         f"<tr class={'ok' if ok else 'bad'}><td>{escape(kind)}</td><td>{escape(kw)}</td>"
         f"<td>{'passed' if ok else 'FAILED'}</td><td>{escape(str(n))}</td><td>{escape(seen)}</td></tr>\n"
-        for kind, kw, ok, n, seen in rows)
+        for kind, kw, ok, n, seen in rows
+    )
     return (
         "<!doctype html><html><head><meta charset=utf-8><title>clip metadata expectations</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
@@ -148,10 +171,14 @@ def offline_report(rows: list[tuple], n_clips: int) -> str:
         f"<p>{n_clips} clips, validated by Great Expectations (svd.curation.expectations). This page needs no "
         f"network; GX's own data docs (gx/uncommitted/data_docs) load their styles from CDNs.</p>"
         "<table><tr><th>expectation</th><th>settings</th><th>verdict</th><th>unexpected</th>"
-        f"<th>observed / sample</th></tr>\n{body}</table></body></html>\n")
+        f"<th>observed / sample</th></tr>\n{body}</table></body></html>\n"
+    )
 
 
 def _kwargs(kwargs: dict) -> str:
-    keep = {k: v for k, v in kwargs.items() if k in ("column", "column_A", "column_B", "column_list", "min_value",
-                                                      "max_value", "type_")}
+    keep = {
+        k: v
+        for k, v in kwargs.items()
+        if k in ("column", "column_A", "column_B", "column_list", "min_value", "max_value", "type_")
+    }
     return ", ".join(f"{k}={v}" for k, v in keep.items())

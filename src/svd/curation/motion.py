@@ -17,7 +17,7 @@ area x speed. Static frames with sensor or compression noise score ~0.001, a slo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -54,8 +54,16 @@ def _winsize(short: int) -> int:
 def pair_flow(a: np.ndarray, b: np.ndarray, cfg: Motion) -> np.ndarray:
     """Flow a->b at compute size, downscaled to the flow size: (h, w, 2) in compute-size pixels."""
     flow = cv2.calcOpticalFlowFarneback(
-        a, b, None, pyr_scale=0.5, levels=_levels(cfg.compute_short_side), winsize=_winsize(cfg.compute_short_side),
-        iterations=3, poly_n=7, poly_sigma=1.5, flags=0,
+        a,
+        b,
+        None,
+        pyr_scale=0.5,
+        levels=_levels(cfg.compute_short_side),
+        winsize=_winsize(cfg.compute_short_side),
+        iterations=3,
+        poly_n=7,
+        poly_sigma=1.5,
+        flags=0,
     )
     h, w = flow.shape[:2]
     return cv2.resize(flow, _size(h, w, cfg.flow_short_side), interpolation=cv2.INTER_AREA)

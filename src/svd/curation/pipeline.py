@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ from svd.curation.cuts import score_boundaries
 from svd.curation.filters import apply_filters, auroc
 from svd.curation.segment import Segmenter, boundary_rows
 from svd.errors import InputError
-from svd.io.video import VideoReadError, iter_decoded, iter_frames, probe, remux_clip, reencode_clip, write_gif
+from svd.io.video import VideoReadError, iter_decoded, iter_frames, probe, reencode_clip, remux_clip, write_gif
 
 MEDIA_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".m4a", ".mp3", ".wav"}
 
@@ -97,8 +97,9 @@ def curate_video(path: Path, name: str, params: Params, annotators: Annotators, 
             }
             match = truth.shot_for(name, piece.start, piece.end)
             if row["drop_reason"] == "":
-                row.update(annotators.annotate(ClipFrames(piece.frames, info.fps),
-                                               match["description"] if match else None))
+                row.update(
+                    annotators.annotate(ClipFrames(piece.frames, info.fps), match["description"] if match else None)
+                )
             rows.append(row)
 
     count = 0
@@ -189,9 +190,31 @@ def jobs_by_name(jobs: list[tuple[str, str]]):
 
 
 def _frame_clips(rows: list[dict], annotators: Annotators) -> pd.DataFrame:
-    columns = ["video", "clip_id", "shot", "start_frame", "end_frame", "start_s", "end_s", "duration_s", "fps",
-               "width", "height", "split", "motion_score", "text_area", "aesthetic", "clip_score", "caption",
-               "caption_source", "caption_coca", "caption_video", "caption_llm", "source_description", "drop_reason"]
+    columns = [
+        "video",
+        "clip_id",
+        "shot",
+        "start_frame",
+        "end_frame",
+        "start_s",
+        "end_s",
+        "duration_s",
+        "fps",
+        "width",
+        "height",
+        "split",
+        "motion_score",
+        "text_area",
+        "aesthetic",
+        "clip_score",
+        "caption",
+        "caption_source",
+        "caption_coca",
+        "caption_video",
+        "caption_llm",
+        "source_description",
+        "drop_reason",
+    ]
     df = pd.DataFrame(rows)
     for column in columns:
         if column not in df:
@@ -202,8 +225,17 @@ def _frame_clips(rows: list[dict], annotators: Annotators) -> pd.DataFrame:
     for column in ("start_s", "end_s", "duration_s", "fps", "motion_score", "text_area", "aesthetic", "clip_score"):
         df[column] = df[column].astype("float64")
     df["split"] = df["split"].astype(bool)
-    for column in ("video", "clip_id", "drop_reason", "caption", "caption_source", "caption_coca", "caption_video",
-                   "caption_llm", "source_description"):
+    for column in (
+        "video",
+        "clip_id",
+        "drop_reason",
+        "caption",
+        "caption_source",
+        "caption_coca",
+        "caption_video",
+        "caption_llm",
+        "source_description",
+    ):
         df[column] = df[column].astype("string")  # nullable text: an all-null caption column stays text
     for name in ("motion", "text", "clip", "caption_coca", "caption_video", "caption_llm"):
         df[f"backend_{name}"] = annotators.backends.get(name, "disabled")
@@ -267,7 +299,7 @@ def score_against_truth(clips: pd.DataFrame, shots: pd.DataFrame, truth: TruthIn
         for _, c in clips.iterrows():
             t = truth.transitions[truth.transitions["video"] == c["video"]]
             cut = (t["kind"] == "cut") & (t["frame"] > c["start_frame"]) & (t["frame"] < c["end_frame"])
-            overlap = (np.minimum(t["frame"], c["end_frame"]) - np.maximum(t["span_start"], c["start_frame"]))
+            overlap = np.minimum(t["frame"], c["end_frame"]) - np.maximum(t["span_start"], c["start_frame"])
             fade = (t["kind"] == "fade") & (overlap > 2)  # more transition frames than the cut tolerance
             spans_both = (t["span_start"] > c["start_frame"]) & (t["frame"] < c["end_frame"])
             leaks += int((cut | fade).any())

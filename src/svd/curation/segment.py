@@ -99,8 +99,9 @@ class Segmenter:
     def _drain(self, final_limit: int, at_end: bool) -> list[Piece]:
         out: list[Piece] = []
         while True:
-            boundaries = [b for b in merge_detections(self._detections, merge_gap=self.merge_gap)
-                          if b.span_start > self._open]
+            boundaries = [
+                b for b in merge_detections(self._detections, merge_gap=self.merge_gap) if b.span_start > self._open
+            ]
             nxt = boundaries[0] if boundaries else None
             if nxt is not None and nxt.frame <= final_limit:
                 out.extend(self._close_shot(end=max(self._open, nxt.span_start)))
@@ -144,17 +145,17 @@ class Segmenter:
 
         core_lo, core_hi = start_limit, n - end_limit  # frames that neither edge may trim away
         if core_hi - core_lo >= 2:
-            start_ref = np.median(hists[core_lo:min(core_hi, core_lo + window)], axis=0)
-            end_ref = np.median(hists[max(core_lo, core_hi - window):core_hi], axis=0)
+            start_ref = np.median(hists[core_lo : min(core_hi, core_lo + window)], axis=0)
+            end_ref = np.median(hists[max(core_lo, core_hi - window) : core_hi], axis=0)
         else:
             # a short shot: both edges may move past its middle, so a window next to one edge limit would reach into
             # the other edge's transition. Take the steadiest run of frames instead: a fade or dissolve changes the
             # colours frame after frame, the shot's own frames do not.
             run = max(2, min(window, n // 3))
             steps = np.concatenate([[0.0], np.cumsum(0.5 * np.abs(np.diff(hists, axis=0)).sum(axis=1))])
-            change = steps[run - 1:] - steps[:n - run + 1]  # total change within each run of `run` frames
+            change = steps[run - 1 :] - steps[: n - run + 1]  # total change within each run of `run` frames
             best = int(np.argmin(change))
-            start_ref = end_ref = np.median(hists[best:best + run], axis=0)
+            start_ref = end_ref = np.median(hists[best : best + run], axis=0)
 
         s, e = 0, n
         if trim_start:
@@ -239,6 +240,7 @@ def boundary_rows(shots: list[Shot]) -> list[dict]:
         span_start = min(prev.end, shot.start)
         gap = shot.start - span_start
         kind = "fade" if (b.gradual or gap >= 3) else "cut"
-        rows.append({"frame": shot.start, "span_start": span_start, "kind": kind, "level": b.level,
-                     "detected_frame": b.frame})
+        rows.append(
+            {"frame": shot.start, "span_start": span_start, "kind": kind, "level": b.level, "detected_frame": b.frame}
+        )
     return rows

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -85,7 +85,7 @@ def load_craft(path: Path) -> torch.nn.Module:
         from easyocr.craft import CRAFT
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
         net = CRAFT(pretrained=False, freeze=False)  # pretrained=False: no torchvision VGG download
         net.load_state_dict(state)
     except Exception as exc:  # any unreadable / mismatched file is a weights problem, said in one line
@@ -99,14 +99,30 @@ def load_craft(path: Path) -> torch.nn.Module:
     return net.to(memory_format=torch.channels_last)
 
 
-_CAL_WORDS = ("OPEN 24H", "Final Score 3:1", "news at ten", "Episode 12", "shop.example.org", "WINTER SALE",
-              "Thank you for watching", "LIVE", "Q&A 2024", "directed by A. Lee")
-_CAL_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
-              cv2.FONT_HERSHEY_PLAIN)
+_CAL_WORDS = (
+    "OPEN 24H",
+    "Final Score 3:1",
+    "news at ten",
+    "Episode 12",
+    "shop.example.org",
+    "WINTER SALE",
+    "Thank you for watching",
+    "LIVE",
+    "Q&A 2024",
+    "directed by A. Lee",
+)
+_CAL_FONTS = (
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+    cv2.FONT_HERSHEY_PLAIN,
+)
 
 
-def calibration_frames(n_text: int = 4, n_blank: int = 2, size: tuple[int, int] = (160, 288),
-                       seed: int = 0) -> list[np.ndarray]:
+def calibration_frames(
+    n_text: int = 4, n_blank: int = 2, size: tuple[int, int] = (160, 288), seed: int = 0
+) -> list[np.ndarray]:
     """Deterministic RGB frames for int8 calibration: text lines 8-38 px high (the range CRAFT sees after the
     short_side cap) in dark or light colours over noisy colour fields with shapes and lines, then text-free ones.
     Small frames keep calibration quick; the activation ranges depend on the content, not on the frame size."""
@@ -275,7 +291,7 @@ class TextDetector:
             return 0.0
         mask = np.zeros((h, w), np.uint8)
         for x0, y0, x1, y1 in boxes:
-            mask[max(0, int(y0)):max(0, int(y1)), max(0, int(x0)):max(0, int(x1))] = 1
+            mask[max(0, int(y0)) : max(0, int(y1)), max(0, int(x0)) : max(0, int(x1))] = 1
         return float(mask.mean())
 
     def area_fraction(self, frame: np.ndarray) -> float:

@@ -93,8 +93,9 @@ def added_time_ids(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """(B, 3) rows [fps_id, motion_bucket_id, cond_aug] (SVD's order); each input a scalar or (B,)."""
-    cols = [torch.as_tensor(v, dtype=dtype, device=device).reshape(-1) for v in (fps_id(fps), motion_bucket_id,
-                                                                                     cond_aug)]
+    cols = [
+        torch.as_tensor(v, dtype=dtype, device=device).reshape(-1) for v in (fps_id(fps), motion_bucket_id, cond_aug)
+    ]
     sizes = {c.shape[0] for c in cols if c.shape[0] != 1}
     if batch_size is not None:
         sizes.add(batch_size)

@@ -30,8 +30,8 @@ denoiser's output comes back in x's dtype. sigma must be > 0 (c_noise = ln s).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -72,7 +72,7 @@ class DenoiserConfig:
             raise ValueError(f"p_std must be > 0, got {self.p_std}")
 
     @classmethod
-    def from_stage(cls, stage: str, sigma_data: float = 1.0) -> "DenoiserConfig":
+    def from_stage(cls, stage: str, sigma_data: float = 1.0) -> DenoiserConfig:
         if stage not in STAGE_NOISE:
             raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGE_NOISE)}")
         p_mean, p_std = STAGE_NOISE[stage]
@@ -110,8 +110,10 @@ def per_sample_sigma(sigma: float | Tensor, x: Tensor) -> Tensor:
     if s.ndim == 0:
         s = s.expand(x.shape[0])
     if s.shape != (x.shape[0],):
-        raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},) for x of shape {tuple(x.shape)}, "
-                         f"got {tuple(s.shape)}")
+        raise ValueError(
+            f"sigma must be a scalar or have shape ({x.shape[0]},) for x of shape {tuple(x.shape)}, "
+            f"got {tuple(s.shape)}"
+        )
     return s
 
 
@@ -149,8 +151,14 @@ def loss_weight(sigma: float | Tensor, sigma_data: float = 1.0) -> Tensor:
 
 
 def edm_loss(
-    model_fn: ModelFn, x0: Tensor, sigma: Tensor, noise: Tensor, *, sigma_data: float = 1.0,
-    static_weight: float = 1.0, **cond
+    model_fn: ModelFn,
+    x0: Tensor,
+    sigma: Tensor,
+    noise: Tensor,
+    *,
+    sigma_data: float = 1.0,
+    static_weight: float = 1.0,
+    **cond,
 ) -> Tensor:
     """Per-sample loss (B,), at least float32: lambda(s) * mean over non-batch dims of (D(x0 + s*noise; s) - x0)^2.
 

@@ -14,7 +14,8 @@ same threads).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,8 +59,9 @@ def _guidance_weight(guidance: Guidance, x: Tensor, frames_dim: int | None) -> T
         raise ValueError("per-frame guidance needs frames_dim (the frame axis of the sample, e.g. 1 for (B,T,C,H,W))")
     dim = frames_dim % x.ndim
     if dim == 0 or x.shape[dim] != w.shape[0]:
-        raise ValueError(f"{w.shape[0]} guidance weights for frames_dim={frames_dim} of a sample shaped "
-                         f"{tuple(x.shape)}")
+        raise ValueError(
+            f"{w.shape[0]} guidance weights for frames_dim={frames_dim} of a sample shaped {tuple(x.shape)}"
+        )
     shape = [1] * x.ndim
     shape[dim] = -1
     return w.reshape(shape)

@@ -14,8 +14,8 @@ sigma 5, swapping the direction word changes it by less than 0.5%.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -38,9 +38,17 @@ def single_object(caption: str) -> bool:
 
 
 @torch.no_grad()
-def word_gaps(model_fn: Callable, encode: Callable[[list[str]], torch.Tensor], latents: torch.Tensor,
-              captions: Sequence[str], *, colours: Sequence[str], sigmas: Sequence[float] = SIGMAS, seed: int = 0,
-              **cond) -> dict:
+def word_gaps(
+    model_fn: Callable,
+    encode: Callable[[list[str]], torch.Tensor],
+    latents: torch.Tensor,
+    captions: Sequence[str],
+    *,
+    colours: Sequence[str],
+    sigmas: Sequence[float] = SIGMAS,
+    seed: int = 0,
+    **cond,
+) -> dict:
     """Unweighted denoising MSE per sigma for the true captions and three variants (same noise for all), and each
     variant's relative gap (loss / true loss - 1)."""
     from svd.diffusion.edm import denoise
@@ -64,14 +72,27 @@ def word_gaps(model_fn: Callable, encode: Callable[[list[str]], torch.Tensor], l
         for name, context in contexts.items():
             d = denoise(model_fn, noisy, sigma, sigma_data=1.0, context=context, **cond)
             loss[name].append(float(((d.float() - latents.float()) ** 2).mean()))
-    gaps = {name: [v / t - 1.0 for v, t in zip(values, loss["true"])] for name, values in loss.items() if name != "true"}
+    gaps = {
+        name: [v / t - 1.0 for v, t in zip(values, loss["true"])] for name, values in loss.items() if name != "true"
+    }
     return {"sigmas": [float(s) for s in sigmas], "loss": loss, "relative_gap": gaps}
 
 
 @torch.no_grad()
-def steering(model_fn: Callable, encode: Callable[[list[str]], torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
-             latents: torch.Tensor, captions: Sequence[str], *, fps: float, start_sigmas: Sequence[float] = STEER_SIGMAS,
-             steps: int = 25, guidance: float = 7.0, seed: int = 0, **cond) -> dict:
+def steering(
+    model_fn: Callable,
+    encode: Callable[[list[str]], torch.Tensor],
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    latents: torch.Tensor,
+    captions: Sequence[str],
+    *,
+    fps: float,
+    start_sigmas: Sequence[float] = STEER_SIGMAS,
+    steps: int = 25,
+    guidance: float = 7.0,
+    seed: int = 0,
+    **cond,
+) -> dict:
     """Partial sampling from noised training windows (SDEdit): does the model keep the window's motion, and does a
     swapped direction word turn it?
 
@@ -98,8 +119,12 @@ def steering(model_fn: Callable, encode: Callable[[list[str]], torch.Tensor], de
         return float(sum(judge(v, c, fps)["direction_correct"] for v, c in zip(pixels, against)) / len(against))
 
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed))
-    result = {"start_sigmas": [float(s) for s in start_sigmas], "ceiling": judged(latents, captions),
-              "keeps_direction": {"true": [], "swapped": []}, "turned": []}
+    result = {
+        "start_sigmas": [float(s) for s in start_sigmas],
+        "ceiling": judged(latents, captions),
+        "keeps_direction": {"true": [], "swapped": []},
+        "turned": [],
+    }
     for s0 in start_sigmas:
         sigmas = karras_sigmas(steps, 0.002, float(s0), 7.0)
         start = (latents + float(s0) * noise) / (float(s0) ** 2 + 1.0) ** 0.5  # sample() scales by sqrt(s0^2 + 1)
@@ -111,8 +136,15 @@ def steering(model_fn: Callable, encode: Callable[[list[str]], torch.Tensor], de
     return result
 
 
-def caption_sensitivity(params, folder: Path | str, *, windows: int = 48, sigmas: Sequence[float] = SIGMAS,
-                        seed: int = 0, steer: bool = True) -> dict:
+def caption_sensitivity(
+    params,
+    folder: Path | str,
+    *,
+    windows: int = 48,
+    sigmas: Sequence[float] = SIGMAS,
+    seed: int = 0,
+    steer: bool = True,
+) -> dict:
     """`word_gaps` of the video model in `folder` on up to `windows` single-object windows of the curated set its
     stage trains on (one window per clip, at the model's frames, fps and size), and (`steer`) `steering` on those
     whose object moves."""
@@ -125,29 +157,54 @@ def caption_sensitivity(params, folder: Path | str, *, windows: int = 48, sigmas
     loaded = load_model(folder)
     meta, unet = loaded["meta"], loaded["unet"]
     if not is_video_unet(unet):
-        raise InputError(f"{folder} holds a {meta.get('kind', 'image')} model; caption sensitivity needs a video "
-                         "model (direction is a property of motion)")
-    found = read_windows(stage_clips(params, meta["stage"]), num_frames=meta["frames"], fps=meta["fps"],
-                         size=tuple(meta["size"]), windows_per_clip=1, augment=(),
-                         motion_score_at_255=params.diffusion.motion_bucket.score_at_255, seed=seed)
+        raise InputError(
+            f"{folder} holds a {meta.get('kind', 'image')} model; caption sensitivity needs a video "
+            "model (direction is a property of motion)"
+        )
+    found = read_windows(
+        stage_clips(params, meta["stage"]),
+        num_frames=meta["frames"],
+        fps=meta["fps"],
+        size=tuple(meta["size"]),
+        windows_per_clip=1,
+        augment=(),
+        motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
+        seed=seed,
+    )
     keep = [i for i, c in enumerate(found.captions) if single_object(c)][:windows]
     if not keep:
         raise InputError("no curated clip has a single-object, static-camera caption to measure with")
     data = encode_windows(found, loaded["vae"], loaded["text"])
     index = torch.tensor(keep)
-    result = word_gaps(unet_call(unet), loaded["text"].encode, data.latents[index], [found.captions[i] for i in keep],
-                       colours=list(COLOURS), sigmas=sigmas, seed=seed,
-                       added_time_ids=time_ids(data.fps_id[index], data.motion_bucket[index]))
+    result = word_gaps(
+        unet_call(unet),
+        loaded["text"].encode,
+        data.latents[index],
+        [found.captions[i] for i in keep],
+        colours=list(COLOURS),
+        sigmas=sigmas,
+        seed=seed,
+        added_time_ids=time_ids(data.fps_id[index], data.motion_bucket[index]),
+    )
     report = {"model": str(folder), "stage": meta["stage"], "windows": len(keep), **result}
     if steer:
         from svd.models.vae import decode
 
         moving = torch.tensor([i for i in keep if "still" not in found.captions[i]])
         if len(moving):
-            report["steering"] = {"windows": len(moving), **steering(
-                unet_call(unet), loaded["text"].encode, lambda z: decode(loaded["vae"], z), data.latents[moving],
-                [found.captions[i] for i in moving.tolist()], fps=meta["fps"], seed=seed,
-                added_time_ids=time_ids(data.fps_id[moving], data.motion_bucket[moving]))}
+            report["steering"] = {
+                "windows": len(moving),
+                **steering(
+                    unet_call(unet),
+                    loaded["text"].encode,
+                    lambda z: decode(loaded["vae"], z),
+                    data.latents[moving],
+                    [found.captions[i] for i in moving.tolist()],
+                    fps=meta["fps"],
+                    seed=seed,
+                    added_time_ids=time_ids(data.fps_id[moving], data.motion_bucket[moving]),
+                ),
+            }
     return report
 
 

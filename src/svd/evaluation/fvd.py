@@ -21,10 +21,11 @@ crop, once, and call the module with rescale=False, resize=False.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import scipy.linalg
@@ -87,8 +88,10 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, eps: float = EPS)
         scale = max(float(np.abs(covmean.real).max()), np.finfo(np.float64).tiny)
         imag = float(np.abs(np.diagonal(covmean).imag).max())
         if imag / scale > IMAG_TOL:
-            raise ValueError(f"the matrix square root of the covariance product has a large imaginary part "
-                             f"({imag:.3g} vs {scale:.3g}): covariances too ill-conditioned; use more samples")
+            raise ValueError(
+                f"the matrix square root of the covariance product has a large imaginary part "
+                f"({imag:.3g} vs {scale:.3g}): covariances too ill-conditioned; use more samples"
+            )
         covmean = covmean.real
     return float(np.trace(covmean))
 
@@ -126,6 +129,7 @@ class FeatureStats:
     sigma: np.ndarray  # (D, D) float64, unbiased
     n: int
     extractor: str = ""  # `FeatureExtractor.description`; "" = unknown (features given directly)
+    features: np.ndarray | None = field(default=None, compare=False)  # (n, D) float32, for bootstrap intervals
 
     @property
     def dim(self) -> int:
@@ -179,9 +183,16 @@ def stats_of(features, extractor: str = "") -> FeatureStats:
 def save_stats(path: str | Path, stats: FeatureStats) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {} if stats.features is None else {"features": stats.features.astype(np.float32)}
     with open(path, "wb") as f:  # a file handle: np.savez would otherwise append .npz to other suffixes
-        np.savez(f, mu=stats.mu.astype(np.float64), sigma=stats.sigma.astype(np.float64), n=np.int64(stats.n),
-                 extractor=np.str_(stats.extractor))
+        np.savez(
+            f,
+            mu=stats.mu.astype(np.float64),
+            sigma=stats.sigma.astype(np.float64),
+            n=np.int64(stats.n),
+            extractor=np.str_(stats.extractor),
+            **extra,
+        )
     return path
 
 
@@ -194,23 +205,75 @@ def load_stats(path: str | Path, expect_extractor: str | None = None) -> Feature
     try:
         with np.load(path, allow_pickle=False) as z:
             mu, sigma, n, extractor = z["mu"], z["sigma"], int(z["n"]), str(z["extractor"])
+            features = z["features"] if "features" in z.files else None
     except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise InputError(f"{path} is not a statistics file (.npz with mu, sigma, n, extractor): "
-                         f"{' '.join(str(exc).split())[:160]}") from None
+        raise InputError(
+            f"{path} is not a statistics file (.npz with mu, sigma, n, extractor): {' '.join(str(exc).split())[:160]}"
+        ) from None
     try:
         mu, sigma = _check_stats(mu, sigma, str(path))
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if expect_extractor is not None and extractor != expect_extractor:
-        raise InputError(f"{path} holds statistics from another feature extractor or preprocessing "
-                         f"({extractor or 'unknown'!s}); this run uses {expect_extractor}: recompute them")
-    return FeatureStats(mu, sigma, n, extractor)
+        raise InputError(
+            f"{path} holds statistics from another feature extractor or preprocessing "
+            f"({extractor or 'unknown'!s}); this run uses {expect_extractor}: recompute them"
+        )
+    if features is not None and features.shape != (n, mu.shape[0]):
+        raise InputError(f"{path}: features of shape {features.shape} do not match n={n}, D={mu.shape[0]}")
+    return FeatureStats(mu, sigma, n, extractor, features)
 
 
 def fvd_from_stats(real: FeatureStats, fake: FeatureStats) -> float:
     if real.extractor != fake.extractor:
         raise ValueError(f"statistics from different feature extractors: {real.extractor!r} vs {fake.extractor!r}")
     return frechet_from_stats(real.mu, real.sigma, fake.mu, fake.sigma)
+
+
+def _resampled_fd(x: np.ndarray, y: np.ndarray) -> float:
+    """frechet_distance of a bootstrap resample; NaN where repeated vectors leave the covariances too singular for a
+    real matrix square root (tiny sets), so the round is dropped instead of failing the evaluation."""
+    try:
+        return frechet_distance(x, y)
+    except ValueError:
+        return float("nan")
+
+
+def fvd_interval(real: np.ndarray, fake: np.ndarray, *, rounds: int, seed: int, confidence: float = 0.95):
+    """Percentile bootstrap interval {"lo", "hi"} of FVD(real, fake), both sets resampled with replacement each
+    round (None without rounds). Resampling repeats vectors, which narrows each covariance and so biases the
+    resampled FVD upward: read the interval as the score's spread, not as bounds around an unbiased value."""
+    from svd.evaluation.intervals import percentile_interval
+
+    if rounds <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        r = real[rng.integers(0, len(real), len(real))]
+        f = fake[rng.integers(0, len(fake), len(fake))]
+        values.append(_resampled_fd(r, f))
+    return percentile_interval(values, confidence)
+
+
+def paired_fvd_difference(
+    real: np.ndarray, fake_a: np.ndarray, fake_b: np.ndarray, *, rounds: int, seed: int, confidence: float = 0.95
+) -> dict:
+    """FVD(real, a) - FVD(real, b) with a paired bootstrap interval: sample i of a and of b come from the same
+    prompt and seed, so each round draws one set of indices for both (and one resample of the real set), and what
+    the two models share cancels in the difference. {"diff", "lo", "hi"}."""
+    from svd.evaluation.intervals import percentile_interval
+
+    if len(fake_a) != len(fake_b):
+        raise ValueError(f"paired sets differ in size: {len(fake_a)} vs {len(fake_b)}")
+    diff = frechet_distance(real, fake_a) - frechet_distance(real, fake_b)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        r = real[rng.integers(0, len(real), len(real))]
+        i = rng.integers(0, len(fake_a), len(fake_a))
+        values.append(_resampled_fd(r, fake_a[i]) - _resampled_fd(r, fake_b[i]))
+    return {"diff": float(diff), **(percentile_interval(values, confidence) or {})}
 
 
 # ---------------------------------------------------------------- preprocessing, exactly once
@@ -222,8 +285,10 @@ class Protocol:
     size: int = 224
 
     def describe(self) -> str:
-        return (f"frames={self.frames}(first);resize=short-side-{self.size},bilinear,antialias;"
-                f"crop=centre-{self.size}x{self.size};range=[-1,1]")
+        return (
+            f"frames={self.frames}(first);resize=short-side-{self.size},bilinear,antialias;"
+            f"crop=centre-{self.size}x{self.size};range=[-1,1]"
+        )
 
 
 _TOKEN = object()
@@ -253,14 +318,18 @@ def preprocess(videos, protocol: Protocol = Protocol(), device: str | torch.devi
         raise ValueError("videos are already preprocessed (I3DInput); preprocessing twice would normalise twice")
     if isinstance(videos, torch.Tensor):
         if videos.dtype != torch.uint8:
-            raise ValueError(f"preprocess takes uint8 videos (N, T, H, W, 3) in 0..255, got a {videos.dtype} tensor: "
-                             f"float input may be preprocessed already (normalising twice gives tiny FVDs)")
+            raise ValueError(
+                f"preprocess takes uint8 videos (N, T, H, W, 3) in 0..255, got a {videos.dtype} tensor: "
+                f"float input may be preprocessed already (normalising twice gives tiny FVDs)"
+            )
         x = videos.detach()
     else:
         a = np.asarray(videos)
         if a.dtype != np.uint8:
-            raise ValueError(f"preprocess takes uint8 videos (N, T, H, W, 3) in 0..255, got {a.dtype}: float input "
-                             f"may be preprocessed already (normalising twice gives tiny FVDs)")
+            raise ValueError(
+                f"preprocess takes uint8 videos (N, T, H, W, 3) in 0..255, got {a.dtype}: float input "
+                f"may be preprocessed already (normalising twice gives tiny FVDs)"
+            )
         x = torch.from_numpy(np.ascontiguousarray(a))
     if x.ndim != 5 or x.shape[-1] != 3:
         raise ValueError(f"videos must be (N, T, H, W, 3) RGB, got shape {tuple(x.shape)}")
@@ -280,7 +349,7 @@ def preprocess(videos, protocol: Protocol = Protocol(), device: str | torch.devi
         # antialias: a plain bilinear downscale aliases (it reads 2 pixels per output whatever the factor)
         x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
     top, left = (nh - s) // 2, (nw - s) // 2
-    x = x[:, :, top:top + s, left:left + s]
+    x = x[:, :, top : top + s, left : left + s]
     x = (x / 127.5 - 1.0).clamp_(-1.0, 1.0)  # clamp: bilinear of uint8 stays in range, up to round-off
     x = x.reshape(n, protocol.frames, 3, s, s).permute(0, 2, 1, 3, 4).contiguous()
     return I3DInput(x, protocol, _TOKEN)
@@ -292,8 +361,15 @@ def preprocess(videos, protocol: Protocol = Protocol(), device: str | torch.devi
 class FeatureExtractor:
     """An I3D network, the feature it reads (logits | pool) and the protocol its inputs were preprocessed by."""
 
-    def __init__(self, model: torch.nn.Module, protocol: Protocol, features: str = "logits", name: str = "i3d",
-                 batch: int = 8, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        protocol: Protocol,
+        features: str = "logits",
+        name: str = "i3d",
+        batch: int = 8,
+        device: str | torch.device = "cpu",
+    ):
         if features not in ("logits", "pool"):
             raise ValueError(f"features must be logits or pool, got {features!r}")
         if batch < 1:
@@ -311,35 +387,50 @@ class FeatureExtractor:
     def __call__(self, inputs: I3DInput) -> np.ndarray:
         """(N, D) float64 features of preprocessed videos, in batches of `batch`."""
         if not isinstance(inputs, I3DInput):
-            raise TypeError(f"FeatureExtractor takes the I3DInput of preprocess(uint8 videos), got "
-                            f"{type(inputs).__name__}: raw tensors are refused so nothing is normalised twice")
+            raise TypeError(
+                f"FeatureExtractor takes the I3DInput of preprocess(uint8 videos), got "
+                f"{type(inputs).__name__}: raw tensors are refused so nothing is normalised twice"
+            )
         if inputs.protocol != self.protocol:
             raise ValueError(f"inputs were preprocessed for {inputs.protocol}, this extractor uses {self.protocol}")
         out = []
         for i in range(0, len(inputs), self.batch):
-            x = inputs.tensor[i:i + self.batch].to(self.device, non_blocking=True)
+            x = inputs.tensor[i : i + self.batch].to(self.device, non_blocking=True)
             f = self.model(x, features=self.features)
             if f.ndim != 2 or f.shape[0] != x.shape[0]:
                 from svd.errors import WeightsError
 
-                raise WeightsError(f"evaluate.fvd.i3d_weights: {self.name} returned features of shape "
-                                   f"{tuple(f.shape)} for {x.shape[0]} videos; expected (N, D)")
+                raise WeightsError(
+                    f"evaluate.fvd.i3d_weights: {self.name} returned features of shape "
+                    f"{tuple(f.shape)} for {x.shape[0]} videos; expected (N, D)"
+                )
             out.append(f.float().cpu().numpy().astype(np.float64))
         return np.concatenate(out, axis=0)
 
     def features_of(self, videos) -> np.ndarray:
         """uint8 videos (N, T, H, W, 3) -> (N, D), preprocessing `batch` videos at a time."""
-        return np.concatenate([self(preprocess(videos[i:i + self.batch], self.protocol, self.device))
-                               for i in range(0, len(videos), self.batch)], axis=0)
+        return np.concatenate(
+            [
+                self(preprocess(videos[i : i + self.batch], self.protocol, self.device))
+                for i in range(0, len(videos), self.batch)
+            ],
+            axis=0,
+        )
 
-    def stats_of_stream(self, videos: Iterable[np.ndarray]) -> FeatureStats:
-        """Statistics of a stream of uint8 videos (T, H, W, 3), `batch` at a time: memory stays flat. Videos may
-        differ in size: each is preprocessed alone, then batched."""
+    def stats_of_stream(self, videos: Iterable[np.ndarray], keep_features: bool = False) -> FeatureStats:
+        """Statistics of a stream of uint8 videos (T, H, W, 3), `batch` at a time: the videos are never held
+        together. Videos may differ in size: each is preprocessed alone, then batched. `keep_features`: the stats
+        carry the (N, D) feature vectors too (N x D floats, for bootstrap intervals)."""
         acc = StatsAccumulator(self.description)
+        kept = []
         for chunk in _chunks(videos, self.batch):
             parts = [preprocess(np.asarray(v)[None], self.protocol, self.device) for v in chunk]
-            acc.add(self(I3DInput(torch.cat([p.tensor for p in parts]), self.protocol, _TOKEN)))
-        return acc.result()
+            features = self(I3DInput(torch.cat([p.tensor for p in parts]), self.protocol, _TOKEN))
+            acc.add(features)
+            if keep_features:
+                kept.append(np.asarray(features, np.float32))
+        stats = acc.result()
+        return dataclasses.replace(stats, features=np.concatenate(kept)) if keep_features else stats
 
 
 def _chunks(items: Iterable, n: int) -> Iterator[list]:
@@ -362,38 +453,49 @@ def resolve_device(device: str) -> torch.device:
 def load_extractor(fvd, key: str = "evaluate.fvd.i3d_weights") -> FeatureExtractor:
     """The configured extractor (`evaluate.fvd`: i3d_weights, features, frames, size, batch, device)."""
     from svd.errors import WeightsError
-    from svd.evaluation.i3d import TorchScriptI3D, load_i3d
-
-    from svd.evaluation.i3d import read_metadata
+    from svd.evaluation.i3d import TorchScriptI3D, load_i3d, read_metadata
 
     device = resolve_device(fvd.device)
     model, name = load_i3d(fvd.i3d_weights, key, device)
     trained_for = read_metadata(fvd.i3d_weights).get("protocol")
     if isinstance(trained_for, dict) and (trained_for.get("frames"), trained_for.get("size")) != (fvd.frames, fvd.size):
         # a net trained at one input size gives meaningless features at another
-        raise WeightsError(f"{key} was trained for {trained_for.get('frames')} frames at {trained_for.get('size')} px; "
-                           f"set evaluate.fvd.frames/size to match (now {fvd.frames}, {fvd.size})")
+        raise WeightsError(
+            f"{key} was trained for {trained_for.get('frames')} frames at {trained_for.get('size')} px; "
+            f"set evaluate.fvd.frames/size to match (now {fvd.frames}, {fvd.size})"
+        )
     if isinstance(model, TorchScriptI3D):
         if fvd.features != "logits":
-            raise WeightsError(f"evaluate.fvd.features={fvd.features} needs an InceptionI3d state dict in {key}: the "
-                               f"TorchScript I3D returns its 400 pre-softmax logits only (features=logits)")
+            raise WeightsError(
+                f"evaluate.fvd.features={fvd.features} needs an InceptionI3d state dict in {key}: the "
+                f"TorchScript I3D returns its 400 pre-softmax logits only (features=logits)"
+            )
         # its fixed AvgPool3d([2, 7, 7]) needs Mixed_5c at least 2 x 7 x 7: >= 9 frames and >= 193 px (/32)
         if fvd.frames < 9 or fvd.size < 193:
-            raise WeightsError(f"{key} is the TorchScript I3D, which needs evaluate.fvd.frames >= 9 and "
-                               f"evaluate.fvd.size >= 193 (now {fvd.frames}, {fvd.size}; the protocol: 16, 224)")
+            raise WeightsError(
+                f"{key} is the TorchScript I3D, which needs evaluate.fvd.frames >= 9 and "
+                f"evaluate.fvd.size >= 193 (now {fvd.frames}, {fvd.size}; the protocol: 16, 224)"
+            )
     return FeatureExtractor(model, Protocol(fvd.frames, fvd.size), fvd.features, name, fvd.batch, device)
 
 
-def random_extractor(protocol: Protocol = Protocol(), features: str = "pool", width: float = 1.0, seed: int = 0,
-                     batch: int = 8, device: str | torch.device = "cpu") -> FeatureExtractor:
+def random_extractor(
+    protocol: Protocol = Protocol(),
+    features: str = "pool",
+    width: float = 1.0,
+    seed: int = 0,
+    batch: int = 8,
+    device: str | torch.device = "cpu",
+) -> FeatureExtractor:
     """A randomly initialised InceptionI3d (benchmarks, tests): its name says so, so its statistics never mix
     with a trained extractor's."""
     from svd.evaluation.i3d import InceptionI3d
 
     torch.manual_seed(seed)
     model = InceptionI3d(width=width).to(device)
-    return FeatureExtractor(model, protocol, features, f"inception-i3d(width={width:g},random,seed={seed})", batch,
-                            device)
+    return FeatureExtractor(
+        model, protocol, features, f"inception-i3d(width={width:g},random,seed={seed})", batch, device
+    )
 
 
 # ---------------------------------------------------------------- files
@@ -468,8 +570,9 @@ def stats_of_files(paths: Iterable[str | Path], extractor: FeatureExtractor) -> 
     return extractor.stats_of_stream(read_first_frames(p, frames) for p in paths)
 
 
-def fvd_of_folders(real: str | Path, fake: str | Path, extractor: FeatureExtractor,
-                   real_stats: str | Path | None = None) -> dict:
+def fvd_of_folders(
+    real: str | Path, fake: str | Path, extractor: FeatureExtractor, real_stats: str | Path | None = None
+) -> dict:
     """FVD between the videos of two folders. `real_stats`: a cache of the real set's statistics (.npz), read when
     it exists (and refused if another extractor/protocol made it), written otherwise."""
     cache = Path(real_stats) if real_stats is not None else None
@@ -480,5 +583,10 @@ def fvd_of_folders(real: str | Path, fake: str | Path, extractor: FeatureExtract
         if cache is not None:
             save_stats(cache, ref)
     gen = stats_of_files(video_files(fake), extractor)
-    return {"fvd": fvd_from_stats(ref, gen), "n_real": ref.n, "n_fake": gen.n, "dim": ref.dim,
-            "extractor": extractor.description}
+    return {
+        "fvd": fvd_from_stats(ref, gen),
+        "n_real": ref.n,
+        "n_fake": gen.n,
+        "dim": ref.dim,
+        "extractor": extractor.description,
+    }

@@ -56,8 +56,10 @@ _BLOCKS: list[tuple[str, tuple[int, ...]]] = [
     ("Mixed_5b", (256, 160, 320, 32, 128, 128)),
     ("Mixed_5c", (384, 192, 384, 48, 128, 128)),
 ]
-_POOL_BEFORE = {"Mixed_4b": ("MaxPool3d_4a_3x3", (3, 3, 3), (2, 2, 2)),
-                "Mixed_5b": ("MaxPool3d_5a_2x2", (2, 2, 2), (2, 2, 2))}
+_POOL_BEFORE = {
+    "Mixed_4b": ("MaxPool3d_4a_3x3", (3, 3, 3), (2, 2, 2)),
+    "Mixed_5b": ("MaxPool3d_5a_2x2", (2, 2, 2), (2, 2, 2)),
+}
 
 
 def scaled(channels: int, width: float) -> int:
@@ -76,8 +78,16 @@ def _same_pad(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, 
 class Unit3D(nn.Module):
     """Conv3d (TF SAME padding) + BatchNorm (TF's eps 1e-3) + ReLU; the logits unit has bias and neither."""
 
-    def __init__(self, cin: int, cout: int, kernel=(1, 1, 1), stride=(1, 1, 1), bn: bool = True,
-                 relu: bool = True, bias: bool = False):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel=(1, 1, 1),
+        stride=(1, 1, 1),
+        bn: bool = True,
+        relu: bool = True,
+        bias: bool = False,
+    ):
         super().__init__()
         self.kernel, self.stride, self.relu = tuple(kernel), tuple(stride), relu
         self.conv3d = nn.Conv3d(cin, cout, self.kernel, self.stride, padding=0, bias=bias)
@@ -118,8 +128,9 @@ class InceptionBlock(nn.Module):
 class InceptionI3d(nn.Module):
     """Inception-I3D on (N, 3, T, H, W) in [-1, 1]; `forward(x, features)` returns (N, D)."""
 
-    def __init__(self, num_classes: int = KINETICS_CLASSES, width: float = 1.0, in_channels: int = 3,
-                 dropout: float = 0.5):
+    def __init__(
+        self, num_classes: int = KINETICS_CLASSES, width: float = 1.0, in_channels: int = 3, dropout: float = 0.5
+    ):
         super().__init__()
         if width <= 0 or num_classes < 1:
             raise ValueError(f"InceptionI3d needs width > 0 and num_classes >= 1, got {width}, {num_classes}")
@@ -203,16 +214,19 @@ def is_torchscript(path: Path) -> bool:
 
 def _check_file(path: str | Path | None, key: str) -> Path:
     if path is None:
-        raise WeightsError(f"{key} is not set: FVD needs the I3D weights (i3d_torchscript.pt or an InceptionI3d "
-                           f"state dict); nothing is downloaded")
+        raise WeightsError(
+            f"{key} is not set: FVD needs the I3D weights (i3d_torchscript.pt or an InceptionI3d "
+            f"state dict); nothing is downloaded"
+        )
     p = Path(path).expanduser()
     if not p.is_file():
         raise WeightsError(f"{key}: no such file {p}")
     return p
 
 
-def load_torchscript_i3d(path: str | Path, key: str = WEIGHTS_KEY,
-                         device: str | torch.device = "cpu") -> TorchScriptI3D:
+def load_torchscript_i3d(
+    path: str | Path, key: str = WEIGHTS_KEY, device: str | torch.device = "cpu"
+) -> TorchScriptI3D:
     p = _check_file(path, key)
     try:
         with warnings.catch_warnings():
@@ -226,8 +240,10 @@ def load_torchscript_i3d(path: str | Path, key: str = WEIGHTS_KEY,
         names = set()
     missing = {"rescale", "resize", "return_features"} - names
     if missing:
-        raise WeightsError(f"{key}: {p} is TorchScript but its forward lacks {', '.join(sorted(missing))}; expected "
-                           f"the StyleGAN-V I3D (forward(x, rescale, resize, return_features))")
+        raise WeightsError(
+            f"{key}: {p} is TorchScript but its forward lacks {', '.join(sorted(missing))}; expected "
+            f"the StyleGAN-V I3D (forward(x, rescale, resize, return_features))"
+        )
     return TorchScriptI3D(module.eval())
 
 
@@ -247,8 +263,9 @@ def _read_state_dict(p: Path, key: str) -> tuple[dict[str, torch.Tensor], dict |
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise WeightsError(f"{key}: {p} is not a state dict torch.load(weights_only=True) accepts ({_short(exc)})") \
-            from None
+        raise WeightsError(
+            f"{key}: {p} is not a state dict torch.load(weights_only=True) accepts ({_short(exc)})"
+        ) from None
     config = None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         config = obj.get("config") if isinstance(obj.get("config"), dict) else None
@@ -267,8 +284,9 @@ def load_inception_i3d(path: str | Path, key: str = WEIGHTS_KEY) -> InceptionI3d
     if config is None:
         first, head = sd.get("Conv3d_1a_7x7.conv3d.weight"), sd.get("logits.conv3d.weight")
         if first is None or head is None or first.ndim != 5 or head.ndim != 5:
-            raise WeightsError(f"{key}: {p} is not an InceptionI3d state dict (no Conv3d_1a_7x7 / logits "
-                               f"convolution weights)")
+            raise WeightsError(
+                f"{key}: {p} is not an InceptionI3d state dict (no Conv3d_1a_7x7 / logits convolution weights)"
+            )
         config = {"num_classes": int(head.shape[0]), "width": first.shape[0] / 64.0, "in_channels": int(first.shape[1])}
     try:
         model = InceptionI3d(**{k: config[k] for k in ("num_classes", "width", "in_channels")})
@@ -303,13 +321,13 @@ def _sorted_metadata(blob: bytes) -> bytes:
     import struct
 
     n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
+    header = json.loads(blob[8 : 8 + n])
     if "__metadata__" in header:
         header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     if len(text) > n:
         raise ValueError("re-serialised safetensors header grew")  # never: same content, same compact form
-    return blob[:8] + text + b" " * (n - len(text)) + blob[8 + n:]
+    return blob[:8] + text + b" " * (n - len(text)) + blob[8 + n :]
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -335,8 +353,9 @@ def read_metadata(path: str | Path) -> dict:
     return out
 
 
-def load_i3d(path: str | Path | None, key: str = WEIGHTS_KEY,
-             device: str | torch.device = "cpu") -> tuple[nn.Module, str]:
+def load_i3d(
+    path: str | Path | None, key: str = WEIGHTS_KEY, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, str]:
     """(model in eval mode on `device`, a name saying which weights: kind and file digest)."""
     p = _check_file(path, key)
     digest = file_digest(p)[:16]
@@ -344,8 +363,7 @@ def load_i3d(path: str | Path | None, key: str = WEIGHTS_KEY,
         return load_torchscript_i3d(p, key, device), f"i3d-torchscript:{p.name}:sha256={digest}"
     model = load_inception_i3d(p, key).to(device)
     cfg = model.config
-    return model, (f"inception-i3d(width={cfg['width']:g},classes={cfg['num_classes']}):{p.name}:"
-                   f"sha256={digest}")
+    return model, (f"inception-i3d(width={cfg['width']:g},classes={cfg['num_classes']}):{p.name}:sha256={digest}")
 
 
 def _short(exc: BaseException) -> str:
@@ -421,8 +439,10 @@ def train_feature_net(ecfg, net, out: str | Path, seed: int, logger=None) -> dic
             pred += model(preprocess(np.stack(clips), protocol).tensor).argmax(1).tolist()
             truth += [ci] * len(clips)
     truth_a, pred_a = np.asarray(truth), np.asarray(pred)
-    factor = {name: float(np.mean([classes[t][i] == classes[p][i] for t, p in zip(truth, pred)]))
-              for i, name in enumerate(("colour", "shape", "direction"))}
+    factor = {
+        name: float(np.mean([classes[t][i] == classes[p][i] for t, p in zip(truth, pred)]))
+        for i, name in enumerate(("colour", "shape", "direction"))
+    }
     summary = {
         "heldout_accuracy": float((truth_a == pred_a).mean()),
         "heldout_colour_accuracy": factor["colour"],
@@ -437,13 +457,18 @@ def train_feature_net(ecfg, net, out: str | Path, seed: int, logger=None) -> dic
         "train_seconds": seconds,
         "fps": float(ecfg.action_fps),
     }
-    path = save_inception_i3d(model, out / "i3d.safetensors", extra={
-        "protocol": {"frames": protocol.frames, "size": protocol.size, "fps": float(ecfg.action_fps)},
-        "classes": [" ".join(c) for c in classes],
-        "heldout_accuracy": summary["heldout_accuracy"],
-    })
+    path = save_inception_i3d(
+        model,
+        out / "i3d.safetensors",
+        extra={
+            "protocol": {"frames": protocol.frames, "size": protocol.size, "fps": float(ecfg.action_fps)},
+            "classes": [" ".join(c) for c in classes],
+            "heldout_accuracy": summary["heldout_accuracy"],
+        },
+    )
     # the wall time goes to the run's summary (MLflow), not into the folder DVC hashes
-    (out / "feature_net.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "train_seconds"},
-                                                     indent=2) + "\n")
+    (out / "feature_net.json").write_text(
+        json.dumps({k: v for k, v in summary.items() if k != "train_seconds"}, indent=2) + "\n"
+    )
     summary["path"] = str(path)
     return summary

@@ -119,8 +119,13 @@ def identity(video: np.ndarray, colour: str) -> dict[str, Any]:
     steps = np.abs(np.diff(cents, axis=0)) / np.array([w / 4, h / 4])
     jump = float(np.nanmax(steps)) if np.isfinite(steps).any() else float("nan")
     one_blob = all(c == 1 for c in counts)
-    return {"ok": bool(one_blob and jump <= 1.0), "one_blob": bool(one_blob), "missing_frames": counts.count(0),
-            "split_frames": sum(c > 1 for c in counts), "max_jump_quarters": jump}
+    return {
+        "ok": bool(one_blob and jump <= 1.0),
+        "one_blob": bool(one_blob),
+        "missing_frames": counts.count(0),
+        "split_frames": sum(c > 1 for c in counts),
+        "max_jump_quarters": jump,
+    }
 
 
 def scene_psnr(video: np.ndarray, cond: np.ndarray, colour: str) -> float:
@@ -169,8 +174,13 @@ def _fvd(params: Params, real: np.ndarray, fake: np.ndarray, still: np.ndarray, 
     value = frechet_distance(r, f)
     baseline = frechet_distance(r, s)
     interval = bootstrap(diff, n, rounds=ecfg.bootstrap, seed=ecfg.seed, confidence=ecfg.confidence)
-    return {"samples": value, "still": baseline, "difference": {"mean": value - baseline, **(interval or {})},
-            "met": float(interval is not None and interval["hi"] < 0), "extractor": extractor.description}
+    return {
+        "samples": value,
+        "still": baseline,
+        "difference": {"mean": value - baseline, **(interval or {})},
+        "met": float(interval is not None and interval["hi"] < 0),
+        "extractor": extractor.description,
+    }
 
 
 def _t2v_scene(params: Params, real: dict, cond: np.ndarray, size: tuple[int, int], ecfg) -> dict[str, Any] | None:
@@ -188,15 +198,27 @@ def _t2v_scene(params: Params, real: dict, cond: np.ndarray, size: tuple[int, in
     model = load_model(folder)
     meta = model["meta"]
     k = min(ecfg.t2v_clips, len(cond))
-    videos = t2v_generate(model["unet"], model["vae"], model["text"], real["captions"][:k],
-                          latent_size=tuple(meta["latent_size"]), num_frames=real["videos"].shape[1],
-                          steps=params.sample.steps, guidance=params.sample.guidance, seed=ecfg.seed,
-                          fps=meta["fps"], motion_bucket=meta["motion_bucket"],
-                          sigma_data=params.diffusion.sigma_data)
+    videos = t2v_generate(
+        model["unet"],
+        model["vae"],
+        model["text"],
+        real["captions"][:k],
+        latent_size=tuple(meta["latent_size"]),
+        num_frames=real["videos"].shape[1],
+        steps=params.sample.steps,
+        guidance=params.sample.guidance,
+        seed=ecfg.seed,
+        fps=meta["fps"],
+        motion_bucket=meta["motion_bucket"],
+        sigma_data=params.diffusion.sigma_data,
+    )
     videos = np.stack([resize_video(v, size) for v in videos])
     values = [scene_psnr(v, c, colour) for v, c, colour in zip(videos, cond[:k], real["colours"][:k])]
-    return {"model": str(folder), "clips": k, **mean_interval(values, rounds=ecfg.bootstrap, seed=ecfg.seed,
-                                                  confidence=ecfg.confidence)}
+    return {
+        "model": str(folder),
+        "clips": k,
+        **mean_interval(values, rounds=ecfg.bootstrap, seed=ecfg.seed, confidence=ecfg.confidence),
+    }
 
 
 def evaluate_model(params: Params, folder: Path, *, model: dict | None = None) -> dict[str, Any]:
@@ -225,11 +247,24 @@ def evaluate_model(params: Params, folder: Path, *, model: dict | None = None) -
     cond = videos[:, 0]
 
     def sample(images: np.ndarray, buckets, seed: int) -> np.ndarray:
-        return generate(model["unet"], model["vae"], model["image_encoder"], to_unit(images), num_frames=frames,
-                        steps=meta["sample_steps"], guidance=tuple(meta["guidance"]), seed=seed, fps=meta["fps"],
-                        motion_bucket=buckets, cond_aug=meta["cond_aug"], sigma_min=sampler.sigma_min,
-                        sigma_max=sampler.sigma_max, rho=sampler.rho, method=sampler.method,
-                        sigma_data=params.diffusion.sigma_data)
+        return generate(
+            model["unet"],
+            model["vae"],
+            model["image_encoder"],
+            to_unit(images),
+            num_frames=frames,
+            steps=meta["sample_steps"],
+            guidance=tuple(meta["guidance"]),
+            seed=seed,
+            fps=meta["fps"],
+            motion_bucket=buckets,
+            cond_aug=meta["cond_aug"],
+            sigma_min=sampler.sigma_min,
+            sigma_max=sampler.sigma_max,
+            rho=sampler.rho,
+            method=sampler.method,
+            sigma_data=params.diffusion.sigma_data,
+        )
 
     reps = ecfg.samples_per_clip
     clip_of = np.repeat(np.arange(n_clips), reps)
@@ -239,28 +274,49 @@ def evaluate_model(params: Params, folder: Path, *, model: dict | None = None) -
     rows = []
     for j, (video, i) in enumerate(zip(gen, clip_of)):
         ident = identity(video, colours[j])
-        rows.append({"clip": real["files"][i], "caption": real["captions"][i], "sample": j,
-                     "psnr_frame0": psnr(video[0], cond[i]), "psnr_roundtrip": psnr(rt[i], cond[i]),
-                     "scene_psnr": scene_psnr(video, cond[i], colours[j]),
-                     "scene_psnr_roundtrip": scene_psnr(rt[i][None], cond[i], colours[j]),
-                     "identity": ident["ok"], "split_frames": ident["split_frames"],
-                     "missing_frames": ident["missing_frames"], "max_jump_quarters": ident["max_jump_quarters"],
-                     "motion": measured_motion(video, meta["fps"], params.curate.motion)})
+        rows.append(
+            {
+                "clip": real["files"][i],
+                "caption": real["captions"][i],
+                "sample": j,
+                "psnr_frame0": psnr(video[0], cond[i]),
+                "psnr_roundtrip": psnr(rt[i], cond[i]),
+                "scene_psnr": scene_psnr(video, cond[i], colours[j]),
+                "scene_psnr_roundtrip": scene_psnr(rt[i][None], cond[i], colours[j]),
+                "identity": ident["ok"],
+                "split_frames": ident["split_frames"],
+                "missing_frames": ident["missing_frames"],
+                "max_jump_quarters": ident["max_jump_quarters"],
+                "motion": measured_motion(video, meta["fps"], params.curate.motion),
+            }
+        )
     table = pd.DataFrame(rows)
     boot = {"rounds": ecfg.bootstrap, "seed": ecfg.seed, "confidence": ecfg.confidence}
     gap = (table["psnr_roundtrip"] - table["psnr_frame0"]).to_numpy()
     scene_gap = (table["scene_psnr_roundtrip"] - table["scene_psnr"]).to_numpy()
     result: dict[str, Any] = {
-        "clips": int(n_clips), "samples": int(len(table)), "frames": int(frames), "fps": float(meta["fps"]),
-        "size": list(size), "motion_bucket": float(meta["motion_bucket"]),
-        "fidelity": {"psnr_frame0": float(table["psnr_frame0"].mean()),
-                     "psnr_roundtrip": float(table["psnr_roundtrip"].mean()),
-                     "gap_db": mean_interval(gap, **boot), "met": float(gap.mean() <= ecfg.max_gap_db)},
-        "identity": {**mean_interval(table["identity"].to_numpy(), **boot),
-                     "met": float(table["identity"].mean() >= ecfg.identity_goal)},
-        "scene": {"psnr": mean_interval(table["scene_psnr"].to_numpy(), **boot),
-                  "psnr_roundtrip": float(table["scene_psnr_roundtrip"].mean()),
-                  "gap_db": mean_interval(scene_gap, **boot), "met": float(scene_gap.mean() <= ecfg.max_gap_db)},
+        "clips": int(n_clips),
+        "samples": int(len(table)),
+        "frames": int(frames),
+        "fps": float(meta["fps"]),
+        "size": list(size),
+        "motion_bucket": float(meta["motion_bucket"]),
+        "fidelity": {
+            "psnr_frame0": float(table["psnr_frame0"].mean()),
+            "psnr_roundtrip": float(table["psnr_roundtrip"].mean()),
+            "gap_db": mean_interval(gap, **boot),
+            "met": float(gap.mean() <= ecfg.max_gap_db),
+        },
+        "identity": {
+            **mean_interval(table["identity"].to_numpy(), **boot),
+            "met": float(table["identity"].mean() >= ecfg.identity_goal),
+        },
+        "scene": {
+            "psnr": mean_interval(table["scene_psnr"].to_numpy(), **boot),
+            "psnr_roundtrip": float(table["scene_psnr_roundtrip"].mean()),
+            "gap_db": mean_interval(scene_gap, **boot),
+            "met": float(scene_gap.mean() <= ecfg.max_gap_db),
+        },
     }
     result["fvd"] = _fvd(params, videos, gen[::reps], np.repeat(cond[:, None], frames, axis=1), ecfg)
 
@@ -279,13 +335,18 @@ def evaluate_model(params: Params, folder: Path, *, model: dict | None = None) -
         m = motion.reshape(len(buckets), len(picks))[:, idx].mean(axis=1)
         return spearman(buckets, m)
 
-    result["motion"] = {"buckets": buckets.tolist(), "mean_motion": per_bucket.tolist(),
-                        "spearman": {"value": rho, **(bootstrap(rho_of, len(picks), rounds=ecfg.bootstrap,
-                                                                seed=ecfg.seed, confidence=ecfg.confidence) or {})},
-                        "low_high_ratio": ratio, "clips": int(len(picks)),
-                        "real_motion": float(np.mean([measured_motion(v, meta["fps"], params.curate.motion)
-                                                      for v in videos])),
-                        "met": float(rho >= ecfg.spearman_goal and ratio <= ecfg.low_high_ratio)}
+    result["motion"] = {
+        "buckets": buckets.tolist(),
+        "mean_motion": per_bucket.tolist(),
+        "spearman": {
+            "value": rho,
+            **(bootstrap(rho_of, len(picks), rounds=ecfg.bootstrap, seed=ecfg.seed, confidence=ecfg.confidence) or {}),
+        },
+        "low_high_ratio": ratio,
+        "clips": int(len(picks)),
+        "real_motion": float(np.mean([measured_motion(v, meta["fps"], params.curate.motion) for v in videos])),
+        "met": float(rho >= ecfg.spearman_goal and ratio <= ecfg.low_high_ratio),
+    }
     if ecfg.t2v_clips:
         t2v = _t2v_scene(params, real, cond, size, ecfg)
         if t2v is not None:  # compared on the same clips (the first samples of the first t2v_clips clips)
@@ -297,11 +358,24 @@ def evaluate_model(params: Params, folder: Path, *, model: dict | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / "i2v_eval.parquet", index=False)
     show = min(8, len(gen))
-    write_samples(out, np.concatenate([cond[clip_of[:show], None], gen[:show]], axis=1),
-                  [f"{real['captions'][i]} (first frame, then the sample)" for i in clip_of[:show]], meta["fps"])
+    write_samples(
+        out,
+        np.concatenate([cond[clip_of[:show], None], gen[:show]], axis=1),
+        [f"{real['captions'][i]} (first frame, then the sample)" for i in clip_of[:show]],
+        meta["fps"],
+    )
     result["seconds"] = time.perf_counter() - started
     return result
 
 
-__all__ = ["evaluate_model", "held_aside", "identity", "measured_motion", "object_masks", "psnr", "roundtrip",
-           "scene_psnr", "spearman"]
+__all__ = [
+    "evaluate_model",
+    "held_aside",
+    "identity",
+    "measured_motion",
+    "object_masks",
+    "psnr",
+    "roundtrip",
+    "scene_psnr",
+    "spearman",
+]

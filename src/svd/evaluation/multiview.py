@@ -41,9 +41,9 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -141,13 +141,16 @@ class LpipsScorer:
         if alexnet is not None:
             path = Path(alexnet).expanduser()
             if not path.is_file():
-                raise WeightsError(f"{LPIPS_KEY}: {alexnet} is not a file (a torchvision AlexNet state dict such as "
-                                   f"alexnet-owt-7be5be79.pth; null = random backbone)")
+                raise WeightsError(
+                    f"{LPIPS_KEY}: {alexnet} is not a file (a torchvision AlexNet state dict such as "
+                    f"alexnet-owt-7be5be79.pth; null = random backbone)"
+                )
             try:
                 state = _alexnet_features(_read_state(path))
             except Exception as exc:
-                raise WeightsError(f"{LPIPS_KEY}: cannot read {path} as AlexNet weights "
-                                   f"({exc.__class__.__name__}: {_line(exc)})") from None
+                raise WeightsError(
+                    f"{LPIPS_KEY}: cannot read {path} as AlexNet weights ({exc.__class__.__name__}: {_line(exc)})"
+                ) from None
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             torch.manual_seed(seed)  # a random backbone repeats run to run
             warnings.simplefilter("ignore")  # torchvision's deprecation notes about `pretrained=`
@@ -188,13 +191,14 @@ class LpipsScorer:
     def __call__(self, real: np.ndarray, fake: np.ndarray) -> np.ndarray:
         a, b = _check_pair(real, fake)
         if min(a.shape[1:3]) < LPIPS_MIN_SIDE:
-            raise ValueError(f"LPIPS (AlexNet) needs frames of at least {LPIPS_MIN_SIDE} px, "
-                             f"got {a.shape[2]}x{a.shape[1]}")
+            raise ValueError(
+                f"LPIPS (AlexNet) needs frames of at least {LPIPS_MIN_SIDE} px, got {a.shape[2]}x{a.shape[1]}"
+            )
         out = []
         with torch.inference_mode():
             for i in range(0, len(a), self.batch):
-                x = _to_unit(a[i:i + self.batch], self.device) * 2.0 - 1.0  # [0, 1] -> [-1, 1], the only scaling
-                y = _to_unit(b[i:i + self.batch], self.device) * 2.0 - 1.0
+                x = _to_unit(a[i : i + self.batch], self.device) * 2.0 - 1.0  # [0, 1] -> [-1, 1], the only scaling
+                y = _to_unit(b[i : i + self.batch], self.device) * 2.0 - 1.0
                 out.append(self.model(x, y, normalize=False).reshape(-1).double().cpu().numpy())
         return np.concatenate(out)
 
@@ -226,8 +230,9 @@ class ClipSimilarity:
         out = []
         with torch.inference_mode():
             for i in range(0, len(frames), self.batch):
-                pixels = torch.stack([self.preprocess(Image.fromarray(np.ascontiguousarray(f)))
-                                      for f in frames[i:i + self.batch]]).to(self.device)
+                pixels = torch.stack(
+                    [self.preprocess(Image.fromarray(np.ascontiguousarray(f))) for f in frames[i : i + self.batch]]
+                ).to(self.device)
                 emb = self.model.encode_image(pixels).float()
                 out.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
         return torch.cat(out)
@@ -294,12 +299,16 @@ def scan_folder(root: Path) -> dict[str, OrbitSource]:
         else:
             continue
         if src.name in found:
-            src = OrbitSource(src.name, problem=f"two orbits named {src.name!r} in {root} (a folder and a video, "
-                                                f"or two videos): keep one")
+            src = OrbitSource(
+                src.name,
+                problem=f"two orbits named {src.name!r} in {root} (a folder and a video, or two videos): keep one",
+            )
         found[src.name] = src
     if not found:
-        raise InputError(f"no orbits in {root}: expected one folder of numbered frames per object "
-                         f"(<object>/000.png ...) or one video per object (<object>.mp4)")
+        raise InputError(
+            f"no orbits in {root}: expected one folder of numbered frames per object "
+            f"(<object>/000.png ...) or one video per object (<object>.mp4)"
+        )
     return found
 
 
@@ -313,8 +322,9 @@ def read_manifest(path: Path) -> dict[str, OrbitSource]:
         raise InputError(f"cannot read orbits manifest {path} ({exc.__class__.__name__}: {_line(exc)})") from None
     missing = {"object", "frame", "file"} - set(table.columns)
     if missing:
-        raise InputError(f"orbits manifest {path} lacks column(s) {', '.join(sorted(missing))} "
-                         f"(expected object, frame, file)")
+        raise InputError(
+            f"orbits manifest {path} lacks column(s) {', '.join(sorted(missing))} (expected object, frame, file)"
+        )
     if table.empty:
         raise InputError(f"orbits manifest {path} has no rows")
     bases = (path.parent, path.parent.parent)  # files relative to the manifest, or to the world root above it
@@ -361,13 +371,17 @@ def resolve_real(params: Params, real: Path | str | None) -> tuple[Path, str]:
     if mv.gso_root is not None:
         path = Path(mv.gso_root).expanduser()
         if not path.is_dir():
-            raise InputError(f"evaluate.multiview.gso_root: {mv.gso_root} is not a folder (GSO renders: "
-                             f"<object>/000.png ... or <object>.mp4; null = the world's orbits)")
+            raise InputError(
+                f"evaluate.multiview.gso_root: {mv.gso_root} is not a folder (GSO renders: "
+                f"<object>/000.png ... or <object>.mp4; null = the world's orbits)"
+            )
         return path, "gso"
     path = Path(params.paths.world) / "eval" / "orbits.parquet"
     if not path.is_file():
-        raise InputError(f"no world orbits at {path} (run `svd world`, set paths.world, or point "
-                         f"evaluate.multiview.gso_root / --real at ground-truth orbits)")
+        raise InputError(
+            f"no world orbits at {path} (run `svd world`, set paths.world, or point "
+            f"evaluate.multiview.gso_root / --real at ground-truth orbits)"
+        )
     return path, "world"
 
 
@@ -438,8 +452,13 @@ def score_orbit(real: np.ndarray, fake: np.ndarray, lpips_fn: Callable, clip_fn:
     return out
 
 
-def evaluate_orbits(real: dict[str, OrbitSource], fake: dict[str, OrbitSource], mv: MultiviewParams,
-                    lpips_fn: Callable, clip_fn: Callable) -> dict:
+def evaluate_orbits(
+    real: dict[str, OrbitSource],
+    fake: dict[str, OrbitSource],
+    mv: MultiviewParams,
+    lpips_fn: Callable,
+    clip_fn: Callable,
+) -> dict:
     """Score every object present on both sides; the others, and any that cannot be read, become failures."""
     common = sorted(set(real) & set(fake))
     if not common:
@@ -456,16 +475,22 @@ def evaluate_orbits(real: dict[str, OrbitSource], fake: dict[str, OrbitSource], 
             b = read_orbit(fake[name], mv.alpha_background)
             for side, x in (("real", a), ("generated", b)):
                 if len(x) != mv.frames:
-                    raise InputError(f"{side} orbit has {len(x)} frames, the protocol needs "
-                                     f"{mv.frames} (evaluate.multiview.frames)")
+                    raise InputError(
+                        f"{side} orbit has {len(x)} frames, the protocol needs {mv.frames} (evaluate.multiview.frames)"
+                    )
             a, resized = match_size(a, b, mv.resize_real)
             scores = score_orbit(a, b, lpips_fn, clip_fn)
         except (InputError, ValueError) as exc:
             failed[name] = _line(exc)
             log.warning("multiview: %s failed: %s", name, failed[name])
             continue
-        objects[name] = {**{k: scores[k] for k in METRICS}, "frames": int(len(b)), "size": [int(b.shape[1]),
-                         int(b.shape[2])], "resized_real": resized, "per_frame": scores["per_frame"]}
+        objects[name] = {
+            **{k: scores[k] for k in METRICS},
+            "frames": int(len(b)),
+            "size": [int(b.shape[1]), int(b.shape[2])],
+            "resized_real": resized,
+            "per_frame": scores["per_frame"],
+        }
     if not objects:
         detail = "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3])
         raise InputError(f"no orbit could be scored ({len(failed)} failed; {detail})")
@@ -505,11 +530,13 @@ def evaluate_multiview(params: Params, fake: Path | str, real: Path | str | None
     if source == "world":
         notes.append("ground truth is the synthetic world's orbits (a GSO stand-in): not comparable to the paper")
     if not lpips_fn.pretrained:
-        notes.append(f"LPIPS backbone is a random AlexNet ({LPIPS_KEY} is null): "
-                     f"LPIPS values are not the paper's metric")
+        notes.append(
+            f"LPIPS backbone is a random AlexNet ({LPIPS_KEY} is null): LPIPS values are not the paper's metric"
+        )
     if not clip_fn.pretrained:
-        notes.append("CLIP backbone is random (weights.clip_pretrained is null): "
-                     "CLIP-S values are not the paper's metric")
+        notes.append(
+            "CLIP backbone is random (weights.clip_pretrained is null): CLIP-S values are not the paper's metric"
+        )
     if len(objects) != PAPER_OBJECTS:
         notes.append(f"{len(objects)} objects scored; the paper averages {PAPER_OBJECTS} GSO objects")
     comparable = source != "world" and lpips_fn.pretrained and clip_fn.pretrained and len(objects) == PAPER_OBJECTS
@@ -527,10 +554,18 @@ def evaluate_multiview(params: Params, fake: Path | str, real: Path | str | None
         "lpips_backbone": lpips_fn.backbone,
         "clip_backbone": clip_fn.backbone,
         "backbones": {
-            "lpips": {"net": "alex", "backbone": lpips_fn.backbone, "pretrained": lpips_fn.pretrained,
-                      "linear": lpips_fn.linear},
-            "clip": {"model": clip_fn.model_name, "backbone": clip_fn.backbone, "pretrained": clip_fn.pretrained,
-                     "backend": clip_fn.backend},
+            "lpips": {
+                "net": "alex",
+                "backbone": lpips_fn.backbone,
+                "pretrained": lpips_fn.pretrained,
+                "linear": lpips_fn.linear,
+            },
+            "clip": {
+                "model": clip_fn.model_name,
+                "backbone": clip_fn.backbone,
+                "pretrained": clip_fn.pretrained,
+                "backend": clip_fn.backend,
+            },
         },
         "objects": objects,
         "failed": result["failed"],

@@ -28,10 +28,11 @@ import secrets
 import sqlite3
 import threading
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -93,7 +94,7 @@ class Catalog:
         for prompt, per in sorted(self.by_prompt.items()):
             names = sorted(per)
             for i, a in enumerate(names):
-                for b in names[i + 1:]:
+                for b in names[i + 1 :]:
                     self.shared.setdefault((a, b), []).append(prompt)
 
 
@@ -106,7 +107,7 @@ def _manifest_rows(path: Path) -> list[tuple[Any, Any]]:
         return list(data.items())
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
         return [(r.get("file"), r.get("prompt")) for r in data]
-    raise InputError(f"{path}: expected {{\"file.mp4\": \"prompt\"}} or a list of {{\"file\", \"prompt\"}} objects")
+    raise InputError(f'{path}: expected {{"file.mp4": "prompt"}} or a list of {{"file", "prompt"}} objects')
 
 
 def load_catalog(folder: Path | str, check_videos: bool = True) -> Catalog:
@@ -128,8 +129,9 @@ def load_catalog(folder: Path | str, check_videos: bool = True) -> Catalog:
             raise InputError(f"{sub}: no {MANIFEST} (map each sample file to its prompt, as `svd train` writes it)")
         for name, prompt in _manifest_rows(manifest):
             if not isinstance(name, str) or not name or not isinstance(prompt, str) or not prompt.strip():
-                raise InputError(f"{manifest}: each entry needs a file name and a non-empty prompt, got "
-                                 f"{name!r}: {prompt!r}")
+                raise InputError(
+                    f"{manifest}: each entry needs a file name and a non-empty prompt, got {name!r}: {prompt!r}"
+                )
             rel = Path(name)
             if rel.is_absolute() or ".." in rel.parts:
                 raise InputError(f"{manifest}: {name!r} must be a path inside {sub}")
@@ -152,11 +154,15 @@ def load_catalog(folder: Path | str, check_videos: bool = True) -> Catalog:
             videos.append(Video(sub.name, f"{sub.name}/{rel.as_posix()}", " ".join(prompt.split()), path))
     catalog = Catalog(folder, videos)
     if len(catalog.versions) < 2:
-        raise InputError(f"--videos {folder}: found {len(catalog.versions)} model version folder(s) with samples; "
-                         f"a comparison needs at least two")
+        raise InputError(
+            f"--videos {folder}: found {len(catalog.versions)} model version folder(s) with samples; "
+            f"a comparison needs at least two"
+        )
     if not catalog.shared:
-        raise InputError(f"--videos {folder}: no prompt has samples from two model versions; sample the same prompts "
-                         f"with each version")
+        raise InputError(
+            f"--videos {folder}: no prompt has samples from two model versions; sample the same prompts "
+            f"with each version"
+        )
     return catalog
 
 
@@ -164,14 +170,15 @@ def load_catalog(folder: Path | str, check_videos: bool = True) -> Catalog:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _check_schema(con: sqlite3.Connection, db: Path) -> None:
     cols = {row[1] for row in con.execute("PRAGMA table_info(votes)")}
     if not cols:
-        raise InputError(f"{db}: not a preference database (no votes table); collect votes with "
-                         f"`svd evaluate preference-serve`")
+        raise InputError(
+            f"{db}: not a preference database (no votes table); collect votes with `svd evaluate preference-serve`"
+        )
     missing = [c for c in COLUMNS if c not in cols]
     if missing:
         raise InputError(f"{db}: the votes table lacks column(s) {', '.join(missing)}; not a preference database")
@@ -206,8 +213,17 @@ def record_vote(db: Path, pair: Pair, outcome: str, voter: str) -> int:
             cur = con.execute(
                 "INSERT INTO votes (ts, prompt, version_a, version_b, file_a, file_b, outcome, voter) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (_now(), pair.prompt, pair.left.version, pair.right.version, pair.left.file, pair.right.file,
-                 outcome, voter))
+                (
+                    _now(),
+                    pair.prompt,
+                    pair.left.version,
+                    pair.right.version,
+                    pair.left.file,
+                    pair.right.file,
+                    outcome,
+                    voter,
+                ),
+            )
         return int(cur.lastrowid)
     finally:
         con.close()
@@ -233,8 +249,10 @@ def read_votes(db: Path | str) -> list[dict]:
     votes = [dict(zip(COLUMNS, r)) for r in rows]
     for v in votes:
         if v["outcome"] not in SCORE_A or not v["version_a"] or not v["version_b"] or v["version_a"] == v["version_b"]:
-            raise InputError(f"--db {db}: vote id {v['id']} is malformed (outcome {v['outcome']!r}, versions "
-                             f"{v['version_a']!r} vs {v['version_b']!r})")
+            raise InputError(
+                f"--db {db}: vote id {v['id']} is malformed (outcome {v['outcome']!r}, versions "
+                f"{v['version_a']!r} vs {v['version_b']!r})"
+            )
     return votes
 
 
@@ -245,7 +263,8 @@ def pair_counts(db: Path) -> tuple[dict[tuple[str, str], int], dict[tuple[str, s
     con = sqlite3.connect(db, timeout=10)
     try:
         for a, b, prompt, n in con.execute(
-                "SELECT version_a, version_b, prompt, COUNT(*) FROM votes GROUP BY version_a, version_b, prompt"):
+            "SELECT version_a, version_b, prompt, COUNT(*) FROM votes GROUP BY version_a, version_b, prompt"
+        ):
             key = tuple(sorted((a, b)))
             per_pair[key] += n
             per_prompt[(*key, prompt)] += n
@@ -273,10 +292,11 @@ class PairPicker:
 
     def next(self) -> Pair:
         with self.lock:
-            a, b = min(self.catalog.shared,
-                       key=lambda p: (self.votes[p], self.shown[p], self.rng.random()))
-            prompt = min(self.catalog.shared[(a, b)],
-                         key=lambda t: (self.prompt_votes[(a, b, t)], self.shown[(a, b, t)], self.rng.random()))
+            a, b = min(self.catalog.shared, key=lambda p: (self.votes[p], self.shown[p], self.rng.random()))
+            prompt = min(
+                self.catalog.shared[(a, b)],
+                key=lambda t: (self.prompt_votes[(a, b, t)], self.shown[(a, b, t)], self.rng.random()),
+            )
             self.shown[(a, b)] += 1
             self.shown[(a, b, prompt)] += 1
             va = self.rng.choice(self.catalog.by_prompt[prompt][a])
@@ -361,8 +381,13 @@ def create_app(catalog: Catalog, db: Path | str, seed: int = 0):
             while len(pending) > MAX_PENDING:
                 pending.popitem(last=False)
             votes = counter["votes"]
-        body = PAGE.format(prompt=html.escape(pair.prompt), left=f"/video/{id_of[pair.left.file]}",
-                           right=f"/video/{id_of[pair.right.file]}", token=token, votes=votes)
+        body = PAGE.format(
+            prompt=html.escape(pair.prompt),
+            left=f"/video/{id_of[pair.left.file]}",
+            right=f"/video/{id_of[pair.right.file]}",
+            token=token,
+            votes=votes,
+        )
         response = HTMLResponse(body, headers={"Cache-Control": "no-store"})
         if not VOTER_RE.match(request.cookies.get("svd_voter", "")):
             response.set_cookie("svd_voter", secrets.token_hex(8), httponly=True, samesite="strict")
@@ -489,8 +514,9 @@ def _gather_one(params, ref: str, out: Path) -> str:
     dest.mkdir(parents=True, exist_ok=True)
 
     def fetch(name: str) -> None:
-        got = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"samples/{name}",
-                                                       dst_path=str(dest)))
+        got = Path(
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"samples/{name}", dst_path=str(dest))
+        )
         if got != dest / name:
             got.replace(dest / name)
 
@@ -502,8 +528,9 @@ def _gather_one(params, ref: str, out: Path) -> str:
     return label
 
 
-def serve(videos: Path | str, db: Path | str, *, host: str = "127.0.0.1", port: int = 8765, seed: int = 0,
-          on_ready=None) -> None:
+def serve(
+    videos: Path | str, db: Path | str, *, host: str = "127.0.0.1", port: int = 8765, seed: int = 0, on_ready=None
+) -> None:
     """Check the inputs, then serve the vote page until interrupted."""
     import uvicorn
 
@@ -547,8 +574,9 @@ def elo_batch(a: np.ndarray, b: np.ndarray, s: np.ndarray, n_players: int, *, k:
     return ratings
 
 
-def elo_bootstrap(games: list[tuple[str, str, float]], *, k: float = 32.0, initial: float = 1000.0,
-                  rounds: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
+def elo_bootstrap(
+    games: list[tuple[str, str, float]], *, k: float = 32.0, initial: float = 1000.0, rounds: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
     """Median and 95% interval of Elo over `rounds` resamples (with replacement, in random order) of the games."""
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
@@ -560,12 +588,12 @@ def elo_bootstrap(games: list[tuple[str, str, float]], *, k: float = 32.0, initi
     draw = np.random.default_rng(seed).integers(0, len(games), size=(rounds, len(games)))
     ratings = elo_batch(a[draw], b[draw], s[draw], len(names), k=k, initial=initial)
     lo, med, hi = np.percentile(ratings, [2.5, 50.0, 97.5], axis=0)
-    return {n: {"median": float(med[i]), "ci95_low": float(lo[i]), "ci95_high": float(hi[i])}
-            for n, i in index.items()}
+    return {n: {"median": float(med[i]), "ci95_low": float(lo[i]), "ci95_high": float(hi[i])} for n, i in index.items()}
 
 
-def elo_report(db: Path | str, *, k: float = 32.0, initial: float = 1000.0, rounds: int = 1000,
-               seed: int = 0) -> dict[str, Any]:
+def elo_report(
+    db: Path | str, *, k: float = 32.0, initial: float = 1000.0, rounds: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Ratings per model version from the votes in DB: sequential Elo, bootstrap median/interval, game tallies.
 
     `ranking` lists versions by sequential Elo (highest first); `ratings` holds one entry per version in that order.
@@ -592,8 +620,15 @@ def elo_report(db: Path | str, *, k: float = 32.0, initial: float = 1000.0, roun
         entry.update({key: round(val, 2) for key, val in boot.get(n, {}).items()})
         entry.update(tally[n])
         out[n] = entry
-    return {"votes": len(votes), "k": k, "initial": initial, "bootstrap_rounds": rounds, "seed": seed,
-            "ranking": ranking, "ratings": out}
+    return {
+        "votes": len(votes),
+        "k": k,
+        "initial": initial,
+        "bootstrap_rounds": rounds,
+        "seed": seed,
+        "ranking": ranking,
+        "ratings": out,
+    }
 
 
 def write_report(report: dict, path: Path | str) -> Path:
@@ -603,5 +638,21 @@ def write_report(report: dict, path: Path | str) -> Path:
     return path
 
 
-__all__ = ["Catalog", "Pair", "PairPicker", "Video", "create_app", "elo", "elo_batch", "elo_bootstrap", "elo_report",
-           "expected_score", "init_db", "load_catalog", "read_votes", "record_vote", "serve", "write_report"]
+__all__ = [
+    "Catalog",
+    "Pair",
+    "PairPicker",
+    "Video",
+    "create_app",
+    "elo",
+    "elo_batch",
+    "elo_bootstrap",
+    "elo_report",
+    "expected_score",
+    "init_db",
+    "load_catalog",
+    "read_votes",
+    "record_vote",
+    "serve",
+    "write_report",
+]

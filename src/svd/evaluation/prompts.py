@@ -15,8 +15,17 @@ import torch
 from svd.config import Params
 
 
-def evaluate_model(params: Params, folder: Path, *, vae=None, text=None, unet=None, prompts: list[str] | None = None,
-                   guidance: float | None = None, steps: int | None = None) -> dict[str, Any]:
+def evaluate_model(
+    params: Params,
+    folder: Path,
+    *,
+    vae=None,
+    text=None,
+    unet=None,
+    prompts: list[str] | None = None,
+    guidance: float | None = None,
+    steps: int | None = None,
+) -> dict[str, Any]:
     """Generate the prompt set with a model folder and score it with the world evaluator (colour and direction; an
     image model: colour only); samples of the first prompts are written to folder/samples (mp4 + GIF)."""
     from svd.evaluation.world import evaluate_videos
@@ -32,17 +41,35 @@ def evaluate_model(params: Params, folder: Path, *, vae=None, text=None, unet=No
     sampler = params.diffusion.sampler
     started = time.perf_counter()
     video = meta["kind"] == "text-to-video"
-    videos = generate(model["unet"], model["vae"], model["text"], prompts, latent_size=tuple(meta["latent_size"]),
-                      num_frames=meta["frames"] if video else None, steps=steps, guidance=guidance,
-                      seed=params.sample.seed, fps=meta["fps"], motion_bucket=meta["motion_bucket"],
-                      sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max, rho=sampler.rho,
-                      method=sampler.method, sigma_data=params.diffusion.sigma_data)
+    videos = generate(
+        model["unet"],
+        model["vae"],
+        model["text"],
+        prompts,
+        latent_size=tuple(meta["latent_size"]),
+        num_frames=meta["frames"] if video else None,
+        steps=steps,
+        guidance=guidance,
+        seed=params.sample.seed,
+        fps=meta["fps"],
+        motion_bucket=meta["motion_bucket"],
+        sigma_min=sampler.sigma_min,
+        sigma_max=sampler.sigma_max,
+        rho=sampler.rho,
+        method=sampler.method,
+        sigma_data=params.diffusion.sigma_data,
+    )
     seconds = time.perf_counter() - started
     scores = evaluate_videos(list(videos), prompts, meta["fps"])
     write_samples(folder / "samples", videos[:8], prompts[:8], meta["fps"])
     (folder / "samples" / "eval.json").write_text(json.dumps(scores, indent=2) + "\n")
-    result = {"colour_accuracy": scores["colour_accuracy"], "n": scores["n"], "guidance": guidance, "steps": steps,
-              "sample_seconds": seconds}
+    result = {
+        "colour_accuracy": scores["colour_accuracy"],
+        "n": scores["n"],
+        "guidance": guidance,
+        "steps": steps,
+        "sample_seconds": seconds,
+    }
     if video:
         result["direction_accuracy"] = scores["direction_accuracy"]
     return result
@@ -77,8 +104,11 @@ def vae_roundtrip(params: Params, vae) -> dict[str, float] | None:
         y = decode(vae, encode(vae, x))
     videos = ((y.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
     scores = evaluate_videos(list(videos), prompts, cfg.fps)
-    return {"colour_accuracy": scores["colour_accuracy"], "direction_accuracy": scores["direction_accuracy"],
-            "n": scores["n"]}
+    return {
+        "colour_accuracy": scores["colour_accuracy"],
+        "direction_accuracy": scores["direction_accuracy"],
+        "n": scores["n"],
+    }
 
 
 def after_training(params: Params, stage: str, folder: Path) -> dict[str, Any] | None:

@@ -42,11 +42,12 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,6 +59,7 @@ KEY = "evaluate.video"
 PLAN_FILE = "plan.json"
 MANIFEST_FILE = "manifest.parquet"
 SCORES_FILE = "scores.parquet"
+FEATURES_FILE = "features.npz"  # both feature sets and per-sample verdicts, for paired comparisons (registry gate)
 REPORT_FILE = "report.md"
 SAMPLES_DIR = "samples"
 UCF_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
@@ -71,8 +73,15 @@ PAPER_FVD = [
     ("MagicVideo", 655.00),
     ("CogVideo (EN)", 701.59),
 ]
-PAPER_PROTOCOL = {"frames": 16, "fps": 25.0, "size": (320, 576), "resize": (240, 432), "crop": (240, 320),
-                  "guidance": 7.0, "n_samples": 13320}
+PAPER_PROTOCOL = {
+    "frames": 16,
+    "fps": 25.0,
+    "size": (320, 576),
+    "resize": (240, 432),
+    "crop": (240, 320),
+    "guidance": 7.0,
+    "n_samples": 13320,
+}
 
 Log = Callable[[str], None]
 
@@ -89,7 +98,7 @@ class ClipProtocol:
     crop: tuple[int, int]
 
     @classmethod
-    def of(cls, vcfg) -> "ClipProtocol":
+    def of(cls, vcfg) -> ClipProtocol:
         p = cls(int(vcfg.frames), float(vcfg.fps), tuple(vcfg.size), tuple(vcfg.resize), tuple(vcfg.crop))
         if p.crop[0] > p.resize[0] or p.crop[1] > p.resize[1]:
             raise InputError(f"{KEY}.crop {list(p.crop)} is larger than {KEY}.resize {list(p.resize)}")
@@ -99,8 +108,10 @@ class ClipProtocol:
 
     def describe(self) -> str:
         (h, w), (rh, rw), (ch, cw) = self.size, self.resize, self.crop
-        return (f"clips={self.frames}@{self.fps:g}fps;generated={h}x{w}->resize={rh}x{rw},bilinear,antialias"
-                f"->crop=centre-{ch}x{cw};real=cover-{ch}x{cw},centre")
+        return (
+            f"clips={self.frames}@{self.fps:g}fps;generated={h}x{w}->resize={rh}x{rw},bilinear,antialias"
+            f"->crop=centre-{ch}x{cw};real=cover-{ch}x{cw},centre"
+        )
 
 
 def resize_video(video: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -119,7 +130,7 @@ def centre_crop(video: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if ch > h or cw > w:
         raise ValueError(f"cannot crop {ch}x{cw} out of {h}x{w}")
     top, left = (h - ch) // 2, (w - cw) // 2
-    return video[:, top:top + ch, left:left + cw]
+    return video[:, top : top + ch, left : left + cw]
 
 
 def generated_view(video: np.ndarray, protocol: ClipProtocol) -> np.ndarray:
@@ -202,8 +213,10 @@ def read_ucf101(root: str | Path, split: str | None = None) -> RealSet:
     (ucfTrainTestlist/trainlist01.txt, testlist01.txt; a trailing label is ignored), relative to the root."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise InputError(f"{KEY}.ucf101_root: no such folder {root} (UCF-101's <Class>/v_*.avi; null = the world's "
-                         f"held-aside action clips)")
+        raise InputError(
+            f"{KEY}.ucf101_root: no such folder {root} (UCF-101's <Class>/v_*.avi; null = the world's "
+            f"held-aside action clips)"
+        )
     if split:
         listing = Path(split) if Path(split).is_absolute() else root / split
         if not listing.is_file():
@@ -212,15 +225,23 @@ def read_ucf101(root: str | Path, split: str | None = None) -> RealSet:
         files = [root / r for r in rels]
         missing = [f for f in files if not f.is_file()]
         if missing:
-            raise InputError(f"{KEY}.ucf101_split: {len(missing)} listed video(s) missing under {root}, e.g. "
-                             f"{missing[0]}")
+            raise InputError(
+                f"{KEY}.ucf101_split: {len(missing)} listed video(s) missing under {root}, e.g. {missing[0]}"
+            )
     else:
-        files = sorted(p for d in root.iterdir() if d.is_dir() for p in d.iterdir()
-                       if p.is_file() and p.suffix.lower() in UCF_SUFFIXES)
+        files = sorted(
+            p
+            for d in root.iterdir()
+            if d.is_dir()
+            for p in d.iterdir()
+            if p.is_file() and p.suffix.lower() in UCF_SUFFIXES
+        )
     if not files:
         raise InputError(f"{KEY}.ucf101_root: {root} holds no videos in class folders (<Class>/v_*.avi)")
-    clips = tuple(RealClip(f, f.parent.name, class_prompt(f.parent.name), None)
-                  for f in sorted(files, key=lambda p: (p.parent.name, p.name)))
+    clips = tuple(
+        RealClip(f, f.parent.name, class_prompt(f.parent.name), None)
+        for f in sorted(files, key=lambda p: (p.parent.name, p.name))
+    )
     return RealSet(clips, f"ucf101:{root}" + (f":{split}" if split else ""), "ucf101")
 
 
@@ -260,12 +281,13 @@ def stats_description(extractor, protocol: ClipProtocol) -> str:
 
 
 def _stream_stats(videos, extractor, description: str):
-    stats = extractor.stats_of_stream(videos)
+    stats = extractor.stats_of_stream(videos, keep_features=True)
     return dataclasses.replace(stats, extractor=description)
 
 
-def real_stats(real: RealSet, protocol: ClipProtocol, extractor, cache: str | Path | None = None,
-               log: Log | None = None):
+def real_stats(
+    real: RealSet, protocol: ClipProtocol, extractor, cache: str | Path | None = None, log: Log | None = None
+):
     """Feature statistics of the real set under the protocol; read from `cache` when it holds exactly these
     (extractor, protocol, real set), computed and written there when it is missing. A cache made another way is
     refused (an InputError saying how to recompute), never silently replaced: it is a DVC output of its own stage."""
@@ -278,8 +300,12 @@ def real_stats(real: RealSet, protocol: ClipProtocol, extractor, cache: str | Pa
         try:
             stats = load_stats(path, expect_extractor=keyed)
         except InputError as exc:
-            raise InputError(f"{KEY}.real_stats: {exc} (run `svd evaluate train-features`, or delete {path})") \
-                from None
+            raise InputError(f"{KEY}.real_stats: {exc} (run `svd evaluate train-features`, or delete {path})") from None
+        if stats.features is None:
+            raise InputError(
+                f"{KEY}.real_stats: {path} holds no feature vectors (written by an older svd; the intervals "
+                f"resample them): run `svd evaluate train-features`, or delete it"
+            )
         return dataclasses.replace(stats, extractor=description)
 
     def videos() -> Iterator[np.ndarray]:
@@ -303,7 +329,7 @@ def real_stats(real: RealSet, protocol: ClipProtocol, extractor, cache: str | Pa
     return dataclasses.replace(stats, extractor=description)
 
 
-def sample_stats(out: Path, samples: list["Sample"], protocol: ClipProtocol, extractor):
+def sample_stats(out: Path, samples: list[Sample], protocol: ClipProtocol, extractor):
     description = stats_description(extractor, protocol)
     videos = (generated_view(read_clip(out / s.file, protocol.frames), protocol) for s in samples)
     return _stream_stats(videos, extractor, description)
@@ -363,7 +389,7 @@ def shard_chunks(chunks: list[tuple[int, int]], shard: tuple[int, int]) -> list[
     """A contiguous block of whole chunks per shard: the shards partition the chunks."""
     i, n = shard
     c = len(chunks)
-    return chunks[i * c // n:(i + 1) * c // n]
+    return chunks[i * c // n : (i + 1) * c // n]
 
 
 # ---------------------------------------------------------------- the out-dir
@@ -420,8 +446,10 @@ def read_manifest(out: Path) -> list[Sample]:
     path = Path(out) / MANIFEST_FILE
     if not path.is_file():
         raise InputError(f"no sample manifest {path}")
-    return [Sample(int(r["index"]), str(r["class_name"]), str(r["prompt"]), int(r["seed"]), str(r["file"]))
-            for r in pd.read_parquet(path).to_dict("records")]
+    return [
+        Sample(int(r["index"]), str(r["class_name"]), str(r["prompt"]), int(r["seed"]), str(r["file"]))
+        for r in pd.read_parquet(path).to_dict("records")
+    ]
 
 
 def model_digest(folder: Path, meta: dict) -> str:
@@ -437,9 +465,17 @@ def make_plan(params, folder: Path, meta: dict, real: RealSet, protocol: ClipPro
     body = {
         "model": model_digest(folder, meta),
         "classes": [[name, prompt, count] for name, prompt, count in real.classes()],
-        "n_samples": vcfg.n_samples, "frames": protocol.frames, "fps": protocol.fps, "size": list(protocol.size),
-        "guidance": vcfg.guidance, "steps": vcfg.steps, "seed": vcfg.seed, "batch": vcfg.batch, "crf": vcfg.crf,
-        "sampler": sampler.model_dump(), "sigma_data": params.diffusion.sigma_data,
+        "n_samples": vcfg.n_samples,
+        "frames": protocol.frames,
+        "fps": protocol.fps,
+        "size": list(protocol.size),
+        "guidance": vcfg.guidance,
+        "steps": vcfg.steps,
+        "seed": vcfg.seed,
+        "batch": vcfg.batch,
+        "crf": vcfg.crf,
+        "sampler": sampler.model_dump(),
+        "sigma_data": params.diffusion.sigma_data,
         "motion_bucket": meta["motion_bucket"],
     }
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -455,8 +491,15 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def generate_missing(params, load: Callable[[], dict], out: Path, samples: list[Sample], protocol: ClipProtocol,
-                     shard: tuple[int, int], log: Log | None = None) -> list[int]:
+def generate_missing(
+    params,
+    load: Callable[[], dict],
+    out: Path,
+    samples: list[Sample],
+    protocol: ClipProtocol,
+    shard: tuple[int, int],
+    log: Log | None = None,
+) -> list[int]:
     """Generate this shard's chunks that have a sample file missing; write only the missing files. Returns the
     indices written. `load()` gives the model; it is called only when something is missing (a re-score of a
     finished out-dir never loads the UNet)."""
@@ -473,8 +516,10 @@ def generate_missing(params, load: Callable[[], dict], out: Path, samples: list[
     todo = [(s, e) for s, e in mine if any(not (out / samples[i].file).is_file() for i in range(s, e))]
     if log:
         done = sum(e - s for s, e in mine) - sum(e - s for s, e in todo)
-        log(f"shard {shard[0]}/{shard[1]}: {len(mine)} chunk(s), {done} sample(s) already written, "
-            f"{len(todo)} chunk(s) to generate")
+        log(
+            f"shard {shard[0]}/{shard[1]}: {len(mine)} chunk(s), {done} sample(s) already written, "
+            f"{len(todo)} chunk(s) to generate"
+        )
     if not todo:
         return []
     loaded = load()
@@ -487,11 +532,25 @@ def generate_missing(params, load: Callable[[], dict], out: Path, samples: list[
         started = time.perf_counter()
         part = samples[s:e]
         # one call per chunk with seed + s: sample i gets seed + i (svd.tasks.text_to_video.generate)
-        videos = generate(loaded["unet"], loaded["vae"], loaded["text"], [x.prompt for x in part],
-                          latent_size=latent, num_frames=protocol.frames, steps=vcfg.steps, guidance=vcfg.guidance,
-                          seed=vcfg.seed + s, fps=protocol.fps, motion_bucket=loaded["meta"]["motion_bucket"],
-                          sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max, rho=sampler.rho,
-                          method=sampler.method, sigma_data=params.diffusion.sigma_data, batch=e - s)
+        videos = generate(
+            loaded["unet"],
+            loaded["vae"],
+            loaded["text"],
+            [x.prompt for x in part],
+            latent_size=latent,
+            num_frames=protocol.frames,
+            steps=vcfg.steps,
+            guidance=vcfg.guidance,
+            seed=vcfg.seed + s,
+            fps=protocol.fps,
+            motion_bucket=loaded["meta"]["motion_bucket"],
+            sigma_min=sampler.sigma_min,
+            sigma_max=sampler.sigma_max,
+            rho=sampler.rho,
+            method=sampler.method,
+            sigma_data=params.diffusion.sigma_data,
+            batch=e - s,
+        )
         for sample, video in zip(part, videos):
             target = out / sample.file
             if target.is_file():
@@ -529,18 +588,76 @@ def world_scores(out: Path, samples: list[Sample], protocol: ClipProtocol) -> tu
         except ValueError:
             continue
         verdict = judge(read_clip(out / s.file, protocol.frames), prompt, protocol.fps)
-        rows.append({"index": s.index, "prompt": s.prompt, "colour_present": verdict["colour_present"],
-                     "colour_fraction": verdict["colour_fraction"], "direction": verdict["direction"],
-                     "direction_correct": verdict["direction_correct"]})
+        rows.append(
+            {
+                "index": s.index,
+                "prompt": s.prompt,
+                "colour_present": verdict["colour_present"],
+                "colour_fraction": verdict["colour_fraction"],
+                "direction": verdict["direction"],
+                "direction_correct": verdict["direction_correct"],
+            }
+        )
     if not rows:
         return None, []
-    return {"colour_accuracy": float(np.mean([r["colour_present"] for r in rows])),
-            "direction_accuracy": float(np.mean([r["direction_correct"] for r in rows])),
-            "n_judged": len(rows)}, rows
+    return {
+        "colour_accuracy": float(np.mean([r["colour_present"] for r in rows])),
+        "direction_accuracy": float(np.mean([r["direction_correct"] for r in rows])),
+        "n_judged": len(rows),
+    }, rows
 
 
-def score_samples(out: Path, samples: list[Sample], real: RealSet, protocol: ClipProtocol, extractor,
-                  real_cache: str | Path | None = None, log: Log | None = None) -> dict[str, Any]:
+def score_intervals(real, fake, rows: list[dict], bootstrap: dict) -> dict[str, float]:
+    """Bootstrap intervals (evaluate.video.bootstrap) of FVD (real set and samples resampled) and of the world
+    scores (samples resampled): {"fvd_lo", "fvd_hi", "colour_accuracy_lo", ...}; {} without rounds."""
+    from svd.evaluation.fvd import fvd_interval
+    from svd.evaluation.intervals import mean_interval
+
+    rounds, seed = bootstrap["rounds"], bootstrap["seed"]
+    out: dict[str, float] = {}
+    fvd = fvd_interval(real.features, fake.features, rounds=rounds, seed=seed)
+    if fvd:
+        out.update({"fvd_lo": fvd["lo"], "fvd_hi": fvd["hi"]})
+    for key, column in (("colour_accuracy", "colour_present"), ("direction_accuracy", "direction_correct")):
+        if rows:
+            m = mean_interval([r[column] for r in rows], rounds=rounds, seed=seed)
+            if "lo" in m:
+                out.update({f"{key}_lo": m["lo"], f"{key}_hi": m["hi"]})
+    return out
+
+
+def save_features(path: Path, real, fake, samples: list[Sample], rows: list[dict]) -> None:
+    """What a later paired comparison needs (svd.registry's gate): both feature sets, the per-sample world
+    verdicts by sample index (NaN: not judged), and what makes two evaluations comparable (the extractor and the
+    real set, the sample plan)."""
+    n = len(samples)
+    colour, direction = np.full(n, np.nan), np.full(n, np.nan)
+    for r in rows:
+        colour[r["index"]], direction[r["index"]] = float(r["colour_present"]), float(r["direction_correct"])
+    plan = hashlib.sha256(json.dumps([[s.index, s.prompt, s.seed] for s in samples]).encode()).hexdigest()[:16]
+    with open(path, "wb") as f:
+        np.savez(
+            f,
+            real=real.features,
+            fake=fake.features,
+            colour_accuracy=colour,
+            direction_accuracy=direction,
+            extractor=np.str_(real.extractor),
+            real_n=np.int64(real.n),
+            plan=np.str_(plan),
+        )
+
+
+def score_samples(
+    out: Path,
+    samples: list[Sample],
+    real: RealSet,
+    protocol: ClipProtocol,
+    extractor,
+    real_cache: str | Path | None = None,
+    log: Log | None = None,
+    bootstrap: dict | None = None,
+) -> dict[str, Any]:
     """FVD of the out-dir's samples against the real set, plus the world evaluator where prompts allow. The same
     function scores any folder laid out like `svd evaluate video` writes it (samples/ + manifest.parquet)."""
     import pandas as pd
@@ -549,8 +666,10 @@ def score_samples(out: Path, samples: list[Sample], real: RealSet, protocol: Cli
 
     missing = [s.file for s in samples if not (out / s.file).is_file()]
     if missing:
-        raise InputError(f"{out}: {len(missing)} of {len(samples)} samples missing (e.g. {missing[0]}): run the "
-                         f"remaining shards first")
+        raise InputError(
+            f"{out}: {len(missing)} of {len(samples)} samples missing (e.g. {missing[0]}): run the "
+            f"remaining shards first"
+        )
     started = time.perf_counter()
     ref = real_stats(real, protocol, extractor, real_cache, log)
     gen = sample_stats(out, samples, protocol, extractor)
@@ -562,11 +681,19 @@ def score_samples(out: Path, samples: list[Sample], real: RealSet, protocol: Cli
     if rows:
         frame = pd.DataFrame(rows)
         _write_atomic(out / SCORES_FILE, lambda p: frame.to_parquet(p, index=False))
-    return {"fvd": fvd, "n_samples": gen.n, "n_real": ref.n, "feature_dim": ref.dim,
-            "colour_accuracy": world["colour_accuracy"] if world else None,
-            "direction_accuracy": world["direction_accuracy"] if world else None,
-            "n_judged": world["n_judged"] if world else 0,
-            "score_seconds": time.perf_counter() - started}
+    intervals = score_intervals(ref, gen, rows, bootstrap or {"rounds": 0, "seed": 0})
+    _write_atomic(out / FEATURES_FILE, lambda p: save_features(p, ref, gen, samples, rows))
+    return {
+        **intervals,
+        "fvd": fvd,
+        "n_samples": gen.n,
+        "n_real": ref.n,
+        "feature_dim": ref.dim,
+        "colour_accuracy": world["colour_accuracy"] if world else None,
+        "direction_accuracy": world["direction_accuracy"] if world else None,
+        "n_judged": world["n_judged"] if world else 0,
+        "score_seconds": time.perf_counter() - started,
+    }
 
 
 # ---------------------------------------------------------------- the whole evaluation
@@ -585,13 +712,17 @@ def check_extractor(params, protocol: ClipProtocol):
 
     fvd = params.evaluate.fvd
     if fvd.frames > protocol.frames:
-        raise InputError(f"evaluate.fvd.frames ({fvd.frames}) is more than {KEY}.frames ({protocol.frames}): the "
-                         f"extractor would have no frames to read")
+        raise InputError(
+            f"evaluate.fvd.frames ({fvd.frames}) is more than {KEY}.frames ({protocol.frames}): the "
+            f"extractor would have no frames to read"
+        )
     extractor = load_extractor(fvd)
     trained = read_metadata(fvd.i3d_weights).get("protocol")
     if isinstance(trained, dict) and trained.get("fps") and abs(float(trained["fps"]) - protocol.fps) > 1e-6:
-        raise WeightsError(f"evaluate.fvd.i3d_weights was trained on clips at {trained['fps']:g} fps; {KEY}.fps is "
-                           f"{protocol.fps:g}: retrain it (`svd evaluate train-features`) or match the rates")
+        raise WeightsError(
+            f"evaluate.fvd.i3d_weights was trained on clips at {trained['fps']:g} fps; {KEY}.fps is "
+            f"{protocol.fps:g}: retrain it (`svd evaluate train-features`) or match the rates"
+        )
     return extractor
 
 
@@ -604,14 +735,25 @@ def feature_net_accuracy(params) -> float | None:
 
 def comparable_to_paper(real: RealSet, extractor, protocol: ClipProtocol, params, n: int) -> bool:
     p = PAPER_PROTOCOL
-    return (real.kind == "ucf101" and extractor.description.startswith("i3d-torchscript")
-            and (protocol.frames, protocol.fps, protocol.size, protocol.resize, protocol.crop)
-            == (p["frames"], p["fps"], p["size"], p["resize"], p["crop"])
-            and params.evaluate.video.guidance == p["guidance"] and n == p["n_samples"])
+    return (
+        real.kind == "ucf101"
+        and extractor.description.startswith("i3d-torchscript")
+        and (protocol.frames, protocol.fps, protocol.size, protocol.resize, protocol.crop)
+        == (p["frames"], p["fps"], p["size"], p["resize"], p["crop"])
+        and params.evaluate.video.guidance == p["guidance"]
+        and n == p["n_samples"]
+    )
 
 
-def evaluate_video(params, model: str | None = None, out_dir: str | Path | None = None, name: str | None = None,
-                   shard: str | None = None, log: Log | None = None, score: bool = True) -> dict[str, Any]:
+def evaluate_video(
+    params,
+    model: str | None = None,
+    out_dir: str | Path | None = None,
+    name: str | None = None,
+    shard: str | None = None,
+    log: Log | None = None,
+    score: bool = True,
+) -> dict[str, Any]:
     """Generate (this shard of) the protocol's samples with a model folder or registered model, then, when all
     samples exist and `score`, score them. Returns {"complete": bool, ...}; complete results carry the report's
     keys. score=False: generate only (a process of several, whose main process scores)."""
@@ -623,8 +765,10 @@ def evaluate_video(params, model: str | None = None, out_dir: str | Path | None 
     folder = resolve_model(params, model)
     meta = read_model(folder)
     if meta["profile"] != params.profile:
-        raise InputError(f"{folder} was trained with profile {meta['profile']}, this run uses profile "
-                         f"{params.profile}: pass --profile {meta['profile']}")
+        raise InputError(
+            f"{folder} was trained with profile {meta['profile']}, this run uses profile "
+            f"{params.profile}: pass --profile {meta['profile']}"
+        )
     if meta.get("kind") != "text-to-video":
         raise InputError(f"{folder} holds a {meta.get('kind')} model; the video protocol needs a text-to-video one")
     protocol = ClipProtocol.of(vcfg)
@@ -640,37 +784,93 @@ def evaluate_video(params, model: str | None = None, out_dir: str | Path | None 
     generate_seconds = time.perf_counter() - started
     present = sum((out / s.file).is_file() for s in samples)
     result: dict[str, Any] = {
-        "complete": present == len(samples), "name": name, "model": model or str(folder), "model_dir": str(folder),
-        "model_stage": meta.get("stage"), "profile": params.profile, "out_dir": str(out),
-        "shard": f"{shard_[0]}/{shard_[1]}", "generated": written, "present": present,
-        "planned": len(samples), "generate_seconds": generate_seconds,
+        "complete": present == len(samples),
+        "name": name,
+        "model": model or str(folder),
+        "model_dir": str(folder),
+        "model_stage": meta.get("stage"),
+        "profile": params.profile,
+        "out_dir": str(out),
+        "shard": f"{shard_[0]}/{shard_[1]}",
+        "generated": written,
+        "present": present,
+        "planned": len(samples),
+        "generate_seconds": generate_seconds,
     }
     if not result["complete"] or not score:
         if log and not result["complete"]:
-            log(f"{present} of {len(samples)} samples written; the report comes when every shard is done "
-                f"(run again without --shard, or the last shard, to score)")
+            log(
+                f"{present} of {len(samples)} samples written; the report comes when every shard is done "
+                f"(run again without --shard, or the last shard, to score)"
+            )
         return {**result, "complete": False}
-    scores = score_samples(out, samples, real, protocol, extractor, vcfg.real_stats, log)
+    scores = score_samples(
+        out,
+        samples,
+        real,
+        protocol,
+        extractor,
+        vcfg.real_stats,
+        log,
+        bootstrap={"rounds": vcfg.bootstrap, "seed": vcfg.seed},
+    )
     result.update(scores)
-    result.update({
-        "feature_extractor": stats_description(extractor, protocol),
-        "feature_net_accuracy": feature_net_accuracy(params),
-        "real_set": real.source,
-        "real_kind": real.kind,
-        "n_classes": len(real.classes()),
-        "frames": protocol.frames, "fps": protocol.fps, "size": list(protocol.size),
-        "resize": list(protocol.resize), "crop": list(protocol.crop),
-        "guidance": vcfg.guidance, "steps": vcfg.steps, "seed": vcfg.seed,
-        "comparable_to_paper": comparable_to_paper(real, extractor, protocol, params, len(samples)),
-        "fingerprint": plan["fingerprint"],
-    })
+    result.update(
+        {
+            "feature_extractor": stats_description(extractor, protocol),
+            "feature_net_accuracy": feature_net_accuracy(params),
+            "real_set": real.source,
+            "real_kind": real.kind,
+            "n_classes": len(real.classes()),
+            "frames": protocol.frames,
+            "fps": protocol.fps,
+            "size": list(protocol.size),
+            "resize": list(protocol.resize),
+            "crop": list(protocol.crop),
+            "guidance": vcfg.guidance,
+            "steps": vcfg.steps,
+            "seed": vcfg.seed,
+            "comparable_to_paper": comparable_to_paper(real, extractor, protocol, params, len(samples)),
+            "fingerprint": plan["fingerprint"],
+        }
+    )
     return result
 
 
-REPORT_KEYS = ("fvd", "colour_accuracy", "direction_accuracy", "n_samples", "n_real", "n_classes", "n_judged",
-               "feature_extractor", "feature_net_accuracy", "feature_dim", "real_set", "comparable_to_paper",
-               "model", "model_stage", "profile", "frames", "fps", "size", "resize", "crop", "guidance", "steps",
-               "seed", "generate_seconds", "score_seconds", "fingerprint")
+REPORT_KEYS = (
+    "fvd",
+    "fvd_lo",
+    "fvd_hi",
+    "colour_accuracy",
+    "colour_accuracy_lo",
+    "colour_accuracy_hi",
+    "direction_accuracy",
+    "direction_accuracy_lo",
+    "direction_accuracy_hi",
+    "n_samples",
+    "n_real",
+    "n_classes",
+    "n_judged",
+    "feature_extractor",
+    "feature_net_accuracy",
+    "feature_dim",
+    "real_set",
+    "comparable_to_paper",
+    "model",
+    "model_stage",
+    "profile",
+    "frames",
+    "fps",
+    "size",
+    "resize",
+    "crop",
+    "guidance",
+    "steps",
+    "seed",
+    "generate_seconds",
+    "score_seconds",
+    "fingerprint",
+)
 
 
 def report(result: dict[str, Any]) -> dict[str, Any]:
@@ -680,8 +880,13 @@ def report(result: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     """Our number beside the paper's rows, and what may be compared with what."""
+
     def num(v, fmt="{:.2f}"):
         return "n/a" if v is None else fmt.format(v)
+
+    def span(key, fmt="{:.2f}"):  # " [lo, hi]" when the evaluation bootstrapped the score
+        lo, hi = result.get(f"{key}_lo"), result.get(f"{key}_hi")
+        return "" if lo is None or hi is None else f" [{fmt.format(lo)}, {fmt.format(hi)}]"
 
     ours = f"**ours: {result['name']}** ({result['profile']} profile, {result['model_stage']} stage)"
     lines = [
@@ -691,39 +896,55 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---:|---|---|",
     ]
     paper_set = "UCF-101, 13,320 samples"
-    our_set = (f"UCF-101, {result['n_samples']} samples" if result["real_kind"] == "ucf101"
-               else f"shapes world, {result['n_samples']} samples vs {result['n_real']} clips")
+    our_set = (
+        f"UCF-101, {result['n_samples']} samples"
+        if result["real_kind"] == "ucf101"
+        else f"shapes world, {result['n_samples']} samples vs {result['n_real']} clips"
+    )
     rows = [(name, value, paper_set, "paper (App. E.4)") for name, value in PAPER_FVD]
     if result["comparable_to_paper"]:
         rows = sorted(rows + [(ours, result["fvd"], our_set, "this run")], key=lambda r: r[1])
     else:  # kept apart, below the paper's rows: its place among them would mean nothing
         rows.append((f"{ours}, *not comparable*", result["fvd"], our_set, "this run"))
     for label, value, where, source in rows:
-        lines.append(f"| {label} | {value:.2f} | {where} | {source} |")
+        interval = span("fvd") if source == "this run" else ""
+        lines.append(f"| {label} | {value:.2f}{interval} | {where} | {source} |")
     lines += [
         "",
-        f"- Colour accuracy {num(result['colour_accuracy'])}, direction accuracy "
-        f"{num(result['direction_accuracy'])} (world evaluator, {result['n_judged']} samples whose prompt it parses).",
+        f"- Colour accuracy {num(result['colour_accuracy'])}{span('colour_accuracy')}, direction accuracy "
+        f"{num(result['direction_accuracy'])}{span('direction_accuracy')} (world evaluator, {result['n_judged']} "
+        "samples whose prompt it parses). Brackets: 95% bootstrap intervals over the samples (FVD: the real set "
+        "resampled too; resampling biases FVD upward, so its interval is a spread, not bounds on the value).",
         f"- Protocol: {result['frames']} frames at {result['fps']:g} fps, CFG {result['guidance']:g}, "
         f"{result['steps']} steps, generated {result['size'][0]}x{result['size'][1]}, resized to "
         f"{result['resize'][0]}x{result['resize'][1]}, centre crop {result['crop'][0]}x{result['crop'][1]}.",
         f"- Features: {result['feature_extractor']}"
-        + (f" (held-out accuracy {result['feature_net_accuracy']:.3f} on the world's action classes)"
-           if result.get("feature_net_accuracy") is not None else "") + ".",
+        + (
+            f" (held-out accuracy {result['feature_net_accuracy']:.3f} on the world's action classes)"
+            if result.get("feature_net_accuracy") is not None
+            else ""
+        )
+        + ".",
         "",
     ]
     if result["comparable_to_paper"]:
-        lines.append("This run follows the paper's protocol (UCF-101, StyleGAN-V's Kinetics I3D, 13,320 samples at "
-                     "16 frames, 25 fps, CFG 7, 320x576 -> 240x432 -> 240x320); its FVD may be set beside the "
-                     "paper's, with the caveats of REFERENCE.md (resize path, real-set size).")
+        lines.append(
+            "This run follows the paper's protocol (UCF-101, StyleGAN-V's Kinetics I3D, 13,320 samples at "
+            "16 frames, 25 fps, CFG 7, 320x576 -> 240x432 -> 240x320); its FVD may be set beside the "
+            "paper's, with the caveats of REFERENCE.md (resize path, real-set size)."
+        )
     else:
-        lines.append("**Not comparable with the paper's rows.** This number comes from "
-                     + ("the shapes world's held-aside action clips and a feature net trained on them, "
-                        if result["real_kind"] == "world" else "a protocol or extractor that differs from the "
-                                                               "paper's, ")
-                     + "at another size, frame count and sample count: it ranks runs of this project against each "
-                       "other (lower is better), never against the paper. The paper's rows are shown for the scale "
-                       "of the protocol only.")
+        lines.append(
+            "**Not comparable with the paper's rows.** This number comes from "
+            + (
+                "the shapes world's held-aside action clips and a feature net trained on them, "
+                if result["real_kind"] == "world"
+                else "a protocol or extractor that differs from the paper's, "
+            )
+            + "at another size, frame count and sample count: it ranks runs of this project against each "
+            "other (lower is better), never against the paper. The paper's rows are shown for the scale "
+            "of the protocol only."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -776,8 +997,11 @@ def log_to_model_run(params, run_id: str, name: str, metrics: dict[str, Any], fi
     tracking.configure(params)
     client = mlflow.MlflowClient()
     now = int(time.time() * 1000)
-    numbers = [Metric(f"{METRIC_PREFIX}{k}", float(v), now, 0) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None]
+    numbers = [
+        Metric(f"{METRIC_PREFIX}{k}", float(v), now, 0)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
+    ]
     if numbers:
         client.log_batch(run_id, metrics=numbers)
     client.set_tag(run_id, f"svd.eval_video.{name}", metrics.get("fingerprint", ""))
@@ -804,8 +1028,10 @@ def train_features(params, out: str | Path | None = None, log: Log | None = None
         set_threads(net.threads)
     summary = train_feature_net(params.world.eval, net, out, seed=params.seed, logger=logger)
     if log:
-        log(f"feature net: held-out accuracy {summary['heldout_accuracy']:.3f} after {summary['steps']} steps "
-            f"({summary['train_seconds']:.0f} s)")
+        log(
+            f"feature net: held-out accuracy {summary['heldout_accuracy']:.3f} after {summary['steps']} steps "
+            f"({summary['train_seconds']:.0f} s)"
+        )
     protocol = ClipProtocol.of(params.evaluate.video)
     real = real_set(params)
     extractor = check_extractor(params, protocol)
@@ -813,11 +1039,35 @@ def train_features(params, out: str | Path | None = None, log: Log | None = None
     cache.unlink(missing_ok=True)  # a new net (or protocol) makes new statistics
     started = time.perf_counter()
     stats = real_stats(real, protocol, extractor, cache, log)
-    summary.update({"real_stats": str(cache), "real_n": stats.n, "real_set": real.source,
-                    "real_seconds": time.perf_counter() - started, "feature_extractor": extractor.description})
+    summary.update(
+        {
+            "real_stats": str(cache),
+            "real_n": stats.n,
+            "real_set": real.source,
+            "real_seconds": time.perf_counter() - started,
+            "feature_extractor": extractor.description,
+        }
+    )
     return summary
 
 
-__all__ = ["ClipProtocol", "PAPER_FVD", "RealSet", "Sample", "apportion", "class_prompt", "evaluate_video",
-           "log_to_model_run", "markdown", "model_run_id", "parse_shard", "read_ucf101", "read_world_actions",
-           "real_stats", "report", "sample_plan", "score_samples", "train_features"]
+__all__ = [
+    "ClipProtocol",
+    "PAPER_FVD",
+    "RealSet",
+    "Sample",
+    "apportion",
+    "class_prompt",
+    "evaluate_video",
+    "log_to_model_run",
+    "markdown",
+    "model_run_id",
+    "parse_shard",
+    "read_ucf101",
+    "read_world_actions",
+    "real_stats",
+    "report",
+    "sample_plan",
+    "score_samples",
+    "train_features",
+]

@@ -259,8 +259,15 @@ def evaluate_videos(videos, prompts: list[str], fps: float | list[float]) -> dic
     parsed = [parse_prompt(p) for p in prompts]  # all prompts checked before any scoring work
     per = []
     for video, text, prompt, rate in zip(videos, prompts, parsed, rates):
-        per.append({"prompt": text, "colour": prompt.colour, "shape": prompt.shape, "expected": prompt.direction,
-                    **judge(video, prompt, float(rate))})
+        per.append(
+            {
+                "prompt": text,
+                "colour": prompt.colour,
+                "shape": prompt.shape,
+                "expected": prompt.direction,
+                **judge(video, prompt, float(rate)),
+            }
+        )
     return {
         "colour_accuracy": float(np.mean([p["colour_present"] for p in per])),
         "direction_accuracy": float(np.mean([p["direction_correct"] for p in per])),

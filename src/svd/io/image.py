@@ -56,8 +56,10 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, 
     th, tw = size
     notes = []
     if abs((w / h) / (tw / th) - 1) > 0.01:
-        notes.append(f"resized {w}x{h} to {tw}x{th}: the aspect ratio changes from {w / h:.2f} to {tw / th:.2f} (as "
-                     f"diffusers' pipeline resizes a conditioning image; crop it first to avoid stretching)")
+        notes.append(
+            f"resized {w}x{h} to {tw}x{th}: the aspect ratio changes from {w / h:.2f} to {tw / th:.2f} (as "
+            f"diffusers' pipeline resizes a conditioning image; crop it first to avoid stretching)"
+        )
     if (h, w) == (th, tw):
         return frame, notes
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()

@@ -1,4 +1,5 @@
-"""Video decode/encode with PyAV: streaming, one pass, scaled inside the decoder (swscale), never the whole video in RAM.
+"""Video decode/encode with PyAV: streaming, one pass, scaled inside the decoder (swscale), never the whole video in
+RAM.
 
 Every failure to read becomes a `VideoReadError` with a one-line reason that curation writes to its quarantine.
 """
@@ -6,10 +7,10 @@ Every failure to read becomes a `VideoReadError` with a one-line reason that cur
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import av
 import numpy as np
@@ -120,8 +121,9 @@ def iter_frames(
         if target is None:
             target = scaled_size(frame.width, frame.height, short_side)
         # swscale's area filter: right for downscaling and faster than its default bicubic
-        yield scaler.reformat(frame, width=target[0], height=target[1], format="rgb24",
-                              interpolation="AREA").to_ndarray()
+        yield scaler.reformat(
+            frame, width=target[0], height=target[1], format="rgb24", interpolation="AREA"
+        ).to_ndarray()
 
 
 class YuvFrame:
@@ -130,7 +132,7 @@ class YuvFrame:
 
     __slots__ = ("frame", "_scalers")
 
-    def __init__(self, frame: av.VideoFrame, scalers: "_Scalers"):
+    def __init__(self, frame: av.VideoFrame, scalers: _Scalers):
         self.frame = frame
         self._scalers = scalers
 
@@ -142,8 +144,9 @@ class YuvFrame:
         return self._scalers.rgb.reformat(self.frame, format="rgb24").to_ndarray()
 
     def bgr(self, width: int, height: int) -> np.ndarray:
-        return self._scalers.small.reformat(self.frame, width=width, height=height, format="bgr24",
-                                            interpolation="FAST_BILINEAR").to_ndarray()
+        return self._scalers.small.reformat(
+            self.frame, width=width, height=height, format="bgr24", interpolation="FAST_BILINEAR"
+        ).to_ndarray()
 
 
 class _Scalers:
@@ -182,8 +185,9 @@ def iter_decoded(path: Path | str, short_side: int | None = None) -> Iterator[Yu
         if target is None:
             target = scaled_size(frame.width, frame.height, short_side)
         if (frame.width, frame.height) != target or frame.format.name != "yuv420p":
-            frame = scalers.decode.reformat(frame, width=target[0], height=target[1], format="yuv420p",
-                                            interpolation="AREA")
+            frame = scalers.decode.reformat(
+                frame, width=target[0], height=target[1], format="yuv420p", interpolation="AREA"
+            )
         yield YuvFrame(frame, scalers)
 
 
@@ -223,8 +227,9 @@ class VideoWriter:
         # no macroblock-tree rate control: with it, the same frames encode to different bytes from run to run (4
         # distinct files in 30 encodes of one 8-frame clip, 1 in 60 without; one x264 thread alone does not fix it),
         # which DVC sees as changed data and tests as changed samples
-        options = ({"crf": str(self.crf), "preset": "veryfast", "x264-params": "mbtree=0"}
-                   if self.codec == "libx264" else {})
+        options = (
+            {"crf": str(self.crf), "preset": "veryfast", "x264-params": "mbtree=0"} if self.codec == "libx264" else {}
+        )
         if self.gop:
             stream.codec_context.gop_size = int(self.gop)
             if self.codec == "libx264":
@@ -251,14 +256,16 @@ class VideoWriter:
                 self._container.mux(packet)
         self._container.close()
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def write_video(path: Path | str, frames: Iterable[np.ndarray], fps: float, gop: int | None = None, crf: int = 20) -> int:
+def write_video(
+    path: Path | str, frames: Iterable[np.ndarray], fps: float, gop: int | None = None, crf: int = 20
+) -> int:
     with VideoWriter(path, fps, gop=gop, crf=crf) as writer:
         for frame in frames:
             writer.write(frame)

@@ -17,28 +17,29 @@ params and its stage names in `STAGE_TASKS`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from svd.config import Params
 
 
 class Task(Protocol):
-    kind: str            # svd_model.json "kind"; also how a folder finds its task again
-    evaluator: str       # "module:function(params, folder) -> dict", called from above training
-    streams: bool        # has `streaming_set` (train.stream.enabled)
+    kind: str  # svd_model.json "kind"; also how a folder finds its task again
+    evaluator: str  # "module:function(params, folder) -> dict", called from above training
+    streams: bool  # has `streaming_set` (train.stream.enabled)
 
     def model_kind(self, stage: str) -> str: ...
 
     def registered_name(self, stage: str) -> str | None: ...
 
-    def parent(self, params: "Params", stage: str) -> str | None: ...
+    def parent(self, params: Params, stage: str) -> str | None: ...
 
-    def vae_source(self, params: "Params", stage: str) -> str | None: ...
+    def vae_source(self, params: Params, stage: str) -> str | None: ...
 
-    def load_context(self, params: "Params", stage: str) -> Any: ...
+    def load_context(self, params: Params, stage: str) -> Any: ...
 
-    def start_unet(self, params: "Params", stage: str) -> tuple[Any, str]: ...
+    def start_unet(self, params: Params, stage: str) -> tuple[Any, str]: ...
 
     def new_inputs(self, unet, init: str) -> list[tuple[Any, int, int]]: ...  # (parameter, dim, start) added at zero
 
@@ -46,20 +47,25 @@ class Task(Protocol):
 
     def streaming_set(self, stream, vae, context) -> tuple[Any, dict[str, Any]]: ...  # where streams
 
-    def make_step(self, params: "Params", stage: str, data, vae) -> Callable: ...
+    def make_step(self, params: Params, stage: str, data, vae) -> Callable: ...
 
-    def preview(self, params: "Params", stage: str, model: dict[str, Any], data) -> tuple[Any, list[str]]: ...
+    def preview(self, params: Params, stage: str, model: dict[str, Any], data) -> tuple[Any, list[str]]: ...
 
-    def save_context(self, out, context, params: "Params", stage: str) -> dict[str, Any]: ...
+    def save_context(self, out, context, params: Params, stage: str) -> dict[str, Any]: ...
 
-    def finish(self, params: "Params", stage: str, out) -> None: ...
+    def finish(self, params: Params, stage: str, out) -> None: ...
 
     def load_saved_context(self, folder, meta: dict[str, Any]) -> dict[str, Any]: ...
 
 
 # stage name -> task module (the pipeline's stages; the VAE is not a diffusion task)
-STAGE_TASKS = {"image": "text_to_video", "video": "text_to_video", "hq": "text_to_video",
-               "i2v": "image_to_video", "i2v_xt": "image_to_video"}
+STAGE_TASKS = {
+    "image": "text_to_video",
+    "video": "text_to_video",
+    "hq": "text_to_video",
+    "i2v": "image_to_video",
+    "i2v_xt": "image_to_video",
+}
 KIND_TASKS = {"text-to-image": "text_to_video", "text-to-video": "text_to_video", "image-to-video": "image_to_video"}
 
 

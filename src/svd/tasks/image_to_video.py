@@ -23,8 +23,8 @@ the world's held-aside clips, called from above the training code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,13 +51,17 @@ def extend_for_images(parent):
     cfg = dict(parent.config)
     latent = cfg["in_channels"]
     if latent != cfg["out_channels"]:
-        raise ValueError(f"the parent UNet already takes {latent} input channels for {cfg['out_channels']} outputs: "
-                         f"it is not a text-to-video model")
+        raise ValueError(
+            f"the parent UNet already takes {latent} input channels for {cfg['out_channels']} outputs: "
+            f"it is not a text-to-video model"
+        )
     per_id = cfg["addition_time_embed_dim"]
     ids = cfg["projection_class_embeddings_input_dim"] // per_id
     if ids != NUM_IDS - 1:
-        raise ValueError(f"the parent UNet takes {ids} micro-conditioning ids, a text-to-video model takes "
-                         f"{NUM_IDS - 1} (fps, motion)")
+        raise ValueError(
+            f"the parent UNet takes {ids} micro-conditioning ids, a text-to-video model takes "
+            f"{NUM_IDS - 1} (fps, motion)"
+        )
     cfg.update(in_channels=2 * latent, projection_class_embeddings_input_dim=NUM_IDS * per_id)
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
     param = next(parent.parameters())
@@ -109,8 +113,9 @@ def encode_image_windows(windows, vae, image_encoder, chunk: int = 64) -> ImageW
     firsts, cond_index = torch.unique(windows.index[:, 0], return_inverse=True)
     cond_frames = windows.frames[firsts].float()
     embeds = image_encoder.encode(cond_frames).float()
-    return ImageWindows(latents, cond_frames, embeds, cond_index, windows.fps_id, windows.motion_bucket,
-                        list(windows.clip_ids))
+    return ImageWindows(
+        latents, cond_frames, embeds, cond_index, windows.fps_id, windows.motion_bucket, list(windows.clip_ids)
+    )
 
 
 class ImageItems(Dataset):
@@ -124,8 +129,12 @@ class ImageItems(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         d = self.data
-        return {"latents": d.latents[i], "cond_index": d.cond_index[i], "fps_id": d.fps_id[i],
-                "motion_bucket": d.motion_bucket[i]}
+        return {
+            "latents": d.latents[i],
+            "cond_index": d.cond_index[i],
+            "fps_id": d.fps_id[i],
+            "motion_bucket": d.motion_bucket[i],
+        }
 
 
 def time_ids(fps_id: torch.Tensor, motion_bucket: torch.Tensor, cond_aug: torch.Tensor) -> torch.Tensor:
@@ -148,12 +157,22 @@ def dropout_masks(u: torch.Tensor, rates: dict[str, float]) -> tuple[torch.Tenso
     return drop_embedding, drop_latent
 
 
-def make_step(noise: DenoiserConfig, data: ImageWindows, vae, *, cond_aug: tuple[float, float],
-              dropout: dict[str, float], static_weight: float = 1.0):
+def make_step(
+    noise: DenoiserConfig,
+    data: ImageWindows,
+    vae,
+    *,
+    cond_aug: tuple[float, float],
+    dropout: dict[str, float],
+    static_weight: float = 1.0,
+):
     """step_fn(model, batch, rng) -> mean EDM loss over ImageItems batches (see the module docstring; rng: the
     loop's StepRandom)."""
-    if set(dropout) != {"image", "latent", "both"} or any(not 0 <= v < 1 for v in dropout.values()) \
-            or sum(dropout.values()) >= 1:
+    if (
+        set(dropout) != {"image", "latent", "both"}
+        or any(not 0 <= v < 1 for v in dropout.values())
+        or sum(dropout.values()) >= 1
+    ):
         raise ValueError(f"cond_dropout needs image, latent and both in [0, 1) summing below 1, got {dropout}")
     mean, std = cond_aug
 
@@ -171,8 +190,17 @@ def make_step(noise: DenoiserConfig, data: ImageWindows, vae, *, cond_aug: tuple
         context = data.embeds.to(device)[batch["cond_index"]] * (~drop_embedding).view(-1, 1, 1)
         concat = (z * (~drop_latent).view(-1, 1, 1, 1))[:, None].expand(-1, t, -1, -1, -1)
         ids = time_ids(batch["fps_id"], batch["motion_bucket"], aug_sigma).to(device)
-        return edm_loss(unet_call(model), x0, sigma, eps, sigma_data=noise.sigma_data, static_weight=static_weight,
-                        context=context, added_time_ids=ids, concat=concat).mean()
+        return edm_loss(
+            unet_call(model),
+            x0,
+            sigma,
+            eps,
+            sigma_data=noise.sigma_data,
+            static_weight=static_weight,
+            context=context,
+            added_time_ids=ids,
+            concat=concat,
+        ).mean()
 
     return step
 
@@ -182,16 +210,34 @@ def cond_noise(shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
     """The conditioning frame's augmentation noise, one generator per sample, a stream apart from the start noise."""
     from svd.training.loop import derive_seed
 
-    return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(derive_seed(int(s), 1)))
-                        for s in seeds])
+    return torch.stack(
+        [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(derive_seed(int(s), 1))) for s in seeds]
+    )
 
 
 @torch.no_grad()
-def generate(unet, vae, image_encoder, images: torch.Tensor, *, num_frames: int, steps: int,
-             guidance: tuple[float, float], seed: int, fps: float, motion_bucket: float | Sequence[float],
-             cond_aug: float = 0.02, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0,
-             method: str = "euler", sigma_data: float = 1.0, batch: int = 16,
-             noise: torch.Tensor | None = None, aug_noise: torch.Tensor | None = None) -> np.ndarray:
+def generate(
+    unet,
+    vae,
+    image_encoder,
+    images: torch.Tensor,
+    *,
+    num_frames: int,
+    steps: int,
+    guidance: tuple[float, float],
+    seed: int,
+    fps: float,
+    motion_bucket: float | Sequence[float],
+    cond_aug: float = 0.02,
+    sigma_min: float = 0.002,
+    sigma_max: float = 700.0,
+    rho: float = 7.0,
+    method: str = "euler",
+    sigma_data: float = 1.0,
+    batch: int = 16,
+    noise: torch.Tensor | None = None,
+    aug_noise: torch.Tensor | None = None,
+) -> np.ndarray:
     """Videos (N, T, H, W, 3) uint8 from conditioning frames `images` (N, 3, H, W) in [-1, 1] at the model's size.
 
     Sample i uses seed + i for its start noise and its augmentation noise (or the given `noise` (N, T, C, h, w) and
@@ -203,40 +249,77 @@ def generate(unet, vae, image_encoder, images: torch.Tensor, *, num_frames: int,
     n_all = images.shape[0]
     if n_all == 0:
         raise ValueError("no images")
-    buckets = torch.as_tensor(motion_bucket, dtype=torch.float32).reshape(-1).expand(n_all) \
-        if np.ndim(motion_bucket) == 0 else torch.as_tensor(motion_bucket, dtype=torch.float32)
+    buckets = (
+        torch.as_tensor(motion_bucket, dtype=torch.float32).reshape(-1).expand(n_all)
+        if np.ndim(motion_bucket) == 0
+        else torch.as_tensor(motion_bucket, dtype=torch.float32)
+    )
     if buckets.shape != (n_all,):
         raise ValueError(f"{buckets.shape[0]} motion buckets for {n_all} images")
     param = next(unet.parameters())
     channels = unet.config.out_channels
-    h, w = images.shape[2] // 2 ** (len(vae.config.block_out_channels) - 1), \
-        images.shape[3] // 2 ** (len(vae.config.block_out_channels) - 1)
+    h, w = (
+        images.shape[2] // 2 ** (len(vae.config.block_out_channels) - 1),
+        images.shape[3] // 2 ** (len(vae.config.block_out_channels) - 1),
+    )
     guided = guidance[1] > 1.0
     weights = linear_frame_guidance(num_frames, *guidance) if guided else None
     out = []
     for start in range(0, n_all, batch):
-        part = images[start:start + batch].float()
+        part = images[start : start + batch].float()
         n = part.shape[0]
         seeds = [seed + start + i for i in range(n)]
-        start_noise = prompt_noise((num_frames, channels, h, w), seeds) if noise is None else noise[start:start + n]
-        a_noise = cond_noise(tuple(part.shape[1:]), seeds) if aug_noise is None else aug_noise[start:start + n]
+        start_noise = prompt_noise((num_frames, channels, h, w), seeds) if noise is None else noise[start : start + n]
+        a_noise = cond_noise(tuple(part.shape[1:]), seeds) if aug_noise is None else aug_noise[start : start + n]
         sigma = torch.full((n,), float(cond_aug))
         z = condition_latent(vae, part + float(cond_aug) * a_noise.to(part.dtype))
         z = z[:, None].expand(-1, num_frames, -1, -1, -1)
         embeds = image_encoder.encode(part)
-        ids = time_ids(torch.full((n,), fps - 1.0), buckets[start:start + n], sigma).to(param.device, param.dtype)
-        cond = {"context": embeds.to(param.device, param.dtype), "concat": z.to(param.device, param.dtype),
-                "added_time_ids": ids}
-        uncond = {"context": torch.zeros_like(cond["context"]), "concat": torch.zeros_like(cond["concat"]),
-                  "added_time_ids": ids}
-        out.append(sample_decoded(unet, vae, start_noise, cond, uncond if guided else None, weights, steps=steps,
-                                  sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, method=method,
-                                  sigma_data=sigma_data))
+        ids = time_ids(torch.full((n,), fps - 1.0), buckets[start : start + n], sigma).to(param.device, param.dtype)
+        cond = {
+            "context": embeds.to(param.device, param.dtype),
+            "concat": z.to(param.device, param.dtype),
+            "added_time_ids": ids,
+        }
+        uncond = {
+            "context": torch.zeros_like(cond["context"]),
+            "concat": torch.zeros_like(cond["concat"]),
+            "added_time_ids": ids,
+        }
+        out.append(
+            sample_decoded(
+                unet,
+                vae,
+                start_noise,
+                cond,
+                uncond if guided else None,
+                weights,
+                steps=steps,
+                sigma_min=sigma_min,
+                sigma_max=sigma_max,
+                rho=rho,
+                method=method,
+                sigma_data=sigma_data,
+            )
+        )
     return np.concatenate(out)
 
 
-__all__ = ["ImageItems", "ImageWindows", "KIND", "NUM_IDS", "cond_noise", "condition_latent", "dropout_masks",
-           "encode_image_windows", "extend_for_images", "freeze_spatial", "generate", "make_step", "time_ids"]
+__all__ = [
+    "ImageItems",
+    "ImageWindows",
+    "KIND",
+    "NUM_IDS",
+    "cond_noise",
+    "condition_latent",
+    "dropout_masks",
+    "encode_image_windows",
+    "extend_for_images",
+    "freeze_spatial",
+    "generate",
+    "make_step",
+    "time_ids",
+]
 
 
 # ---------------------------------------------------------------- the task, as svd.training.stages drives it
@@ -276,8 +359,10 @@ class ImageToVideo:
 
         parent = getattr(params.train, stage).parent
         if not parent:
-            raise ConfigError(f"train.{stage}.parent: name the stage whose model image-to-video is finetuned from "
-                              f"(hq, video, or i2v for a longer model)")
+            raise ConfigError(
+                f"train.{stage}.parent: name the stage whose model image-to-video is finetuned from "
+                f"(hq, video, or i2v for a longer model)"
+            )
         if parent == stage:
             raise ConfigError(f"train.{stage}.parent: a stage cannot be its own parent")
         return parent
@@ -311,13 +396,16 @@ class ImageToVideo:
         elif meta is not None and meta["kind"] == KIND and public is None:
             encoder = self.load_saved_context(folder, meta)["image_encoder"]
         else:
-            encoder = load_image_encoder(params.weights.image_encoder, params.model.image_encoder.model_dump(),
-                                         seed=params.seed)
+            encoder = load_image_encoder(
+                params.weights.image_encoder, params.model.image_encoder.model_dump(), seed=params.seed
+            )
         want = params.model.unet.cross_attention_dim
         if encoder.width != want:
-            raise ConfigError(f"model.unet.cross_attention_dim is {want} but the image encoder gives {encoder.width}-"
-                              f"wide embeddings (model.image_encoder.projection_dim / weights.image_encoder); make "
-                              f"them equal")
+            raise ConfigError(
+                f"model.unet.cross_attention_dim is {want} but the image encoder gives {encoder.width}-"
+                f"wide embeddings (model.image_encoder.projection_dim / weights.image_encoder); make "
+                f"them equal"
+            )
         return encoder
 
     def start_unet(self, params, stage: str):
@@ -331,20 +419,24 @@ class ImageToVideo:
             try:
                 unet = UNetSpatioTemporalConditionModel.from_pretrained(public, subfolder="unet")
             except Exception as exc:  # corrupt or missing weights
-                raise InputError(f"weights.{stage}_pipeline: cannot load the UNet of {public} "
-                                 f"({str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__})") \
-                    from None
+                raise InputError(
+                    f"weights.{stage}_pipeline: cannot load the UNet of {public} "
+                    f"({str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__})"
+                ) from None
             if unet.config.in_channels != 2 * unet.config.out_channels:
-                raise InputError(f"weights.{stage}_pipeline: {public}/unet takes {unet.config.in_channels} input "
-                                 f"channels for {unet.config.out_channels} outputs: not an image-to-video UNet")
+                raise InputError(
+                    f"weights.{stage}_pipeline: {public}/unet takes {unet.config.in_channels} input "
+                    f"channels for {unet.config.out_channels} outputs: not an image-to-video UNet"
+                )
             if getattr(params.train, stage).trainable == "temporal":
                 freeze_spatial(unet)
             return unet, f"pretrained:{public}"
         folder, meta = self._parent_meta(params, stage)
         parent = self.parent(params, stage)
         if meta is None:
-            raise InputError(f"no {parent} model at {folder}: run `svd train --stage {parent}` first "
-                             f"(train.{stage}.parent)")
+            raise InputError(
+                f"no {parent} model at {folder}: run `svd train --stage {parent}` first (train.{stage}.parent)"
+            )
         unet_dir = require_dir(folder / "unet", f"the {parent} UNet", f"run `svd train --stage {parent}` first")
         unet = UNetSpatioTemporalConditionModel.from_pretrained(unet_dir)
         if meta["kind"] == KIND:
@@ -352,8 +444,10 @@ class ImageToVideo:
         elif meta["kind"] == "text-to-video":
             unet, init = extend_for_images(unet), f"extended:{unet_dir}"
         else:
-            raise InputError(f"train.{stage}.parent: {folder} holds a {meta['kind']} model; image-to-video starts "
-                             f"from a text-to-video or image-to-video model")
+            raise InputError(
+                f"train.{stage}.parent: {folder} holds a {meta['kind']} model; image-to-video starts "
+                f"from a text-to-video or image-to-video model"
+            )
         if getattr(params.train, stage).trainable == "temporal":
             freeze_spatial(unet)
         return unet, init
@@ -364,22 +458,31 @@ class ImageToVideo:
         if not init.startswith("extended:"):
             return []
         cfg = unet.config
-        return [(unet.conv_in.weight, 1, cfg.out_channels),
-                (unet.add_embedding.linear_1.weight, 1, (NUM_IDS - 1) * cfg.addition_time_embed_dim)]
+        return [
+            (unet.conv_in.weight, 1, cfg.out_channels),
+            (unet.add_embedding.linear_1.weight, 1, (NUM_IDS - 1) * cfg.addition_time_embed_dim),
+        ]
 
     def training_set(self, windows, vae, context):
         data = encode_image_windows(windows, vae, context)
-        return ImageItems(data), {"windows": int(data.latents.shape[0]),
-                                  "conditioning_frames": int(data.cond_frames.shape[0])}
+        return ImageItems(data), {
+            "windows": int(data.latents.shape[0]),
+            "conditioning_frames": int(data.cond_frames.shape[0]),
+        }
 
     def make_step(self, params, stage: str, data, vae):
         cfg = getattr(params.train, stage)
         p_mean, p_std = params.diffusion.noise[cfg.noise]
         aug = params.diffusion.cond_aug
         dropout = cfg.cond_dropout or {"image": 0.0, "latent": 0.0, "both": 0.0}
-        return make_step(DenoiserConfig(params.diffusion.sigma_data, p_mean, p_std), data.data, vae,
-                         cond_aug=(aug.log_sigma_mean, aug.log_sigma_std), dropout=dropout,
-                         static_weight=cfg.static_weight)
+        return make_step(
+            DenoiserConfig(params.diffusion.sigma_data, p_mean, p_std),
+            data.data,
+            vae,
+            cond_aug=(aug.log_sigma_mean, aug.log_sigma_std),
+            dropout=dropout,
+            static_weight=cfg.static_weight,
+        )
 
     def sampling_defaults(self, params, stage: str) -> dict:
         """What svd_model.json records for `svd sample --image`: per-frame guidance, steps, cond_aug."""
@@ -387,11 +490,15 @@ class ImageToVideo:
 
         cfg = getattr(params.train, stage)
         if cfg.guidance not in params.diffusion.guidance:
-            raise ConfigError(f"train.{stage}.guidance: {cfg.guidance!r} is not a preset of diffusion.guidance "
-                              f"({', '.join(params.diffusion.guidance)})")
-        return {"guidance": list(params.diffusion.guidance[cfg.guidance]),
-                "sample_steps": cfg.sample_steps or params.sample.steps,
-                "cond_aug": params.diffusion.cond_aug.inference_sigma}
+            raise ConfigError(
+                f"train.{stage}.guidance: {cfg.guidance!r} is not a preset of diffusion.guidance "
+                f"({', '.join(params.diffusion.guidance)})"
+            )
+        return {
+            "guidance": list(params.diffusion.guidance[cfg.guidance]),
+            "sample_steps": cfg.sample_steps or params.sample.steps,
+            "cond_aug": params.diffusion.cond_aug.inference_sigma,
+        }
 
     def preview(self, params, stage: str, model: dict, data):
         """fn(unet) -> uint8 videos from 4 training conditioning frames spread over the set, and their labels."""
@@ -403,10 +510,20 @@ class ImageToVideo:
         defaults = self.sampling_defaults(params, stage)
 
         def fn(unet):
-            return generate(unet, model["vae"], model["context"], images, num_frames=cfg.frames,
-                            steps=defaults["sample_steps"], guidance=tuple(defaults["guidance"]),
-                            seed=params.sample.seed, fps=cfg.fps, motion_bucket=motion,
-                            cond_aug=defaults["cond_aug"], sigma_data=params.diffusion.sigma_data)
+            return generate(
+                unet,
+                model["vae"],
+                model["context"],
+                images,
+                num_frames=cfg.frames,
+                steps=defaults["sample_steps"],
+                guidance=tuple(defaults["guidance"]),
+                seed=params.sample.seed,
+                fps=cfg.fps,
+                motion_bucket=motion,
+                cond_aug=defaults["cond_aug"],
+                sigma_data=params.diffusion.sigma_data,
+            )
 
         return fn, [f"training frame {int(r)}" for r in rows]
 
@@ -422,9 +539,13 @@ class ImageToVideo:
             where = SUBFOLDER
         else:
             where = context.backend.split(":", 2)[2]
-        return {"image_encoder": where, "image_encoder_backend": context.backend,
-                "image_encoder_pretrained": context.pretrained, "image_encoder_seed": context.seed,
-                **self.sampling_defaults(params, stage)}
+        return {
+            "image_encoder": where,
+            "image_encoder_backend": context.backend,
+            "image_encoder_pretrained": context.pretrained,
+            "image_encoder_seed": context.seed,
+            **self.sampling_defaults(params, stage),
+        }
 
     def finish(self, params, stage: str, out) -> None:
         """A small model also carries its diffusers export (out/diffusers, StableVideoDiffusionPipeline), so the

@@ -14,7 +14,7 @@ UCF-101 zero-shot protocol (svd.evaluation.ucf101), both called from above the t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -31,8 +31,14 @@ def time_ids(fps_id: torch.Tensor, motion_bucket: torch.Tensor) -> torch.Tensor:
     return torch.stack([fps_id.float(), motion_bucket.float()], dim=1)
 
 
-def make_step(noise: DenoiserConfig, text_table: torch.Tensor, *, video: bool, text_dropout: float = 0.15,
-              static_weight: float = 1.0):
+def make_step(
+    noise: DenoiserConfig,
+    text_table: torch.Tensor,
+    *,
+    video: bool,
+    text_dropout: float = 0.15,
+    static_weight: float = 1.0,
+):
     """step_fn(model, batch, rng) -> mean EDM loss, for svd.training.loop.train over LatentItems batches (rng: its
     StepRandom, so each sample's draws do not depend on how many processes share the batch).
     `static_weight`: see svd.diffusion.edm.edm_loss (video only)."""
@@ -55,17 +61,34 @@ def make_step(noise: DenoiserConfig, text_table: torch.Tensor, *, video: bool, t
         cond = {"context": context}
         if video:
             cond["added_time_ids"] = time_ids(batch["fps_id"], batch["motion_bucket"]).to(x0.device)
-        return edm_loss(unet_call(model), x0, sigma, eps, sigma_data=noise.sigma_data, static_weight=static_weight,
-                        **cond).mean()
+        return edm_loss(
+            unet_call(model), x0, sigma, eps, sigma_data=noise.sigma_data, static_weight=static_weight, **cond
+        ).mean()
 
     return step
 
 
 @torch.no_grad()
-def generate(unet, vae, text_encoder, prompts: Sequence[str], *, latent_size: tuple[int, int], num_frames: int | None,
-             steps: int, guidance: float, seed: int, fps: float = 8.0, motion_bucket: float = 127.0,
-             sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0, method: str = "euler",
-             sigma_data: float = 1.0, batch: int = 16) -> np.ndarray:
+def generate(
+    unet,
+    vae,
+    text_encoder,
+    prompts: Sequence[str],
+    *,
+    latent_size: tuple[int, int],
+    num_frames: int | None,
+    steps: int,
+    guidance: float,
+    seed: int,
+    fps: float = 8.0,
+    motion_bucket: float = 127.0,
+    sigma_min: float = 0.002,
+    sigma_max: float = 700.0,
+    rho: float = 7.0,
+    method: str = "euler",
+    sigma_data: float = 1.0,
+    batch: int = 16,
+) -> np.ndarray:
     """Videos for `prompts` as uint8 (N, T, H, W, 3) (T = 1 for an image UNet). Prompt i uses seed `seed + i`.
     guidance <= 1 samples without the unconditional branch."""
     prompts = list(prompts)
@@ -80,7 +103,7 @@ def generate(unet, vae, text_encoder, prompts: Sequence[str], *, latent_size: tu
     guided = guidance is not None and guidance > 1.0
     out = []
     for start in range(0, len(prompts), batch):
-        part = prompts[start:start + batch]
+        part = prompts[start : start + batch]
         n = len(part)
         noise = prompt_noise(per, [seed + start + i for i in range(n)])
         cond = {"context": text_encoder.encode(part).to(param.device, param.dtype)}
@@ -88,9 +111,22 @@ def generate(unet, vae, text_encoder, prompts: Sequence[str], *, latent_size: tu
         if video:
             ids = time_ids(torch.full((n,), fps - 1.0), torch.full((n,), float(motion_bucket)))
             cond["added_time_ids"] = uncond["added_time_ids"] = ids.to(param.device, param.dtype)
-        out.append(sample_decoded(unet, vae, noise, cond, uncond if guided else None, guidance if guided else None,
-                                  steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, method=method,
-                                  sigma_data=sigma_data))
+        out.append(
+            sample_decoded(
+                unet,
+                vae,
+                noise,
+                cond,
+                uncond if guided else None,
+                guidance if guided else None,
+                steps=steps,
+                sigma_min=sigma_min,
+                sigma_max=sigma_max,
+                rho=rho,
+                method=method,
+                sigma_data=sigma_data,
+            )
+        )
     return np.concatenate(out)
 
 
@@ -103,7 +139,7 @@ class TextToVideo:
 
     kind = KIND
     evaluator = "svd.evaluation.prompts:evaluate_model"  # the world evaluator on the eval prompts
-    streams = True   # streaming_set: train.stream
+    streams = True  # streaming_set: train.stream
 
     def model_kind(self, stage: str) -> str:
         return IMAGE_KIND if stage == "image" else KIND
@@ -132,21 +168,26 @@ class TextToVideo:
         meta = read_model(parent)
         ours = (params.weights.text_model, params.weights.text_pretrained)
         if (meta["text_model"], meta["text_pretrained"]) != ours:
-            raise ConfigError(f"{parent} was trained with text encoder {meta['text_model']} "
-                              f"({meta['text_pretrained'] or 'random'}), but weights.text_model / text_pretrained "
-                              f"say {ours[0]} ({ours[1] or 'random'}); a stage keeps its parent's text encoder")
+            raise ConfigError(
+                f"{parent} was trained with text encoder {meta['text_model']} "
+                f"({meta['text_pretrained'] or 'random'}), but weights.text_model / text_pretrained "
+                f"say {ours[0]} ({ours[1] or 'random'}); a stage keeps its parent's text encoder"
+            )
         return int(meta["text_seed"])
 
     def load_context(self, params, stage: str):
         from svd.errors import ConfigError
         from svd.models.text import load_text_encoder
 
-        encoder = load_text_encoder(params.weights.text_model, params.weights.text_pretrained,
-                                    seed=self.text_seed(params, stage))
+        encoder = load_text_encoder(
+            params.weights.text_model, params.weights.text_pretrained, seed=self.text_seed(params, stage)
+        )
         want = params.model.unet.cross_attention_dim
         if encoder.width != want:
-            raise ConfigError(f"model.unet.cross_attention_dim is {want} but the text encoder "
-                              f"{params.weights.text_model} gives {encoder.width}-wide tokens; make them equal")
+            raise ConfigError(
+                f"model.unet.cross_attention_dim is {want} but the text encoder "
+                f"{params.weights.text_model} gives {encoder.width}-wide tokens; make them equal"
+            )
         return encoder
 
     def start_unet(self, params, stage: str):
@@ -170,8 +211,11 @@ class TextToVideo:
             torch.manual_seed(params.seed)
             return build_image_unet(image_unet_config(unet_cfg)), "random"
         parent_stage = self.parent(params, stage)
-        folder = require_dir(stage_dir(params, parent_stage) / "unet", f"the Stage {parent_stage} UNet",
-                             f"run `svd train --stage {parent_stage}` first")
+        folder = require_dir(
+            stage_dir(params, parent_stage) / "unet",
+            f"the Stage {parent_stage} UNet",
+            f"run `svd train --stage {parent_stage}` first",
+        )
         if stage == "video":
             image = UNet2DConditionModel.from_pretrained(folder)
             return inflate_image_unet(image, video_unet_config(unet_cfg), seed=params.seed), f"inflated:{folder}"
@@ -200,23 +244,34 @@ class TextToVideo:
 
         def encode_batch(batch: dict) -> dict:
             with torch.no_grad():
-                return {"latents": encode(vae, batch["video"], chunk=64).float(),
-                        "context": context.encode(list(batch["caption"])).float(),
-                        "fps_id": batch["fps_id"], "motion_bucket": batch["motion_bucket"]}
+                return {
+                    "latents": encode(vae, batch["video"], chunk=64).float(),
+                    "context": context.encode(list(batch["caption"])).float(),
+                    "fps_id": batch["fps_id"],
+                    "motion_bucket": batch["motion_bucket"],
+                }
 
         with torch.no_grad():
             empty = context.encode([""]).float()
-        buckets = torch.tensor([int(motion_bucket(ref.motion_score, stream.items.motion_score_at_255))
-                                for ref, _ in stream.items.items])
+        buckets = torch.tensor(
+            [int(motion_bucket(ref.motion_score, stream.items.motion_score_at_255)) for ref, _ in stream.items.items]
+        )
         return StreamItems(stream, encode_batch, StreamInfo(empty, buckets)), {
-            "windows": len(stream), "stream_units": len(stream.units), "stream_buffer": stream.buffer}
+            "windows": len(stream),
+            "stream_units": len(stream.units),
+            "stream_buffer": stream.buffer,
+        }
 
     def make_step(self, params, stage: str, data, vae):
         cfg = getattr(params.train, stage)
         p_mean, p_std = params.diffusion.noise[cfg.noise]
-        return make_step(DenoiserConfig(params.diffusion.sigma_data, p_mean, p_std), data.data.text,
-                         video=stage != "image", text_dropout=params.train.text_dropout,
-                         static_weight=cfg.static_weight)
+        return make_step(
+            DenoiserConfig(params.diffusion.sigma_data, p_mean, p_std),
+            data.data.text,
+            video=stage != "image",
+            text_dropout=params.train.text_dropout,
+            static_weight=cfg.static_weight,
+        )
 
     def preview(self, params, stage: str, model: dict, data):
         """fn(unet) -> uint8 videos of the first eval prompts, and their labels (the prompts)."""
@@ -227,19 +282,33 @@ class TextToVideo:
         motion = float(np.median(data.data.motion_bucket.numpy()))
 
         def fn(unet):
-            return generate(unet, model["vae"], model["context"], prompts, latent_size=model["latent_size"],
-                            num_frames=cfg.frames if stage != "image" else None, steps=params.sample.steps,
-                            guidance=params.sample.guidance, seed=params.sample.seed, fps=cfg.fps,
-                            motion_bucket=motion, sigma_data=params.diffusion.sigma_data)
+            return generate(
+                unet,
+                model["vae"],
+                model["context"],
+                prompts,
+                latent_size=model["latent_size"],
+                num_frames=cfg.frames if stage != "image" else None,
+                steps=params.sample.steps,
+                guidance=params.sample.guidance,
+                seed=params.sample.seed,
+                fps=cfg.fps,
+                motion_bucket=motion,
+                sigma_data=params.diffusion.sigma_data,
+            )
 
         return fn, prompts
 
     def save_context(self, out, context, params, stage: str) -> dict:
         from svd.models.text import RANDOM_TOKEN_STD
 
-        return {"text_model": context.model_name, "text_pretrained": context.pretrained_source,
-                "text_backend": context.backend, "text_seed": context.seed,
-                "text_token_std": None if context.pretrained else RANDOM_TOKEN_STD}
+        return {
+            "text_model": context.model_name,
+            "text_pretrained": context.pretrained_source,
+            "text_backend": context.backend,
+            "text_seed": context.seed,
+            "text_token_std": None if context.pretrained else RANDOM_TOKEN_STD,
+        }
 
     def vae_source(self, params, stage: str) -> str | None:
         """None: the VAE stage's (tiny: trained; a100: weights.vae)."""
@@ -258,8 +327,10 @@ class TextToVideo:
         recorded = meta.get("text_token_std", 0.02 if meta["text_pretrained"] is None else None)
         expected = None if text.pretrained else RANDOM_TOKEN_STD
         if recorded != expected:
-            raise InputError(f"{folder} was trained with a random text tower drawn at token std {recorded}, this "
-                             f"code draws {expected}; retrain it (svd train --stage {meta['stage']})")
+            raise InputError(
+                f"{folder} was trained with a random text tower drawn at token std {recorded}, this "
+                f"code draws {expected}; retrain it (svd train --stage {meta['stage']})"
+            )
         return {"text": text}
 
 

@@ -66,8 +66,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state = {
         "python": [version, list(internal), gauss],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -79,16 +84,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ---------------------------------------------------------------- weights
-def _save_weights(folder: Path, model: nn.Module, ema: EMA | None = None, state: dict | None = None,
-                  shadow: dict | None = None) -> None:
+def _save_weights(
+    folder: Path, model: nn.Module, ema: EMA | None = None, state: dict | None = None, shadow: dict | None = None
+) -> None:
     """`state` / `shadow`: the model's and the EMA's full tensors when the live ones are sharded (FSDP)."""
     folder.mkdir(parents=True)
     if ema is None and state is None and _is_config_model(model):
@@ -149,10 +156,22 @@ def _fsync_dir(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- public API
-def save_checkpoint(ckpt_dir: str | Path, step: int, *, model: nn.Module, optimizer=None, lr_scheduler=None,
-                    ema: EMA | None = None, epoch: int = 0, batches_in_epoch: int = 0, seed: int | None = None,
-                    profile: str = "tiny", keep_last: int | None = None, loss: float | None = None,
-                    full_state: dict | None = None) -> Path:
+def save_checkpoint(
+    ckpt_dir: str | Path,
+    step: int,
+    *,
+    model: nn.Module,
+    optimizer=None,
+    lr_scheduler=None,
+    ema: EMA | None = None,
+    epoch: int = 0,
+    batches_in_epoch: int = 0,
+    seed: int | None = None,
+    profile: str = "tiny",
+    keep_last: int | None = None,
+    loss: float | None = None,
+    full_state: dict | None = None,
+) -> Path:
     """Write ``ckpt_dir/step-NNNNNN/`` atomically; pass the unwrapped model. Returns the folder. ``loss``: the last
     step's, so a run resumed at its final step still reports it. ``full_state``: for a sharded (FSDP) model, its
     consolidated "model", "optimizer" and "ema" states (svd.training.fsdp), written in the same layout."""
@@ -176,15 +195,21 @@ def save_checkpoint(ckpt_dir: str | Path, step: int, *, model: nn.Module, optimi
         "seed": seed,
         "loss": None if loss is None else float(loss),
         "optimizer": (full["optimizer"] if "optimizer" in full else optimizer.state_dict())
-        if optimizer is not None else None,
+        if optimizer is not None
+        else None,
         "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
         # the shadow itself lives in ema/ (float32), not twice on disk
         "ema": {"decay": ema.decay, "num_updates": ema.num_updates} if ema is not None else None,
         "rng": rng_state(),
     }
     torch.save(trainer, tmp / "trainer.pt")
-    meta = {"format": FORMAT, "step": int(step), "profile": profile, "model_config": model_config(model),
-            "ema": ema is not None}
+    meta = {
+        "format": FORMAT,
+        "step": int(step),
+        "profile": profile,
+        "model_config": model_config(model),
+        "ema": ema is not None,
+    }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     _fsync_tree(tmp)
 
@@ -237,14 +262,18 @@ def check_compatible(path: str | Path, *, model: nn.Module, profile: str) -> Non
     """Raise CheckpointMismatch, naming both sides, when ``path`` was written for another profile or architecture."""
     meta = read_meta(path)
     if meta["profile"] != profile:
-        raise CheckpointMismatch(f"checkpoint {path} was written by profile '{meta['profile']}' but this run is "
-                                 f"profile '{profile}'; use a separate ckpt_dir per profile or resume=False")
+        raise CheckpointMismatch(
+            f"checkpoint {path} was written by profile '{meta['profile']}' but this run is "
+            f"profile '{profile}'; use a separate ckpt_dir per profile or resume=False"
+        )
     saved, live = meta["model_config"], model_config(model)
     if saved != live:
         keys = sorted(k for k in set(saved) | set(live) if saved.get(k) != live.get(k))
         diff = ", ".join(f"{k}: checkpoint={saved.get(k)!r} run={live.get(k)!r}" for k in keys[:4])
-        raise CheckpointMismatch(f"checkpoint {path} holds a {saved.get('_class_name')} that differs from this run's "
-                                 f"{live.get('_class_name')} ({diff}); use a separate ckpt_dir or resume=False")
+        raise CheckpointMismatch(
+            f"checkpoint {path} holds a {saved.get('_class_name')} that differs from this run's "
+            f"{live.get('_class_name')} ({diff}); use a separate ckpt_dir or resume=False"
+        )
 
 
 def load_weights(path: str | Path, *, model: nn.Module, which: str = "model", profile: str = "tiny") -> None:
@@ -258,9 +287,17 @@ def load_weights(path: str | Path, *, model: nn.Module, which: str = "model", pr
     _load_model(path / which, model)
 
 
-def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, lr_scheduler=None, ema: EMA | None = None,
-                    profile: str = "tiny", restore_rng: bool = True,
-                    fsdp_groups: GroupNames | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    optimizer=None,
+    lr_scheduler=None,
+    ema: EMA | None = None,
+    profile: str = "tiny",
+    restore_rng: bool = True,
+    fsdp_groups: GroupNames | None = None,
+) -> dict[str, Any]:
     """Restore everything ``save_checkpoint`` wrote into the live objects; returns step, epoch, batches_in_epoch,
     seed and loss (None in checkpoints written before it was kept). ``fsdp_groups``: the model is sharded
     (svd.training.fsdp.shard_model's group names); every process loads its shard (collective)."""
@@ -270,8 +307,13 @@ def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer=None, lr_sc
     if optimizer is not None and trainer["optimizer"] is None:
         raise CheckpointMismatch(f"checkpoint {path} has no optimizer state but this run has an optimizer")
     if fsdp_groups is not None:
-        load_full_state(model, optimizer, fsdp_groups, _load_state(path / "model"),
-                        trainer["optimizer"] if optimizer is not None else None)
+        load_full_state(
+            model,
+            optimizer,
+            fsdp_groups,
+            _load_state(path / "model"),
+            trainer["optimizer"] if optimizer is not None else None,
+        )
     else:
         _load_model(path / "model", model)
         if optimizer is not None:

@@ -10,7 +10,8 @@ EDM input scaling, as diffusers' SVD pipeline concatenates them to the scaled mo
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,18 +53,41 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_decoded(unet, vae, noise: torch.Tensor, cond: Mapping[str, Any], uncond: Mapping[str, Any] | None,
-                   guidance: Guidance, *, steps: int, sigma_min: float = 0.002, sigma_max: float = 700.0,
-                   rho: float = 7.0, method: str = "euler", sigma_data: float = 1.0) -> np.ndarray:
+def sample_decoded(
+    unet,
+    vae,
+    noise: torch.Tensor,
+    cond: Mapping[str, Any],
+    uncond: Mapping[str, Any] | None,
+    guidance: Guidance,
+    *,
+    steps: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 700.0,
+    rho: float = 7.0,
+    method: str = "euler",
+    sigma_data: float = 1.0,
+) -> np.ndarray:
     """Sample one batch from standard-normal `noise` ((n, T, C, h, w) for a video UNet, (n, C, h, w) for an image
     UNet) with classifier-free guidance (`uncond` None: none; `guidance` a scalar or one weight per frame), decode,
     and return uint8 (n, T, H, W, 3)."""
     video = is_video_unet(unet)
     param = next(unet.parameters())
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-    z = sample(unet_call(unet), noise.shape, sigmas, cond, uncond, guidance if uncond is not None else None,
-               method=method, noise=noise.to(param.device, param.dtype), sigma_data=sigma_data, dtype=param.dtype,
-               device=param.device, frames_dim=1 if video else None)
+    z = sample(
+        unet_call(unet),
+        noise.shape,
+        sigmas,
+        cond,
+        uncond,
+        guidance if uncond is not None else None,
+        method=method,
+        noise=noise.to(param.device, param.dtype),
+        sigma_data=sigma_data,
+        dtype=param.dtype,
+        device=param.device,
+        frames_dim=1 if video else None,
+    )
     return to_uint8(decode(vae, z if video else z[:, None])).numpy()
 
 

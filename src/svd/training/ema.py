@@ -41,8 +41,10 @@ class EMA:
         missing = set(self.shadow) - set(state["shadow"])
         unexpected = set(state["shadow"]) - set(self.shadow)
         if missing or unexpected:
-            raise KeyError(f"EMA state does not match the model: missing {sorted(missing)[:5]}, "
-                           f"unexpected {sorted(unexpected)[:5]}")
+            raise KeyError(
+                f"EMA state does not match the model: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
         self.decay = float(state["decay"])
         self.num_updates = int(state["num_updates"])
         for name, value in state["shadow"].items():

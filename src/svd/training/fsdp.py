@@ -14,7 +14,7 @@ process during a save; sharded torch.distributed.checkpoint saves are the next s
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -102,23 +102,30 @@ def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, gro
     if not by_name:
         return {}
     index = {n: i for i, n in enumerate(n for names in groups for n in names)}
-    return {"state": {index[k]: v for k, v in by_name["state"].items()},
-            "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in by_name["param_groups"]]}
+    return {
+        "state": {index[k]: v for k, v in by_name["state"].items()},
+        "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in by_name["param_groups"]],
+    }
 
 
-def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer | None, groups: GroupNames,
-                    model_state: dict[str, torch.Tensor], optimizer_state: dict | None) -> None:
+def load_full_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    groups: GroupNames,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict | None,
+) -> None:
     """Every process loads its shard of a consolidated checkpoint (each has read the full state). Collective."""
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                         set_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True)
     set_model_state_dict(model, model_state, options=options)
     if optimizer is not None and optimizer_state is not None:
         names = [n for names in groups for n in names]
-        by_name = {"state": {names[i]: v for i, v in optimizer_state["state"].items()},
-                   "param_groups": [{**g, "params": [names[i] for i in g["params"]]}
-                                    for g in optimizer_state["param_groups"]]}
+        by_name = {
+            "state": {names[i]: v for i, v in optimizer_state["state"].items()},
+            "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in optimizer_state["param_groups"]],
+        }
         set_optimizer_state_dict(model, optimizer, by_name, options=options)
 
 
@@ -131,5 +138,14 @@ def shard_like(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return value
 
 
-__all__ = ["GroupNames", "full_model_state", "full_optimizer_state", "full_tensors", "is_sharded",
-           "load_full_state", "shard_like", "shard_model", "unsharded_class"]
+__all__ = [
+    "GroupNames",
+    "full_model_state",
+    "full_optimizer_state",
+    "full_tensors",
+    "is_sharded",
+    "load_full_state",
+    "shard_like",
+    "shard_model",
+    "unsharded_class",
+]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -98,15 +98,25 @@ def window_starts(n_frames: int, num_frames: int, stride: int, windows_per_clip:
     return np.unique(np.linspace(0, n_frames - span, windows_per_clip).round().astype(int))
 
 
-def read_windows(curated: CuratedSet, *, num_frames: int, fps: float, size: tuple[int, int], windows_per_clip: int,
-                 augment: Sequence[str] = (), caption_probs=(0.5, 0.25, 0.25), motion_score_at_255: float = 0.5,
-                 seed: int = 0) -> Windows:
+def read_windows(
+    curated: CuratedSet,
+    *,
+    num_frames: int,
+    fps: float,
+    size: tuple[int, int],
+    windows_per_clip: int,
+    augment: Sequence[str] = (),
+    caption_probs=(0.5, 0.25, 0.25),
+    motion_score_at_255: float = 0.5,
+    seed: int = 0,
+) -> Windows:
     """`windows_per_clip` evenly spaced windows of `num_frames` frames at `fps` from every usable clip (clips too
     short for one window are skipped, as `VideoClipDataset` does), then every flip combination of `augment`."""
     if windows_per_clip < 1:
         raise ValueError(f"windows_per_clip must be >= 1, got {windows_per_clip}")
-    items = VideoClipDataset(curated, num_frames, fps, size, caption_probs=caption_probs,
-                             motion_score_at_255=motion_score_at_255, seed=seed)
+    items = VideoClipDataset(
+        curated, num_frames, fps, size, caption_probs=caption_probs, motion_score_at_255=motion_score_at_255, seed=seed
+    )
     combos = flip_combinations(augment)
     spatial_variants = sorted({tuple(f for f in combo if f in SPATIAL) for combo in combos})
     bank: list[torch.Tensor] = []
@@ -143,8 +153,9 @@ def read_windows(curated: CuratedSet, *, num_frames: int, fps: float, size: tupl
                 flips.append("+".join(combo) or "none")
     if not rows:
         raise InputError(f"no clip of {curated.root} gives a window of {num_frames} frames at {fps} fps")
-    return Windows(torch.cat(bank), torch.stack(rows), captions, torch.tensor(fps_ids), torch.tensor(buckets),
-                   clip_ids, flips)
+    return Windows(
+        torch.cat(bank), torch.stack(rows), captions, torch.tensor(fps_ids), torch.tensor(buckets), clip_ids, flips
+    )
 
 
 @dataclass
@@ -167,7 +178,7 @@ def caption_table(captions: Sequence[str], text_encoder) -> tuple[torch.Tensor, 
     """One embedding per distinct caption, (U, L, D) with row 0 the empty caption, and each caption's row (N,)."""
     table = [""] + sorted(set(captions) - {""})
     row = {c: i for i, c in enumerate(table)}
-    text = torch.cat([text_encoder.encode(table[i:i + 256]) for i in range(0, len(table), 256)]).float()
+    text = torch.cat([text_encoder.encode(table[i : i + 256]) for i in range(0, len(table), 256)]).float()
     return text, torch.tensor([row[c] for c in captions], dtype=torch.int64)
 
 
@@ -177,8 +188,9 @@ def encode_windows(windows: Windows, vae, text_encoder, chunk: int = 64) -> Late
     per distinct caption."""
     latents = encode(vae, windows.frames, chunk=chunk).float()[windows.index]  # (N, T, C, h, w)
     text, index = caption_table(windows.captions, text_encoder)
-    return LatentSet(latents, text, index, list(windows.captions), windows.fps_id, windows.motion_bucket,
-                     list(windows.clip_ids))
+    return LatentSet(
+        latents, text, index, list(windows.captions), windows.fps_id, windows.motion_bucket, list(windows.clip_ids)
+    )
 
 
 class LatentItems(Dataset):
@@ -192,9 +204,24 @@ class LatentItems(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         d = self.data
-        return {"latents": d.latents[i], "text_index": d.text_index[i], "fps_id": d.fps_id[i],
-                "motion_bucket": d.motion_bucket[i]}
+        return {
+            "latents": d.latents[i],
+            "text_index": d.text_index[i],
+            "fps_id": d.fps_id[i],
+            "motion_bucket": d.motion_bucket[i],
+        }
 
 
-__all__ = ["FLIPS", "LatentItems", "LatentSet", "Windows", "caption_table", "encode_windows", "flip_caption",
-           "flip_combinations", "flip_video", "read_windows", "window_starts"]
+__all__ = [
+    "FLIPS",
+    "LatentItems",
+    "LatentSet",
+    "Windows",
+    "caption_table",
+    "encode_windows",
+    "flip_caption",
+    "flip_combinations",
+    "flip_video",
+    "read_windows",
+    "window_starts",
+]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +53,9 @@ def lr_lambda(warmup_steps: int, total_steps: int, schedule: str = "constant", f
     return factor
 
 
-def scale_updates(optimizer: torch.optim.Optimizer, parts: list[tuple[torch.nn.Parameter, int, int]],
-                  scale: float) -> None:
+def scale_updates(
+    optimizer: torch.optim.Optimizer, parts: list[tuple[torch.nn.Parameter, int, int]], scale: float
+) -> None:
     """Multiply the optimizer's update of some columns of some parameters by `scale`: each part is (parameter, dim,
     start), the slice start: along dim. Adam's step is about lr whatever the gradient's size, so weights that start at
     zero can only grow by ~lr per step; this gives them their own lr without splitting the tensor (the rest of it
@@ -90,8 +92,18 @@ class StepRandom:
     the loop's earlier single generator, so single-process runs draw exactly what they drew before.
     """
 
-    def __init__(self, seed: int, step: int, *, rank: int = 0, micro: int = 0, world: int = 1, accumulation: int = 1,
-                 batch_size: int = 1, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        seed: int,
+        step: int,
+        *,
+        rank: int = 0,
+        micro: int = 0,
+        world: int = 1,
+        accumulation: int = 1,
+        batch_size: int = 1,
+        device: torch.device | str = "cpu",
+    ):
         self.start = (micro * world + rank) * batch_size
         self.total: int | None = batch_size * world * accumulation
         self.device = torch.device(device)
@@ -101,7 +113,7 @@ class StepRandom:
         self._local: torch.Generator | None = None
 
     @classmethod
-    def of(cls, generator: torch.Generator) -> "StepRandom":
+    def of(cls, generator: torch.Generator) -> StepRandom:
         """One process, one micro-batch, every draw from ``generator`` (tests, benchmarks, scripts)."""
         rng = cls(0, 0, device=generator.device)
         rng._global = rng._local = generator
@@ -121,13 +133,14 @@ class StepRandom:
         return self._local
 
     def rows(self, n: int, draw: Callable[[int, torch.Generator], torch.Tensor]) -> torch.Tensor:
-        """This micro-batch's n rows of ``draw(total, generator)`` (a draw of one row per sample of the global batch)."""
+        """This micro-batch's n rows of ``draw(total, generator)`` (one row per sample of the global batch)."""
         if self.total is None:
             return draw(n, self.global_generator)
         if self.start + n > self.total:
-            raise ValueError(f"a micro-batch of {n} rows from row {self.start} overruns the global batch of "
-                             f"{self.total}")
-        return draw(self.total, self.global_generator)[self.start:self.start + n]
+            raise ValueError(
+                f"a micro-batch of {n} rows from row {self.start} overruns the global batch of {self.total}"
+            )
+        return draw(self.total, self.global_generator)[self.start : self.start + n]
 
     def randn(self, shape, **kw) -> torch.Tensor:
         shape = tuple(shape)
@@ -157,16 +170,30 @@ class ResumableBatches:
     the loop reseeds each step); with workers, put random augmentation in step_fn using its generator.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, *, seed: int, rank: int = 0, world: int = 1,
-                 accumulation: int = 1, num_workers: int = 0, collate_fn=None, epoch: int = 0, consumed: int = 0):
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        accumulation: int = 1,
+        num_workers: int = 0,
+        collate_fn=None,
+        epoch: int = 0,
+        consumed: int = 0,
+    ):
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.rank, self.world, self.accumulation = rank, world, accumulation
         self.num_workers, self.collate_fn = num_workers, collate_fn
         self.global_batch = batch_size * world * accumulation
         self.per_epoch = len(dataset) // self.global_batch
         if self.per_epoch < 1:
-            raise ValueError(f"dataset of {len(dataset)} items gives no full global batch of {self.global_batch} "
-                             f"({batch_size} per process x {world} processes x {accumulation} accumulation steps)")
+            raise ValueError(
+                f"dataset of {len(dataset)} items gives no full global batch of {self.global_batch} "
+                f"({batch_size} per process x {world} processes x {accumulation} accumulation steps)"
+            )
         self.epoch, self.consumed = epoch, consumed
         self._it = None
 
@@ -176,19 +203,20 @@ class ResumableBatches:
         order = torch.randperm(len(self.dataset), generator=g).tolist()
         b, out = self.batch_size, []
         for step in range(self.per_epoch):
-            chunk = order[step * self.global_batch:(step + 1) * self.global_batch]
+            chunk = order[step * self.global_batch : (step + 1) * self.global_batch]
             for micro in range(self.accumulation):
                 start = (micro * self.world + self.rank) * b
-                out.append(chunk[start:start + b])
+                out.append(chunk[start : start + b])
         return out
 
     def _open(self) -> None:
-        batches = self._epoch_batches(self.epoch)[self.consumed * self.accumulation:]
+        batches = self._epoch_batches(self.epoch)[self.consumed * self.accumulation :]
         # A dedicated generator: DataLoader otherwise draws its worker base seed from the global RNG at iterator
         # creation, which happens at different steps in a resumed run.
         g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, self.consumed, self.rank))
-        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
-                            collate_fn=self.collate_fn, generator=g)
+        loader = DataLoader(
+            self.dataset, batch_sampler=batches, num_workers=self.num_workers, collate_fn=self.collate_fn, generator=g
+        )
         self._it = iter(loader)
 
     def next_step(self) -> list:
@@ -211,14 +239,36 @@ def _batch_len(batch) -> int:
     return 1
 
 
-def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, *,
-          max_steps: int, ckpt_dir: str | Path, ckpt_every: int, lr_scheduler=None, ema_decay: float | None = None,
-          log_every: int = 10, logger: Callable[[dict, int], None] | None = None, seed: int = 0, resume: bool = True,
-          accelerator=None, profile: str = "tiny", grad_clip: float | None = 1.0, sample_every: int | None = None,
-          sample_fn: Callable[[torch.nn.Module, int], Any] | None = None, batch_size: int = 1, num_workers: int = 0,
-          collate_fn=None, keep_last: int | None = None, mixed_precision: str = "no",
-          gradient_checkpointing: bool = False, progress: bool = True,
-          gradient_accumulation: int = 1, parallel: str = "ddp") -> dict[str, Any]:
+def train(
+    step_fn: StepFn,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Dataset,
+    *,
+    max_steps: int,
+    ckpt_dir: str | Path,
+    ckpt_every: int,
+    lr_scheduler=None,
+    ema_decay: float | None = None,
+    log_every: int = 10,
+    logger: Callable[[dict, int], None] | None = None,
+    seed: int = 0,
+    resume: bool = True,
+    accelerator=None,
+    profile: str = "tiny",
+    grad_clip: float | None = 1.0,
+    sample_every: int | None = None,
+    sample_fn: Callable[[torch.nn.Module, int], Any] | None = None,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    collate_fn=None,
+    keep_last: int | None = None,
+    mixed_precision: str = "no",
+    gradient_checkpointing: bool = False,
+    progress: bool = True,
+    gradient_accumulation: int = 1,
+    parallel: str = "ddp",
+) -> dict[str, Any]:
     """Train ``model`` for ``max_steps`` optimizer steps of ``step_fn(model, batch, rng: StepRandom) -> loss``.
 
     ``data``: a map-style dataset, or a streamed set with a ``resumable_batches(batch_size, rank=, world=,
@@ -262,19 +312,36 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
 
     step, epoch, consumed, resumed_from, last_loss = 0, 0, 0, None, None
     if resume and (ck := latest(ckpt_dir)) is not None:
-        state = load_checkpoint(ck, model=raw, optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
-                                profile=profile, fsdp_groups=fsdp_groups)
+        state = load_checkpoint(
+            ck,
+            model=raw,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            ema=ema,
+            profile=profile,
+            fsdp_groups=fsdp_groups,
+        )
         step, epoch, consumed, resumed_from = state["step"], state["epoch"], state["batches_in_epoch"], state["step"]
         last_loss = state["loss"]
     if gradient_accumulation < 1:
         raise ValueError(f"gradient_accumulation must be >= 1, got {gradient_accumulation}")
     if hasattr(data, "resumable_batches"):  # a streamed set (svd.training.stream) brings its own batch source
-        batches = data.resumable_batches(batch_size, rank=rank, world=world, accumulation=gradient_accumulation,
-                                         epoch=epoch, consumed=consumed)
+        batches = data.resumable_batches(
+            batch_size, rank=rank, world=world, accumulation=gradient_accumulation, epoch=epoch, consumed=consumed
+        )
     else:
-        batches = ResumableBatches(data, batch_size, seed=seed, rank=rank, world=world,
-                                   accumulation=gradient_accumulation, num_workers=num_workers,
-                                   collate_fn=collate_fn, epoch=epoch, consumed=consumed)
+        batches = ResumableBatches(
+            data,
+            batch_size,
+            seed=seed,
+            rank=rank,
+            world=world,
+            accumulation=gradient_accumulation,
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+            epoch=epoch,
+            consumed=consumed,
+        )
 
     def checkpoint(at: int) -> Path | None:
         nonlocal last_loss
@@ -287,14 +354,27 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
             if ema is not None:
                 full["ema"] = full_tensors(ema.shadow)
         if main:
-            path = save_checkpoint(ckpt_dir, at, model=raw, optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
-                                   epoch=batches.epoch, batches_in_epoch=batches.consumed, seed=seed,
-                                   profile=profile, keep_last=keep_last, loss=last_loss, full_state=full)
+            path = save_checkpoint(
+                ckpt_dir,
+                at,
+                model=raw,
+                optimizer=optimizer,
+                lr_scheduler=lr_scheduler,
+                ema=ema,
+                epoch=batches.epoch,
+                batches_in_epoch=batches.consumed,
+                seed=seed,
+                profile=profile,
+                keep_last=keep_last,
+                loss=last_loss,
+                full_state=full,
+            )
         accelerator.wait_for_everyone()
         return path
 
-    bar = tqdm(total=max_steps, initial=step, disable=not (progress and main), desc=f"train[{profile}]",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=max_steps, initial=step, disable=not (progress and main), desc=f"train[{profile}]", dynamic_ncols=True
+    )
     first_step, last_saved, last_path = step, step if resumed_from is not None else None, None
     window_loss = torch.zeros((), device=accelerator.device)  # summed on device: no host sync per step
     window_n, window_samples, window_t = 0, 0, time.perf_counter()
@@ -307,8 +387,16 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
         step_loss = torch.zeros((), device=accelerator.device)
         for micro, batch in enumerate(batches.next_step()):
             batch = send_to_device(batch, accelerator.device)
-            rng = StepRandom(seed, step, rank=rank, micro=micro, world=world, accumulation=accumulation,
-                             batch_size=batch_size, device=accelerator.device)
+            rng = StepRandom(
+                seed,
+                step,
+                rank=rank,
+                micro=micro,
+                world=world,
+                accumulation=accumulation,
+                batch_size=batch_size,
+                device=accelerator.device,
+            )
             last = micro == accumulation - 1
             # gradients are all-reduced (FSDP: reduce-scattered) once per step, on the last micro-batch
             if fsdp_groups is not None:
@@ -340,8 +428,12 @@ def train(step_fn: StepFn, model: torch.nn.Module, optimizer: torch.optim.Optimi
         if step % log_every == 0 or step == max_steps:
             mean_loss = accelerator.reduce(window_loss / window_n, reduction="mean").item()  # .item() syncs: only here
             now = time.perf_counter()
-            metrics = {"loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
-                       "samples_per_s": window_samples / max(now - window_t, 1e-9), "epoch": batches.epoch}
+            metrics = {
+                "loss": mean_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "samples_per_s": window_samples / max(now - window_t, 1e-9),
+                "epoch": batches.epoch,
+            }
             bar.set_postfix(loss=f"{mean_loss:.4g}")
             if logger is not None and main:
                 logger(metrics, step)

@@ -23,8 +23,10 @@ def newest_video_model(params: Params, stages: tuple[str, ...] = VIDEO_STAGES) -
     found = [stage_dir(params, s) for s in stages if (stage_dir(params, s) / MODEL_FILE).is_file()]
     if not found:
         kind = "image-to-video" if stages == IMAGE_TO_VIDEO_STAGES else "text-to-video"
-        raise InputError(f"no trained {kind} model under {params.paths.models}/ ({' or '.join(stages)}): run "
-                         f"`svd train --stage {stages[-1]}` (or `make run`), or pass --model")
+        raise InputError(
+            f"no trained {kind} model under {params.paths.models}/ ({' or '.join(stages)}): run "
+            f"`svd train --stage {stages[-1]}` (or `make run`), or pass --model"
+        )
     return max(found, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
 
 
@@ -61,19 +63,32 @@ def _write(out: Path, videos, labels: list[str], fps: float, scale: int) -> list
     return files
 
 
-def sample_to_files(params: Params, *, prompts: list[str] | None = None, images: list[str] | None = None,
-                    out: Path, model: str | None = None, frames: int | None = None, seed: int | None = None,
-                    steps: int | None = None, guidance: float | None = None, scale: int = 4,
-                    motion_bucket: float | None = None, fps: float | None = None,
-                    cond_aug: float | None = None) -> dict[str, Any]:
+def sample_to_files(
+    params: Params,
+    *,
+    prompts: list[str] | None = None,
+    images: list[str] | None = None,
+    out: Path,
+    model: str | None = None,
+    frames: int | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    scale: int = 4,
+    motion_bucket: float | None = None,
+    fps: float | None = None,
+    cond_aug: float | None = None,
+) -> dict[str, Any]:
     """Videos from prompts with a text-to-video model or from images with an image-to-video model, written as mp4 +
     GIF; the result lists the files and `warnings` (every conversion of an input, settings outside training's)."""
     prompts, images = list(prompts or []), list(images or [])
     if not prompts and not images:
         raise InputError("give --prompt TEXT (text-to-video) or --image FILE (image-to-video)")
     if prompts and images:
-        raise InputError("give --prompt (text-to-video) or --image (image-to-video), not both: image-to-video is "
-                         "conditioned on the image alone")
+        raise InputError(
+            "give --prompt (text-to-video) or --image (image-to-video), not both: image-to-video is "
+            "conditioned on the image alone"
+        )
     if any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InputError("--prompt must be non-empty text")
     out = Path(out)
@@ -82,19 +97,35 @@ def sample_to_files(params: Params, *, prompts: list[str] | None = None, images:
     folder = resolve_model(params, model, IMAGE_TO_VIDEO_STAGES if images else VIDEO_STAGES)
     meta = read_model(folder)
     if meta["profile"] != params.profile:
-        raise InputError(f"{folder} was trained with profile {meta['profile']}, this run uses profile "
-                         f"{params.profile}: pass --profile {meta['profile']}")
+        raise InputError(
+            f"{folder} was trained with profile {meta['profile']}, this run uses profile "
+            f"{params.profile}: pass --profile {meta['profile']}"
+        )
     i2v = meta["kind"] == "image-to-video"
     if images and not i2v:
-        raise InputError(f"{folder} is a {meta['kind']} model: it takes --prompt, not --image (pass an "
-                         f"image-to-video model, e.g. --model models/i2v)")
+        raise InputError(
+            f"{folder} is a {meta['kind']} model: it takes --prompt, not --image (pass an "
+            f"image-to-video model, e.g. --model models/i2v)"
+        )
     if prompts and i2v:
         raise InputError(f"{folder} is an image-to-video model: it takes --image FILE, not --prompt")
     seed = params.sample.seed if seed is None else seed
     if i2v:
-        return _image_to_video(params, folder, meta, images, out, frames=frames, seed=seed, steps=steps,
-                               guidance=guidance, scale=scale, motion_bucket=motion_bucket, fps=fps,
-                               cond_aug=cond_aug)
+        return _image_to_video(
+            params,
+            folder,
+            meta,
+            images,
+            out,
+            frames=frames,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            scale=scale,
+            motion_bucket=motion_bucket,
+            fps=fps,
+            cond_aug=cond_aug,
+        )
     if motion_bucket is not None or cond_aug is not None:
         raise InputError("--motion-bucket and --cond-aug are image-to-video settings")
     from svd.tasks.text_to_video import generate
@@ -105,19 +136,53 @@ def sample_to_files(params: Params, *, prompts: list[str] | None = None, images:
     steps = steps or params.sample.steps
     guidance = params.sample.guidance if guidance is None else guidance
     fps = float(meta["fps"]) if fps is None else float(fps)
-    videos = generate(loaded["unet"], loaded["vae"], loaded["text"], prompts, latent_size=tuple(meta["latent_size"]),
-                      num_frames=(frames or meta["frames"]) if video else None, steps=steps, guidance=guidance,
-                      seed=seed, fps=fps, motion_bucket=meta["motion_bucket"],
-                      sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max, rho=sampler.rho,
-                      method=sampler.method, sigma_data=params.diffusion.sigma_data)
+    videos = generate(
+        loaded["unet"],
+        loaded["vae"],
+        loaded["text"],
+        prompts,
+        latent_size=tuple(meta["latent_size"]),
+        num_frames=(frames or meta["frames"]) if video else None,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        fps=fps,
+        motion_bucket=meta["motion_bucket"],
+        sigma_min=sampler.sigma_min,
+        sigma_max=sampler.sigma_max,
+        rho=sampler.rho,
+        method=sampler.method,
+        sigma_data=params.diffusion.sigma_data,
+    )
     files = _write(out, videos, prompts, fps, scale)
-    return {"model": str(folder), "stage": meta["stage"], "frames": int(videos.shape[1]),
-            "size": list(videos.shape[2:4]), "steps": steps, "guidance": guidance, "warnings": [],
-            "videos": [{"prompt": p, **f, "seed": seed + i} for i, (p, f) in enumerate(zip(prompts, files))]}
+    return {
+        "model": str(folder),
+        "stage": meta["stage"],
+        "frames": int(videos.shape[1]),
+        "size": list(videos.shape[2:4]),
+        "steps": steps,
+        "guidance": guidance,
+        "warnings": [],
+        "videos": [{"prompt": p, **f, "seed": seed + i} for i, (p, f) in enumerate(zip(prompts, files))],
+    }
 
 
-def _image_to_video(params: Params, folder: Path, meta: dict, images: list[str], out: Path, *, frames, seed, steps,
-                    guidance, scale, motion_bucket, fps, cond_aug) -> dict[str, Any]:
+def _image_to_video(
+    params: Params,
+    folder: Path,
+    meta: dict,
+    images: list[str],
+    out: Path,
+    *,
+    frames,
+    seed,
+    steps,
+    guidance,
+    scale,
+    motion_bucket,
+    fps,
+    cond_aug,
+) -> dict[str, Any]:
     import numpy as np
     import torch
 
@@ -135,14 +200,18 @@ def _image_to_video(params: Params, folder: Path, meta: dict, images: list[str],
     motion_bucket = float(meta["motion_bucket"]) if motion_bucket is None else float(motion_bucket)
     lo, hi = meta.get("motion_range", [0.0, MOTION_BUCKET_MAX])
     if not 0 <= motion_bucket <= MOTION_BUCKET_MAX:
-        warnings.append(f"--motion-bucket {motion_bucket:g} is outside 0-{MOTION_BUCKET_MAX} (SVD's range); "
-                        f"expect motion the model never trained on")
+        warnings.append(
+            f"--motion-bucket {motion_bucket:g} is outside 0-{MOTION_BUCKET_MAX} (SVD's range); "
+            f"expect motion the model never trained on"
+        )
     elif not lo <= motion_bucket <= hi:
         warnings.append(f"--motion-bucket {motion_bucket:g} is outside the buckets training saw ({lo:g}-{hi:g})")
     fps = float(meta["fps"]) if fps is None else float(fps)
     if fps != float(meta["fps"]):
-        warnings.append(f"--fps {fps:g}: the model trained at {meta['fps']:g} fps only (fps_id {meta['fps'] - 1:g}); "
-                        f"other rates are extrapolation")
+        warnings.append(
+            f"--fps {fps:g}: the model trained at {meta['fps']:g} fps only (fps_id {meta['fps'] - 1:g}); "
+            f"other rates are extrapolation"
+        )
     if fps - 1 < 0:
         raise InputError(f"--fps must be >= 1 (SVD conditions on fps - 1), got {fps:g}")
     cond_aug = float(meta["cond_aug"]) if cond_aug is None else float(cond_aug)
@@ -154,15 +223,38 @@ def _image_to_video(params: Params, folder: Path, meta: dict, images: list[str],
     loaded = load_model(folder)
     sampler = params.diffusion.sampler
     x = torch.from_numpy(np.stack(frames_in)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    videos = generate(loaded["unet"], loaded["vae"], loaded["image_encoder"], x, num_frames=n_frames, steps=steps,
-                      guidance=guide, seed=seed, fps=fps, motion_bucket=motion_bucket, cond_aug=cond_aug,
-                      sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max, rho=sampler.rho,
-                      method=sampler.method, sigma_data=params.diffusion.sigma_data)
+    videos = generate(
+        loaded["unet"],
+        loaded["vae"],
+        loaded["image_encoder"],
+        x,
+        num_frames=n_frames,
+        steps=steps,
+        guidance=guide,
+        seed=seed,
+        fps=fps,
+        motion_bucket=motion_bucket,
+        cond_aug=cond_aug,
+        sigma_min=sampler.sigma_min,
+        sigma_max=sampler.sigma_max,
+        rho=sampler.rho,
+        method=sampler.method,
+        sigma_data=params.diffusion.sigma_data,
+    )
     files = _write(out, videos, [Path(p).stem for p in images], fps, scale)
-    return {"model": str(folder), "stage": meta["stage"], "frames": int(videos.shape[1]),
-            "size": list(videos.shape[2:4]), "steps": steps, "guidance": list(guide), "motion_bucket": motion_bucket,
-            "fps": fps, "cond_aug": cond_aug, "warnings": warnings,
-            "videos": [{"image": p, **f, "seed": seed + i} for i, (p, f) in enumerate(zip(images, files))]}
+    return {
+        "model": str(folder),
+        "stage": meta["stage"],
+        "frames": int(videos.shape[1]),
+        "size": list(videos.shape[2:4]),
+        "steps": steps,
+        "guidance": list(guide),
+        "motion_bucket": motion_bucket,
+        "fps": fps,
+        "cond_aug": cond_aug,
+        "warnings": warnings,
+        "videos": [{"image": p, **f, "seed": seed + i} for i, (p, f) in enumerate(zip(images, files))],
+    }
 
 
 __all__ = ["newest_video_model", "resolve_model", "sample_to_files"]

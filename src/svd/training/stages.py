@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,8 +109,9 @@ def stage_clips(params: Params, stage: str):
         if cfg.data == "hq":
             clips = subset_hq(clips, cfg.hq_fraction)
     if len(clips) == 0:
-        raise InputError(f"the curated set at {root} holds no clips for stage {stage} (data: {cfg.data}); "
-                         f"check the curate filters")
+        raise InputError(
+            f"the curated set at {root} holds no clips for stage {stage} (data: {cfg.data}); check the curate filters"
+        )
     return clips
 
 
@@ -140,26 +142,47 @@ def train_vae_stage(params: Params, logger: Logger | None = None, progress: bool
     if not cfg.train:
         # a100: nothing to train; check that weights.vae loads and record it for the later stages
         if not params.weights.vae:
-            raise WeightsError("weights.vae: not set; point it at a diffusers VAE folder (SD 2.1's vae/) or set "
-                               "train.vae.train=true to train one")
+            raise WeightsError(
+                "weights.vae: not set; point it at a diffusers VAE folder (SD 2.1's vae/) or set "
+                "train.vae.train=true to train one"
+            )
         vae, backend = load_frozen_vae(params.weights.vae)
         out.mkdir(parents=True, exist_ok=True)
         (out / VAE_SOURCE_FILE).write_text(json.dumps({"source": params.weights.vae, "backend": backend}) + "\n")
         from svd.models.vae import num_parameters
 
-        return {"trained": False, "backend": backend, "parameters": num_parameters(vae),
-                "scaling_factor": float(vae.config.scaling_factor)}
+        return {
+            "trained": False,
+            "backend": backend,
+            "parameters": num_parameters(vae),
+            "scaling_factor": float(vae.config.scaling_factor),
+        }
     vae_cfg = dict(TINY_VAE)
     vae_cfg["sample_size"] = min(cfg.size)
     CuratedSet(curated_root(params))  # the kept clips it trains on: errors name what is missing
     fresh_checkpoints(out / "checkpoints", fingerprint(params, "vae"))
-    summary = train_vae(params.paths.curated, out, cfg=vae_cfg, steps=cfg.steps,
-                        batch_size=cfg.batch, lr=cfg.lr, size=tuple(cfg.size), seed=params.seed,
-                        ckpt_every=params.train.ckpt_every, logger=logger, profile=params.profile,
-                        frames_per_clip=cfg.frames_per_clip, kl_weight=cfg.kl_weight, grad_weight=cfg.grad_weight,
-                        lowpass_weight=cfg.lowpass_weight, lr_schedule=params.train.lr_schedule,
-                        recon_loss=cfg.recon_loss, patch=tuple(cfg.patch) if cfg.patch else None,
-                        warmup_steps=cfg.warmup_steps, progress=progress)
+    summary = train_vae(
+        params.paths.curated,
+        out,
+        cfg=vae_cfg,
+        steps=cfg.steps,
+        batch_size=cfg.batch,
+        lr=cfg.lr,
+        size=tuple(cfg.size),
+        seed=params.seed,
+        ckpt_every=params.train.ckpt_every,
+        logger=logger,
+        profile=params.profile,
+        frames_per_clip=cfg.frames_per_clip,
+        kl_weight=cfg.kl_weight,
+        grad_weight=cfg.grad_weight,
+        lowpass_weight=cfg.lowpass_weight,
+        lr_schedule=params.train.lr_schedule,
+        recon_loss=cfg.recon_loss,
+        patch=tuple(cfg.patch) if cfg.patch else None,
+        warmup_steps=cfg.warmup_steps,
+        progress=progress,
+    )
     (out / VAE_SOURCE_FILE).write_text(json.dumps({"source": "vae", "backend": "trained"}) + "\n")
     return {"trained": True, **summary}
 
@@ -170,8 +193,10 @@ def per_process_batch(params: Params, stage: str, global_batch: int) -> int:
     however many processes run it (svd.training.loop)."""
     processes, accumulation = distributed().num_processes, params.train.grad_accumulation
     if global_batch % (processes * accumulation):
-        raise ConfigError(f"train.{stage}.batch (global, {global_batch} here) must be divisible by processes x "
-                          f"train.grad_accumulation = {processes} x {accumulation}")
+        raise ConfigError(
+            f"train.{stage}.batch (global, {global_batch} here) must be divisible by processes x "
+            f"train.grad_accumulation = {processes} x {accumulation}"
+        )
     return global_batch // (processes * accumulation)
 
 
@@ -184,16 +209,25 @@ def fingerprint(params: Params, stage: str) -> str:
 
     cfg = getattr(params.train, stage).model_dump()
     cfg.pop("steps", None)  # more steps continue the same run
-    parts = {"stage": stage, "cfg": cfg, "seed": params.seed, "profile": params.profile,
-             "unet": params.model.unet.model_dump(), "noise": params.diffusion.noise,
-             "text_dropout": params.train.text_dropout, "lr_schedule": params.train.lr_schedule, "text": [params.weights.text_model,
-                                                                 params.weights.text_pretrained],
-             "inputs": {k: tracking.hash_path(v) for k, v in sorted(stage_inputs(params, stage).items())}}
+    parts = {
+        "stage": stage,
+        "cfg": cfg,
+        "seed": params.seed,
+        "profile": params.profile,
+        "unet": params.model.unet.model_dump(),
+        "noise": params.diffusion.noise,
+        "text_dropout": params.train.text_dropout,
+        "lr_schedule": params.train.lr_schedule,
+        "text": [params.weights.text_model, params.weights.text_pretrained],
+        "inputs": {k: tracking.hash_path(v) for k, v in sorted(stage_inputs(params, stage).items())},
+    }
     if params.train.stream.enabled:  # another data order (kept out of cached runs' fingerprints)
         parts["stream"] = params.train.stream.model_dump()
     if stage.startswith("i2v"):  # what only image-to-video reads (kept out of the other stages' fingerprints)
-        parts["image_to_video"] = {"encoder": [params.weights.image_encoder, params.model.image_encoder.model_dump()],
-                                   "cond_aug": params.diffusion.cond_aug.model_dump()}
+        parts["image_to_video"] = {
+            "encoder": [params.weights.image_encoder, params.model.image_encoder.model_dump()],
+            "cond_aug": params.diffusion.cond_aug.model_dump(),
+        }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -229,8 +263,13 @@ def eval_prompts(params: Params, n: int | None = None) -> list[str]:
     return [base[i % len(base)] for i in range(n)]
 
 
-def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = None, progress: bool = False,
-                          on_samples: Callable[[Path, int], None] | None = None) -> dict[str, Any]:
+def train_diffusion_stage(
+    params: Params,
+    stage: str,
+    logger: Logger | None = None,
+    progress: bool = False,
+    on_samples: Callable[[Path, int], None] | None = None,
+) -> dict[str, Any]:
     """Train a diffusion stage (I image, II video, III hq, i2v, i2v_xt) through its task (svd.tasks) and write its
     folder. Scoring it is the caller's business (the task names its evaluator; training imports no evaluation).
 
@@ -247,18 +286,24 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     started = time.perf_counter()
     cfg = getattr(params.train, stage)
     if cfg.noise not in params.diffusion.noise:
-        raise ConfigError(f"train.{stage}.noise: {cfg.noise!r} is not a preset of diffusion.noise "
-                          f"({', '.join(params.diffusion.noise)})")
+        raise ConfigError(
+            f"train.{stage}.noise: {cfg.noise!r} is not a preset of diffusion.noise "
+            f"({', '.join(params.diffusion.noise)})"
+        )
     if params.train.stream.enabled and not task.streams:
-        raise ConfigError(f"train.stream.enabled: stage {stage} ({task.kind}) reads cached windows only (streaming "
-                          f"is implemented for Stages I-III); run it with --set train.stream.enabled=false")
+        raise ConfigError(
+            f"train.stream.enabled: stage {stage} ({task.kind}) reads cached windows only (streaming "
+            f"is implemented for Stages I-III); run it with --set train.stream.enabled=false"
+        )
     video = stage != "image"
     if video and cfg.frames < 2:
         raise ConfigError(f"train.{stage}.frames must be >= 2 for a video stage")
     if not video and cfg.frames != 1:
         raise ConfigError("train.image.frames must be 1 (Stage I trains on single frames)")
     if not video and cfg.static_weight != 1.0:
-        raise ConfigError("train.image.static_weight must be 1 (it weighs the error's mean over frames; images have one)")
+        raise ConfigError(
+            "train.image.static_weight must be 1 (it weighs the error's mean over frames; images have one)"
+        )
     out = stage_dir(params, stage)
     clips = stage_clips(params, stage)
     vae_src = task.vae_source(params, stage) or vae_source(params)
@@ -266,13 +311,21 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     context = task.load_context(params, stage)
     latent_size = _latent_size(tuple(cfg.size), vae_downsampling(vae))
     if vae.config.latent_channels != params.model.unet.in_channels:
-        raise ConfigError(f"model.unet.in_channels is {params.model.unet.in_channels} but the VAE ({vae_src}) has "
-                          f"{vae.config.latent_channels} latent channels; make them equal")
+        raise ConfigError(
+            f"model.unet.in_channels is {params.model.unet.in_channels} but the VAE ({vae_src}) has "
+            f"{vae.config.latent_channels} latent channels; make them equal"
+        )
     unet, init = task.start_unet(params, stage)
 
-    window_args = dict(num_frames=cfg.frames, fps=cfg.fps, size=tuple(cfg.size), windows_per_clip=cfg.windows_per_clip,
-                       augment=cfg.augment, motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
-                       seed=params.seed)
+    window_args = dict(
+        num_frames=cfg.frames,
+        fps=cfg.fps,
+        size=tuple(cfg.size),
+        windows_per_clip=cfg.windows_per_clip,
+        augment=cfg.augment,
+        motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
+        seed=params.seed,
+    )
     if params.train.stream.enabled:
         vae.to(distributed().device)  # each batch is encoded when taken: on the accelerator
         items, info = task.streaming_set(window_stream(params, clips, **window_args), vae, context)
@@ -281,17 +334,26 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
         items, info = task.training_set(windows, vae, context)
         del windows
     step_fn = task.make_step(params, stage, items, vae)
-    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
-              for g in param_groups(unet, cfg.lr, cfg.temporal_lr_scale if video else 1.0)]
+    groups = [
+        {**g, "params": [p for p in g["params"] if p.requires_grad]}
+        for g in param_groups(unet, cfg.lr, cfg.temporal_lr_scale if video else 1.0)
+    ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
     new_inputs = task.new_inputs(unet, init)
-    if new_inputs and cfg.new_inputs_lr_scale != 1.0 and params.train.parallel == "fsdp" \
-            and distributed().num_processes > 1:
-        raise ConfigError(f"train.{stage}.new_inputs_lr_scale must be 1 under train.parallel=fsdp (it rescales "
-                          f"columns of whole parameters, which FSDP shards)")
+    if (
+        new_inputs
+        and cfg.new_inputs_lr_scale != 1.0
+        and params.train.parallel == "fsdp"
+        and distributed().num_processes > 1
+    ):
+        raise ConfigError(
+            f"train.{stage}.new_inputs_lr_scale must be 1 under train.parallel=fsdp (it rescales "
+            f"columns of whole parameters, which FSDP shards)"
+        )
     scale_updates(optimizer, new_inputs, cfg.new_inputs_lr_scale)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, params.train.lr_schedule))
+        optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, params.train.lr_schedule)
+    )
     batch = per_process_batch(params, stage, min(cfg.batch, len(items)))
     buckets = items.data.motion_bucket.numpy()
     motion = float(np.median(buckets))
@@ -300,8 +362,7 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     if dist.is_main_process:
         fresh_checkpoints(out / "checkpoints", fingerprint(params, stage))
     dist.wait_for_everyone()  # every process decides to resume (or not) from what the main process left
-    preview, labels = task.preview(params, stage, {"vae": vae, "context": context, "latent_size": latent_size},
-                                   items)
+    preview, labels = task.preview(params, stage, {"vae": vae, "context": context, "latent_size": latent_size}, items)
 
     def sample_fn(model, step: int) -> None:
         folder = out / "samples" / f"step-{step:06d}"
@@ -309,21 +370,41 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
         if on_samples is not None:
             on_samples(folder, step)
 
-    summary = train(step_fn, unet, optimizer, items, max_steps=cfg.steps, ckpt_dir=out / "checkpoints",
-                    sample_every=params.train.sample_every, sample_fn=sample_fn,
-                    ckpt_every=params.train.ckpt_every, lr_scheduler=scheduler, ema_decay=cfg.ema,
-                    log_every=params.train.log_every, logger=logger, seed=params.seed, profile=params.profile,
-                    batch_size=batch, collate_fn=collate, keep_last=params.train.keep_last,
-                    mixed_precision=params.train.mixed_precision,
-                    gradient_checkpointing=params.train.gradient_checkpointing, progress=progress,
-                    gradient_accumulation=params.train.grad_accumulation, parallel=params.train.parallel)
+    summary = train(
+        step_fn,
+        unet,
+        optimizer,
+        items,
+        max_steps=cfg.steps,
+        ckpt_dir=out / "checkpoints",
+        sample_every=params.train.sample_every,
+        sample_fn=sample_fn,
+        ckpt_every=params.train.ckpt_every,
+        lr_scheduler=scheduler,
+        ema_decay=cfg.ema,
+        log_every=params.train.log_every,
+        logger=logger,
+        seed=params.seed,
+        profile=params.profile,
+        batch_size=batch,
+        collate_fn=collate,
+        keep_last=params.train.keep_last,
+        mixed_precision=params.train.mixed_precision,
+        gradient_checkpointing=params.train.gradient_checkpointing,
+        progress=progress,
+        gradient_accumulation=params.train.grad_accumulation,
+        parallel=params.train.parallel,
+    )
     if not dist.is_main_process:  # the main process writes the folder; the others are done
-        return {"stage": stage, "rank": dist.process_index, "final_loss": summary["final_loss"],
-                "steps": summary["steps"]}
+        return {
+            "stage": stage,
+            "rank": dist.process_index,
+            "final_loss": summary["final_loss"],
+            "steps": summary["steps"],
+        }
 
     # the stage's model: the last checkpoint's weights (EMA where used), as a diffusers folder
     from svd.training.checkpoint import load_weights
-
     from svd.training.fsdp import is_sharded
 
     if is_sharded(unet):  # sharded in place by the loop: load the checkpoint into an unsharded copy
@@ -332,11 +413,24 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
     unet.eval()
     unet.save_pretrained(out / "unet", safe_serialization=True)
     p_mean, p_std = params.diffusion.noise[cfg.noise]
-    write_model_file(params, stage, out, vae=vae, vae_src=vae_src, vae_backend=vae_backend,
-                     context=task.save_context(out, context, params, stage), latent_size=latent_size, motion=motion,
-                     noise=(p_mean, p_std), init=init, steps=summary["steps"],
-                     extra={"motion_range": [float(buckets.min()), float(buckets.max())],
-                            "motion_percentiles": [float(q) for q in np.percentile(buckets, [5, 50, 95])]})
+    write_model_file(
+        params,
+        stage,
+        out,
+        vae=vae,
+        vae_src=vae_src,
+        vae_backend=vae_backend,
+        context=task.save_context(out, context, params, stage),
+        latent_size=latent_size,
+        motion=motion,
+        noise=(p_mean, p_std),
+        init=init,
+        steps=summary["steps"],
+        extra={
+            "motion_range": [float(buckets.min()), float(buckets.max())],
+            "motion_percentiles": [float(q) for q in np.percentile(buckets, [5, 50, 95])],
+        },
+    )
     task.finish(params, stage, out)
     return {
         "stage": stage,
@@ -351,16 +445,28 @@ def train_diffusion_stage(params: Params, stage: str, logger: Logger | None = No
         "parameters": sum(p.numel() for p in unet.parameters()),
         "trainable_parameters": sum(p.numel() for p in unet.parameters() if p.requires_grad),
         "context_encoder": "pretrained" if context.pretrained else "random",
-        "text_encoder": ("pretrained" if context.pretrained else "random") if task.kind == "text-to-video"
-        else "n/a",
+        "text_encoder": ("pretrained" if context.pretrained else "random") if task.kind == "text-to-video" else "n/a",
         "model_dir": str(out),
         "seconds": time.perf_counter() - started,
     }
 
 
-def write_model_file(params: Params, stage: str, out: Path, *, vae, vae_src: str, vae_backend: str, context: dict,
-                     latent_size: tuple[int, int], motion: float, noise: tuple[float, float], init: str,
-                     steps: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_model_file(
+    params: Params,
+    stage: str,
+    out: Path,
+    *,
+    vae,
+    vae_src: str,
+    vae_backend: str,
+    context: dict,
+    latent_size: tuple[int, int],
+    motion: float,
+    noise: tuple[float, float],
+    init: str,
+    steps: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Bundle the VAE into `out` (when small) and write `out/svd_model.json`, what `load_model` and the samplers read
     to rebuild the model's conditioning. `context`: the task's record of its frozen encoder (Task.save_context)."""
     from svd import tasks
@@ -435,12 +541,27 @@ def load_model(folder: str | Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any unreadable weight file is the same user-facing problem
         raise InputError(f"cannot load the UNet in {unet_dir} ({exc.__class__.__name__})") from None
     vae, _ = load_frozen_vae(str(folder / meta["vae"]) if meta["vae"] == "vae" else meta["vae"])
-    return {"unet": unet, "vae": vae, "meta": meta, "text": None,
-            **tasks.for_kind(meta["kind"]).load_saved_context(folder, meta)}
+    return {
+        "unet": unet,
+        "vae": vae,
+        "meta": meta,
+        "text": None,
+        **tasks.for_kind(meta["kind"]).load_saved_context(folder, meta),
+    }
 
 
-__all__ = ["STAGES", "eval_prompts", "load_model", "read_model", "registry_aliases", "stage_dir",
-           "stage_name", "train_diffusion_stage", "train_vae_stage", "write_samples"]
+__all__ = [
+    "STAGES",
+    "eval_prompts",
+    "load_model",
+    "read_model",
+    "registry_aliases",
+    "stage_dir",
+    "stage_name",
+    "train_diffusion_stage",
+    "train_vae_stage",
+    "write_samples",
+]
 
 
 # ---------------------------------------------------------------- tracking
@@ -487,9 +608,14 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
     from svd import tracking
 
     out = stage_dir(params, stage)
-    mlflow.set_tags({"svd.stage": stage, "svd.train_data": getattr(params.train, stage).data if stage != "vae"
-                     else "curated", "svd.text_encoder": summary.get("text_encoder", "n/a"),
-                     "svd.context_encoder": summary.get("context_encoder", "n/a")})
+    mlflow.set_tags(
+        {
+            "svd.stage": stage,
+            "svd.train_data": getattr(params.train, stage).data if stage != "vae" else "curated",
+            "svd.text_encoder": summary.get("text_encoder", "n/a"),
+            "svd.context_encoder": summary.get("context_encoder", "n/a"),
+        }
+    )
     if stage == "vae":
         tracking.log_artifacts(out / "recon.png")
         return
@@ -503,9 +629,21 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
         if size < 512 * 2**20:  # a100-sized weights stay in DVC's cache only
             data = getattr(params.train, stage).data
             version = tracking.register_folder(
-                params, out, REGISTERED_NAME[stage], registry_aliases(params, stage),
-                include=[n for n in ("unet", "vae", "image_encoder", "feature_extractor", "diffusers", MODEL_FILE)
-                         if (out / n).exists()],
-                tags={"svd.stage": stage, "svd.profile": params.profile, "svd.train_data": data,
-                      "svd.kind": read_model(out)["kind"], "svd.init": read_model(out)["init"]})
+                params,
+                out,
+                REGISTERED_NAME[stage],
+                registry_aliases(params, stage),
+                include=[
+                    n
+                    for n in ("unet", "vae", "image_encoder", "feature_extractor", "diffusers", MODEL_FILE)
+                    if (out / n).exists()
+                ],
+                tags={
+                    "svd.stage": stage,
+                    "svd.profile": params.profile,
+                    "svd.train_data": data,
+                    "svd.kind": read_model(out)["kind"],
+                    "svd.init": read_model(out)["init"],
+                },
+            )
             mlflow.set_tag("svd.registered", f"{REGISTERED_NAME[stage]}/{version}")

@@ -19,33 +19,57 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from svd.data.clips import ClipRef, CuratedSet, VideoClipDataset, _to_tensor, collate, read_frames
+from svd.data.clips import ClipRef, CuratedSet, VideoClipDataset, collate, read_frames
 from svd.data.shards import ShardSet
 from svd.diffusion.conditioning import motion_bucket
 from svd.errors import ConfigError, InputError
 from svd.training.latents import flip_caption, flip_combinations, flip_video, window_starts
 
 
+def to_unit(video: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (..., 3, H, W) -> float32 in [-1, 1], as the cached path converts them."""
+    return video.float().div_(127.5).sub_(1.0)
+
+
 class WindowStream:
     """The windows of a clip selection, unit by unit. `shards`: read the clips' bytes from these shards (one unit per
     shard); None: from the clip files (units of `clips_per_unit` clips in the set's order)."""
 
-    def __init__(self, clips: CuratedSet, *, num_frames: int, fps: float, size: tuple[int, int],
-                 windows_per_clip: int, augment: Sequence[str] = (), caption_probs=(0.5, 0.25, 0.25),
-                 motion_score_at_255: float = 0.5, seed: int = 0, buffer: int = 64,
-                 shards: ShardSet | None = None, clips_per_unit: int = 16):
+    def __init__(
+        self,
+        clips: CuratedSet,
+        *,
+        num_frames: int,
+        fps: float,
+        size: tuple[int, int],
+        windows_per_clip: int,
+        augment: Sequence[str] = (),
+        caption_probs=(0.5, 0.25, 0.25),
+        motion_score_at_255: float = 0.5,
+        seed: int = 0,
+        buffer: int = 64,
+        shards: ShardSet | None = None,
+        clips_per_unit: int = 16,
+    ):
         if buffer < 1:
             raise ValueError(f"buffer must be >= 1, got {buffer}")
         if windows_per_clip < 1:
             raise ValueError(f"windows_per_clip must be >= 1, got {windows_per_clip}")
-        self.items = VideoClipDataset(clips, num_frames, fps, size, caption_probs=caption_probs,
-                                      motion_score_at_255=motion_score_at_255, seed=seed)
+        self.items = VideoClipDataset(
+            clips,
+            num_frames,
+            fps,
+            size,
+            caption_probs=caption_probs,
+            motion_score_at_255=motion_score_at_255,
+            seed=seed,
+        )
         self.num_frames, self.fps, self.size = num_frames, fps, tuple(size)
         self.windows_per_clip, self.seed, self.buffer = windows_per_clip, seed, buffer
         self.combos = flip_combinations(augment)
@@ -54,8 +78,10 @@ class WindowStream:
             by_shard: dict[int, list[tuple[ClipRef, int]]] = {}
             for ref, stride in self.items.items:
                 if ref.from_source:
-                    raise InputError(f"clip {ref.clip_id} has no clip file, so no shard holds it (the uncurated set "
-                                     f"streams from clip files: train.stream.source: clips)")
+                    raise InputError(
+                        f"clip {ref.clip_id} has no clip file, so no shard holds it (the uncurated set "
+                        f"streams from clip files: train.stream.source: clips)"
+                    )
                 by_shard.setdefault(shards.shard_of(ref.clip_id), []).append((ref, stride))
             self.units = [by_shard[s] for s in sorted(by_shard)]
             self.unit_shards = sorted(by_shard)
@@ -63,10 +89,11 @@ class WindowStream:
             if clips_per_unit < 1:
                 raise ValueError(f"clips_per_unit must be >= 1, got {clips_per_unit}")
             items = self.items.items
-            self.units = [items[i:i + clips_per_unit] for i in range(0, len(items), clips_per_unit)]
+            self.units = [items[i : i + clips_per_unit] for i in range(0, len(items), clips_per_unit)]
             self.unit_shards = None
-        self.unit_windows = [sum(len(self._starts(ref, stride)) for ref, stride in unit) * len(self.combos)
-                             for unit in self.units]
+        self.unit_windows = [
+            sum(len(self._starts(ref, stride)) for ref, stride in unit) * len(self.combos) for unit in self.units
+        ]
         self.max_held = 0  # the most windows held at once by the last iteration (buffer + one clip's): for tests
 
     def __len__(self) -> int:
@@ -95,14 +122,15 @@ class WindowStream:
             yield ref, stride, sample.mp4
 
     def clip_windows(self, ref: ClipRef, stride: int, data: bytes | None, epoch: int) -> list[dict]:
-        """Every window (and flip) of one clip, as the cached path takes them; one decode."""
+        """Every window (and flip) of one clip, as the cached path takes them, uint8 (T, 3, H, W) (StreamBatches
+        converts each batch with `to_unit`); one decode."""
         starts = self._starts(ref, stride)
         used = sorted({int(s) + k * stride for s in starts for k in range(self.num_frames)})
         if data is None:
             frames = self.items.set.read(ref, used, self.size)
         else:
             frames = read_frames(data, used, self.size, name=f"{ref.clip_id}.mp4 in {self.shards.root}")
-        frames = _to_tensor(frames)
+        frames = torch.from_numpy(frames).movedim(-1, -3)  # uint8 (F, 3, H, W): 4x less buffer than float
         where = {f: i for i, f in enumerate(used)}
         rng = np.random.default_rng([self.seed, epoch, zlib.crc32(ref.clip_id.encode())])
         bucket = int(motion_bucket(ref.motion_score, self.items.motion_score_at_255))
@@ -114,8 +142,15 @@ class WindowStream:
                 v, c = video, caption
                 for f in combo:
                     v, c = flip_video(v, f), flip_caption(c, f)
-                out.append({"video": v, "caption": c, "fps_id": int(round(self.fps)) - 1, "motion_bucket": bucket,
-                            "clip_id": ref.clip_id})
+                out.append(
+                    {
+                        "video": v,
+                        "caption": c,
+                        "fps_id": int(round(self.fps)) - 1,
+                        "motion_bucket": bucket,
+                        "clip_id": ref.clip_id,
+                    }
+                )
         return out
 
     def iterate(self, epoch: int, rank: int = 0, world: int = 1) -> Iterator[dict]:
@@ -142,14 +177,26 @@ class StreamBatches:
     """The loop's batch source (the interface of svd.training.loop.ResumableBatches) over a WindowStream:
     `next_step()` returns this process's `accumulation` micro-batches, each `encode(collated windows)`."""
 
-    def __init__(self, stream: WindowStream, encode: Callable[[dict], dict], batch_size: int, *, rank: int = 0,
-                 world: int = 1, accumulation: int = 1, epoch: int = 0, consumed: int = 0):
+    def __init__(
+        self,
+        stream: WindowStream,
+        encode: Callable[[dict], dict],
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        accumulation: int = 1,
+        epoch: int = 0,
+        consumed: int = 0,
+    ):
         self.stream, self.encode, self.batch_size = stream, encode, batch_size
         self.rank, self.world, self.accumulation = rank, world, accumulation
         self.global_batch = batch_size * world * accumulation
         if world > len(stream.units):
-            raise ConfigError(f"{world} processes but the stream has {len(stream.units)} units (shards or clip "
-                              f"groups): write smaller shards (shards.samples_per_shard) or use fewer processes")
+            raise ConfigError(
+                f"{world} processes but the stream has {len(stream.units)} units (shards or clip "
+                f"groups): write smaller shards (shards.samples_per_shard) or use fewer processes"
+            )
         self.epoch, self.consumed = epoch, consumed
         self._it: Iterator[dict] | None = None
         self.per_epoch = self.steps_in(epoch)
@@ -159,8 +206,10 @@ class StreamBatches:
         per = min(self.stream.windows_for(epoch, r, self.world) for r in range(self.world))
         steps = per // (self.batch_size * self.accumulation)
         if steps < 1:
-            raise ValueError(f"epoch {epoch} gives a process {per} windows, less than one step's "
-                             f"{self.batch_size} x {self.accumulation} (batch per process x accumulation)")
+            raise ValueError(
+                f"epoch {epoch} gives a process {per} windows, less than one step's "
+                f"{self.batch_size} x {self.accumulation} (batch per process x accumulation)"
+            )
         return steps
 
     def _open(self) -> None:
@@ -179,7 +228,9 @@ class StreamBatches:
             windows = list(itertools.islice(self._it, self.batch_size))
             if len(windows) < self.batch_size:
                 raise RuntimeError(f"the stream of epoch {self.epoch} ended early on process {self.rank}")
-            micro.append(self.encode(collate(windows)))
+            batch = collate(windows)
+            batch["video"] = to_unit(batch["video"])
+            micro.append(self.encode(batch))
         self.consumed += 1
         return micro
 
@@ -203,10 +254,19 @@ class StreamItems:
     def __len__(self) -> int:
         return len(self.stream)
 
-    def resumable_batches(self, batch_size: int, *, rank: int, world: int, accumulation: int, epoch: int,
-                          consumed: int) -> StreamBatches:
-        return StreamBatches(self.stream, self.encode, batch_size, rank=rank, world=world,
-                             accumulation=accumulation, epoch=epoch, consumed=consumed)
+    def resumable_batches(
+        self, batch_size: int, *, rank: int, world: int, accumulation: int, epoch: int, consumed: int
+    ) -> StreamBatches:
+        return StreamBatches(
+            self.stream,
+            self.encode,
+            batch_size,
+            rank=rank,
+            world=world,
+            accumulation=accumulation,
+            epoch=epoch,
+            consumed=consumed,
+        )
 
 
-__all__ = ["StreamBatches", "StreamInfo", "StreamItems", "WindowStream"]
+__all__ = ["StreamBatches", "StreamInfo", "StreamItems", "WindowStream", "to_unit"]

@@ -13,8 +13,9 @@ after training; `out_dir/vae` is a diffusers folder whose config carries the mea
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,12 +89,20 @@ def random_patches(images: torch.Tensor, patch: tuple[int, int], generator: torc
         raise ValueError(f"VAE patch {list(patch)} is larger than its frames ({h} x {w})")
     ys = torch.randint(0, h - ph + 1, (len(images),), generator=generator).tolist()
     xs = torch.randint(0, w - pw + 1, (len(images),), generator=generator).tolist()
-    return torch.stack([im[:, y:y + ph, x:x + pw] for im, y, x in zip(images, ys, xs)])
+    return torch.stack([im[:, y : y + ph, x : x + pw] for im, y, x in zip(images, ys, xs)])
 
 
-def vae_loss(vae, images: torch.Tensor, generator: torch.Generator | None = None, *, kl_weight: float = 1e-6,
-             grad_weight: float = 0.5, lowpass_weight: float = 0.0, lowpass: int = 4,
-             recon_loss: str = "l1") -> torch.Tensor:
+def vae_loss(
+    vae,
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    kl_weight: float = 1e-6,
+    grad_weight: float = 0.5,
+    lowpass_weight: float = 0.0,
+    lowpass: int = 4,
+    recon_loss: str = "l1",
+) -> torch.Tensor:
     posterior = vae.encode(images).latent_dist
     recon = vae.decode(posterior.sample(generator)).sample
     dist = {"l1": F.l1_loss, "mse": F.mse_loss}[recon_loss]
@@ -140,14 +149,33 @@ def save_recon_grid(vae, images: torch.Tensor, path: Path, n: int = 8) -> Path:
     return path
 
 
-def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, Any], steps: int, batch_size: int,
-              lr: float, size: int | tuple[int, int], seed: int, ckpt_every: int,
-              logger: Callable[[dict, int], None] | None = None, resume: bool = True, profile: str = "tiny",
-              frames_per_clip: int = 16, kl_weight: float = 1e-6, grad_weight: float = 0.5,
-              warmup_steps: int = 20, eval_frames: int = 32, lowpass_weight: float = 0.0,
-              lr_schedule: str = "constant", recon_loss: str = "l1", patch: tuple[int, int] | None = None,
-              progress: bool = False) -> dict[str, Any]:
-    """Train a VAE built from `cfg` (EMA off: a few hundred steps would leave the average behind the weights) on frames of the curated clips; write out_dir/{checkpoints,vae,recon.png}.
+def train_vae(
+    curated_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    cfg: dict[str, Any],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    size: int | tuple[int, int],
+    seed: int,
+    ckpt_every: int,
+    logger: Callable[[dict, int], None] | None = None,
+    resume: bool = True,
+    profile: str = "tiny",
+    frames_per_clip: int = 16,
+    kl_weight: float = 1e-6,
+    grad_weight: float = 0.5,
+    warmup_steps: int = 20,
+    eval_frames: int = 32,
+    lowpass_weight: float = 0.0,
+    lr_schedule: str = "constant",
+    recon_loss: str = "l1",
+    patch: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train a VAE built from `cfg` (EMA off: a few hundred steps would leave the average behind the weights) on
+    frames of the curated clips; write out_dir/{checkpoints,vae,recon.png}.
 
     `patch` (H, W): each training image is a random crop of that size (the VAE is convolutional, so it is used at
     full size afterwards). Ours, tiny: on whole 32x48 frames the held-out round-trip ceiling varied 0.53-1.0 with the
@@ -184,12 +212,33 @@ def train_vae(curated_dir: str | Path, out_dir: str | Path, *, cfg: dict[str, An
     def step_fn(model, batch, rng):
         generator = rng.generator  # the posterior's draw cannot be split by row: the VAE trains on one process
         images = batch["image"] if patch is None else random_patches(batch["image"], patch, generator)
-        return vae_loss(model, images, generator, kl_weight=kl_weight, grad_weight=grad_weight,
-                        lowpass_weight=lowpass_weight, recon_loss=recon_loss)
+        return vae_loss(
+            model,
+            images,
+            generator,
+            kl_weight=kl_weight,
+            grad_weight=grad_weight,
+            lowpass_weight=lowpass_weight,
+            recon_loss=recon_loss,
+        )
 
-    summary = train(step_fn, vae, optimizer, train_data, max_steps=steps, ckpt_dir=out_dir / "checkpoints",
-                    ckpt_every=ckpt_every, lr_scheduler=scheduler, logger=logger, seed=seed,
-                    resume=resume, profile=profile, batch_size=batch_size, collate_fn=collate, progress=progress)
+    summary = train(
+        step_fn,
+        vae,
+        optimizer,
+        train_data,
+        max_steps=steps,
+        ckpt_dir=out_dir / "checkpoints",
+        ckpt_every=ckpt_every,
+        lr_scheduler=scheduler,
+        logger=logger,
+        seed=seed,
+        resume=resume,
+        profile=profile,
+        batch_size=batch_size,
+        collate_fn=collate,
+        progress=progress,
+    )
     vae.eval()
 
     # scale measured on training frames (what diffusion will train on), like SD's first-batch estimate

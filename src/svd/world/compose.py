@@ -57,7 +57,11 @@ def plan_video(cfg: World, seed: int, index: int) -> VideoPlan:
     n_shots = int(rng.integers(lo, hi + 1))
     lengths = []
     for _ in range(n_shots):
-        secs = rng.uniform(*cfg.short_shot_seconds) if rng.random() < cfg.short_shot_prob else rng.uniform(*cfg.shot_seconds)
+        secs = (
+            rng.uniform(*cfg.short_shot_seconds)
+            if rng.random() < cfg.short_shot_prob
+            else rng.uniform(*cfg.shot_seconds)
+        )
         lengths.append(max(3, int(round(secs * fps))))
     transitions = []
     for _ in range(n_shots - 1):
@@ -73,8 +77,17 @@ def plan_video(cfg: World, seed: int, index: int) -> VideoPlan:
         avoid = shots[-1].background.colours if shots else ()
         shots.append(
             sample_shot(
-                rng, width, height, fps, n, pre, post,
-                cfg.static_prob, cfg.text_prob, cfg.low_quality_prob, avoid_bg=avoid,
+                rng,
+                width,
+                height,
+                fps,
+                n,
+                pre,
+                post,
+                cfg.static_prob,
+                cfg.text_prob,
+                cfg.low_quality_prob,
+                avoid_bg=avoid,
             )
         )
     return VideoPlan(f"v{index:04d}", width, height, fps, tuple(shots), tuple(transitions))
@@ -153,4 +166,3 @@ def alt_text(plan: VideoPlan, rng: np.random.Generator) -> str:
     if any(s.texts for s in plan.shots):
         text += ", with captions"
     return text
-

@@ -56,8 +56,14 @@ class Mesh:
 
 
 FACE_PALETTE = [
-    (220, 50, 50), (50, 170, 60), (50, 90, 220), (240, 200, 40), (160, 70, 200), (240, 140, 40),
-    (40, 180, 190), (230, 230, 230),
+    (220, 50, 50),
+    (50, 170, 60),
+    (50, 90, 220),
+    (240, 200, 40),
+    (160, 70, 200),
+    (240, 140, 40),
+    (40, 180, 190),
+    (230, 230, 230),
 ]
 
 
@@ -75,7 +81,9 @@ def _pyramid(colours) -> Mesh:
 
 
 def _prism(colours) -> Mesh:
-    a = [(math.cos(t), math.sin(t)) for t in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3)]
+    a = [
+        (math.cos(t), math.sin(t)) for t in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3)
+    ]
     v = np.array([[x, y, z] for z in (-0.9, 0.9) for x, y in a], np.float64)  # triangle in x-y, extruded along z
     faces = ((0, 1, 2), (3, 4, 5), (0, 1, 4, 3), (1, 2, 5, 4), (2, 0, 3, 5))
     return Mesh(v, faces, tuple(colours))

@@ -20,26 +20,63 @@ STREAM_ALT = 2
 
 SCHEMAS = {
     "videos": pa.schema(
-        [("video", pa.string()), ("file", pa.string()), ("fps", pa.float64()), ("width", pa.int64()),
-         ("height", pa.int64()), ("n_frames", pa.int64()), ("alt_text", pa.string())]
+        [
+            ("video", pa.string()),
+            ("file", pa.string()),
+            ("fps", pa.float64()),
+            ("width", pa.int64()),
+            ("height", pa.int64()),
+            ("n_frames", pa.int64()),
+            ("alt_text", pa.string()),
+        ]
     ),
     "shots": pa.schema(
-        [("video", pa.string()), ("shot", pa.int64()), ("start_frame", pa.int64()), ("end_frame", pa.int64()),
-         ("description", pa.string()), ("camera", pa.string()), ("static", pa.bool_()), ("moving", pa.bool_()),
-         ("text", pa.string()), ("text_area", pa.float64()), ("quality", pa.string()), ("objects", pa.string()),
-         ("colours", pa.string()), ("directions", pa.string()), ("background", pa.string())]
+        [
+            ("video", pa.string()),
+            ("shot", pa.int64()),
+            ("start_frame", pa.int64()),
+            ("end_frame", pa.int64()),
+            ("description", pa.string()),
+            ("camera", pa.string()),
+            ("static", pa.bool_()),
+            ("moving", pa.bool_()),
+            ("text", pa.string()),
+            ("text_area", pa.float64()),
+            ("quality", pa.string()),
+            ("objects", pa.string()),
+            ("colours", pa.string()),
+            ("directions", pa.string()),
+            ("background", pa.string()),
+        ]
     ),
     "transitions": pa.schema(
-        [("video", pa.string()), ("frame", pa.int64()), ("span_start", pa.int64()), ("kind", pa.string()),
-         ("style", pa.string())]
+        [
+            ("video", pa.string()),
+            ("frame", pa.int64()),
+            ("span_start", pa.int64()),
+            ("kind", pa.string()),
+            ("style", pa.string()),
+        ]
     ),
     "actions": pa.schema(
-        [("file", pa.string()), ("class_name", pa.string()), ("colour", pa.string()), ("shape", pa.string()),
-         ("direction", pa.string()), ("n_frames", pa.int64()), ("fps", pa.float64())]
+        [
+            ("file", pa.string()),
+            ("class_name", pa.string()),
+            ("colour", pa.string()),
+            ("shape", pa.string()),
+            ("direction", pa.string()),
+            ("n_frames", pa.int64()),
+            ("fps", pa.float64()),
+        ]
     ),
     "orbits": pa.schema(
-        [("object", pa.string()), ("frame", pa.int64()), ("azimuth", pa.float64()), ("elevation", pa.float64()),
-         ("file", pa.string())]
+        [
+            ("object", pa.string()),
+            ("frame", pa.int64()),
+            ("azimuth", pa.float64()),
+            ("elevation", pa.float64()),
+            ("file", pa.string()),
+        ]
     ),
     "broken": pa.schema([("file", pa.string()), ("kind", pa.string()), ("expected_error", pa.string())]),
 }
@@ -83,8 +120,15 @@ def generate_world(cfg: World, out: Path, seed: int, videos: int | None = None) 
                 raise RuntimeError(f"{plan.name}: wrote {n_frames} frames, planned {total}")
             alt = alt_text(plan, np.random.default_rng([seed, STREAM_ALT, index]))
             video_rows.append(
-                {"video": plan.name, "file": rel, "fps": float(plan.fps), "width": plan.width,
-                 "height": plan.height, "n_frames": n_frames, "alt_text": alt}
+                {
+                    "video": plan.name,
+                    "file": rel,
+                    "fps": float(plan.fps),
+                    "width": plan.width,
+                    "height": plan.height,
+                    "n_frames": n_frames,
+                    "alt_text": alt,
+                }
             )
             for i, (spec, (start, end), area) in enumerate(zip(plan.shots, clean, areas)):
                 shot_rows.append(

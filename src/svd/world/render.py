@@ -137,7 +137,9 @@ def text_boxes(spec: ShotSpec) -> list[tuple[int, int, int, int]]:
 def draw_shape(img: np.ndarray, shape: str, colour: tuple[int, int, int], cx: float, cy: float, half: float) -> None:
     """Filled, anti-aliased shape centred at (cx, cy), inside a box of half-size `half` (sub-pixel precise)."""
     if shape == "circle":
-        cv2.circle(img, (round(cx * _ONE), round(cy * _ONE)), max(1, round(half * _ONE)), colour, -1, cv2.LINE_AA, SHIFT)
+        cv2.circle(
+            img, (round(cx * _ONE), round(cy * _ONE)), max(1, round(half * _ONE)), colour, -1, cv2.LINE_AA, SHIFT
+        )
         return
     if shape == "square":
         s = 0.85 * half
@@ -189,7 +191,9 @@ class ShotRenderer:
         img = cv2.warpAffine(self.texture, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         for obj in spec.objects:
             px, py = obj.position(t)
-            draw_shape(img, obj.shape, COLOURS[obj.colour], (px - cx) * z + w / 2.0, (py - cy) * z + h / 2.0, obj.half * z)
+            draw_shape(
+                img, obj.shape, COLOURS[obj.colour], (px - cx) * z + w / 2.0, (py - cy) * z + h / 2.0, obj.half * z
+            )
         if not spec.moving:
             self._cached = img.copy()
         return img

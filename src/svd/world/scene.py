@@ -50,13 +50,28 @@ DIR_VEC = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": 
 MIN_COLOUR_DISTANCE = 120.0
 
 HEADLINES = [
-    "BREAKING NEWS", "SALE 50% OFF", "LIVE", "NEW EPISODE", "TOP 10 SHAPES", "FREE SHIPPING",
-    "LIMITED OFFER", "WATCH TILL THE END", "EXCLUSIVE", "SUBSCRIBE",
+    "BREAKING NEWS",
+    "SALE 50% OFF",
+    "LIVE",
+    "NEW EPISODE",
+    "TOP 10 SHAPES",
+    "FREE SHIPPING",
+    "LIMITED OFFER",
+    "WATCH TILL THE END",
+    "EXCLUSIVE",
+    "SUBSCRIBE",
 ]
 SUBTITLES = [
-    "and then it started to move", "look at this one", "I can't believe it", "subscribe for more videos",
-    "this is the best part", "wait for it", "nobody expected this", "the shapes are back",
-    "link in the description", "thanks for watching",
+    "and then it started to move",
+    "look at this one",
+    "I can't believe it",
+    "subscribe for more videos",
+    "this is the best part",
+    "wait for it",
+    "nobody expected this",
+    "the shapes are back",
+    "link in the description",
+    "thanks for watching",
 ]
 WATERMARKS = ["@shapes_tv", "www.shapes.tv", "HD", "shapesworld.com", "#shapes", "REPLAY"]
 
@@ -183,7 +198,11 @@ def distinct(obj_colour: str, bg: BackgroundSpec) -> bool:
 
 
 def check_names(colours: list[str], shapes: list[str], directions: list[str]) -> None:
-    for kind, names, known in (("colour", colours, COLOURS), ("shape", shapes, SHAPES), ("direction", directions, DIRECTIONS)):
+    for kind, names, known in (
+        ("colour", colours, COLOURS),
+        ("shape", shapes, SHAPES),
+        ("direction", directions, DIRECTIONS),
+    ):
         for n in names:
             if n not in known:
                 raise ValueError(f"unknown world {kind} {n!r}; known: {', '.join(known)}")
@@ -431,10 +450,30 @@ def action_shot(
     """One object of a given class over a random background, static camera, clean: an evaluation clip."""
     bg = sample_background(rng, [colour])
     objs, cam = sample_objects_and_camera(
-        rng, size, size, fps, n, 0, 0, [colour], [shape], [direction], "static",
-        speed_frac=(0.45, 0.7), size_frac=(0.13, 0.18),
+        rng,
+        size,
+        size,
+        fps,
+        n,
+        0,
+        0,
+        [colour],
+        [shape],
+        [direction],
+        "static",
+        speed_frac=(0.45, 0.7),
+        size_frac=(0.13, 0.18),
     )
     return ShotSpec(
-        width=size, height=size, fps=float(fps), n_frames=n, pre=0, post=0, background=bg, objects=objs,
-        camera=cam, static=direction == "still", seed=int(rng.integers(2**31)),
+        width=size,
+        height=size,
+        fps=float(fps),
+        n_frames=n,
+        pre=0,
+        post=0,
+        background=bg,
+        objects=objs,
+        camera=cam,
+        static=direction == "still",
+        seed=int(rng.integers(2**31)),
     )
