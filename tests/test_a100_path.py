@@ -87,6 +87,10 @@ def test_every_a100_stage_takes_a_step_at_reduced_width(small_curated, tmp_path)
         f"weights.vae={tmp_path}/sd-vae",
         f"weights.image_encoder={tmp_path}/image_encoder",
     ]
+    from svd.data.shards import write_shards
+
+    write_shards(curated, tmp_path / "shards", samples_per_shard=2)  # the a100 profile streams Stages I-III
+    paths.append(f"paths.shards={tmp_path / 'shards'}")
     sets = [x for s in [*paths, *REDUCED] for x in ("--set", s)]
     for stage in ("vae", "image", "video", "hq", "i2v", "i2v_xt"):
         result = invoke(["--profile", "a100", *sets, "train", "--stage", stage, "--no-track", "--no-progress"])
@@ -94,6 +98,8 @@ def test_every_a100_stage_takes_a_step_at_reduced_width(small_curated, tmp_path)
         summary = json.loads(result.output[result.output.index("{") :])
         if stage != "vae":
             assert summary["steps"] == 1 and summary["final_loss"] > 0, stage
+            # Stages I-III stream from the shards (a100); the image-to-video stages cache their windows
+            assert ("stream_units" in summary) == (stage in ("image", "video", "hq")), (stage, summary)
     models = tmp_path / "models"
     unet = {s: json.loads((models / s / "unet" / "config.json").read_text()) for s in ("video", "i2v", "i2v_xt")}
     assert unet["video"]["down_block_types"] == ["CrossAttnDownBlockSpatioTemporal"] * 3 + ["DownBlockSpatioTemporal"]

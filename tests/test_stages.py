@@ -769,9 +769,6 @@ def test_stage_ii_streams_from_shards_and_resumes_to_the_same_weights(trained, t
     a, b = runs["straight"][1], runs["resumed"][1]
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
-    result = svd(p, "train", "--stage", "i2v", "--no-track", "--no-progress", "--no-eval", extra=stream)
-    assert result.exit_code == 2 and "stage i2v (image-to-video) reads cached windows only" in result.output
-
 
 def test_stage_ii_under_fsdp_matches_one_process_and_resumes_across_ddp_and_fsdp(trained, tmp_path):
     """train.parallel=fsdp with 2 processes (torch FSDP2 on gloo: it runs on a CPU) at the same global batch as one

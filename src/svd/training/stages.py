@@ -221,7 +221,7 @@ def fingerprint(params: Params, stage: str) -> str:
         "text": [params.weights.text_model, params.weights.text_pretrained],
         "inputs": {k: tracking.hash_path(v) for k, v in sorted(stage_inputs(params, stage).items())},
     }
-    if params.train.stream.enabled:  # another data order (kept out of cached runs' fingerprints)
+    if streams(params, stage):  # another data order (kept out of cached runs' fingerprints)
         parts["stream"] = params.train.stream.model_dump()
     if stage.startswith("i2v"):  # what only image-to-video reads (kept out of the other stages' fingerprints)
         parts["image_to_video"] = {
@@ -243,6 +243,14 @@ def fresh_checkpoints(ckpt_dir: Path, print_: str) -> bool:
     ckpt_dir.mkdir(parents=True)
     marker.write_text(print_ + "\n")
     return False
+
+
+def streams(params: Params, stage: str) -> bool:
+    """Whether `stage` reads its windows as a stream: train.stream.enabled, for the tasks that stream (Stages I-III;
+    the image-to-video stages always cache theirs)."""
+    from svd import tasks
+
+    return params.train.stream.enabled and stage in tasks.STAGE_TASKS and tasks.for_stage(stage).streams
 
 
 def window_stream(params: Params, clips, **window_args):
@@ -290,11 +298,6 @@ def train_diffusion_stage(
             f"train.{stage}.noise: {cfg.noise!r} is not a preset of diffusion.noise "
             f"({', '.join(params.diffusion.noise)})"
         )
-    if params.train.stream.enabled and not task.streams:
-        raise ConfigError(
-            f"train.stream.enabled: stage {stage} ({task.kind}) reads cached windows only (streaming "
-            f"is implemented for Stages I-III); run it with --set train.stream.enabled=false"
-        )
     video = stage != "image"
     if video and cfg.frames < 2:
         raise ConfigError(f"train.{stage}.frames must be >= 2 for a video stage")
@@ -326,7 +329,7 @@ def train_diffusion_stage(
         motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
         seed=params.seed,
     )
-    if params.train.stream.enabled:
+    if streams(params, stage):
         vae.to(distributed().device)  # each batch is encoded when taken: on the accelerator
         items, info = task.streaming_set(window_stream(params, clips, **window_args), vae, context)
     else:
