@@ -412,6 +412,7 @@ class ImageToVideoEvalParams(Strict):
     in >= `identity_goal` of samples, Spearman rho >= `spearman_goal` over `motion_buckets` buckets with the lowest
     moving at most `low_high_ratio` of the highest, FVD below the still video's beyond the interval."""
 
+    clips_per_class: int = Field(default=1, ge=1)  # held-aside clips per action class (the first of each)
     samples_per_clip: int = Field(default=1, ge=1)  # samples at the default motion bucket per held-aside clip
     motion_clips: int = Field(default=8, ge=1)  # held-aside clips sampled at every bucket of the motion sweep
     motion_buckets: int = Field(default=5, ge=2)  # spread over the 5th-95th percentile of training's buckets

@@ -38,8 +38,11 @@ DILATE_PX = 2  # object masks grow by this before the scene is judged outside th
 
 
 # ---------------------------------------------------------------- data
-def held_aside(params: Params, frames: int, fps: float, size: tuple[int, int]) -> dict[str, Any]:
-    """The world's eval action clips at (frames, fps, size): uint8 videos (N, T, H, W, 3), colours, captions."""
+def held_aside(
+    params: Params, frames: int, fps: float, size: tuple[int, int], per_class: int | None = None
+) -> dict[str, Any]:
+    """The world's eval action clips at (frames, fps, size): uint8 videos (N, T, H, W, 3), colours, captions; the
+    first `per_class` clips of each class when given (the FVD real set grows without growing these checks)."""
     import pandas as pd
 
     from svd.evaluation.ucf101 import read_clip, resize_video, stride_for
@@ -49,7 +52,10 @@ def held_aside(params: Params, frames: int, fps: float, size: tuple[int, int]) -
     if not table.is_file():
         raise InputError(f"no held-aside clips at {table}: run `svd world` first")
     videos, colours, captions, files = [], [], [], []
-    for row in pd.read_parquet(table).itertuples():
+    rows = pd.read_parquet(table)
+    if per_class is not None:
+        rows = rows.groupby("class_name", sort=False).head(per_class)
+    for row in rows.itertuples():
         stride = stride_for(float(row.fps), fps)
         try:
             clip = read_clip(world / row.file, frames, stride)
@@ -239,7 +245,7 @@ def evaluate_model(params: Params, folder: Path, *, model: dict | None = None) -
     sampler = params.diffusion.sampler
     size = tuple(meta["size"])
     try:
-        real = held_aside(params, meta["frames"], meta["fps"], size)
+        real = held_aside(params, meta["frames"], meta["fps"], size, ecfg.clips_per_class)
     except InputError as exc:  # e.g. a 25-frame model and the world's 2-s clips: say so, the model is still written
         return {"skipped": str(exc)}
     videos = real["videos"]
