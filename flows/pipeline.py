@@ -4,8 +4,9 @@ Prefect decides where and when, DVC decides whether: every task is one `dvc repr
 lock file alone says whether a stage is up to date, and its outputs are versioned by DVC. MLflow records what happened:
 the flow opens the pipeline's parent run and hands its id to every stage through `svd.tracking.PARENT_ENV`.
 
-The graph comes from DVC's Python API (`Repo.index.graph`), so foreach/matrix stages, stages in other dvc.yaml files
-and new stages are picked up with no edit here.
+The graph comes from DVC's Python API (`Repo.index.graph`), so foreach/matrix stages and new stages are picked up
+with no edit here. With no stage names the flow runs the root dvc.yaml (the pipeline); stages of other dvc.yaml
+files (ablations/dvc.yaml: on demand) run when named, as `ablations/dvc.yaml:curation`.
 
 Work pools (`work_pools=True`, as the `full-pipeline` deployment runs): each stage becomes a run of the deployment
 `svd-stage/stage-cpu` or `svd-stage/stage-gpu` (stage_pool: training and evaluation need a GPU at paper scale), which
@@ -115,7 +116,12 @@ def stage_plan(project_dir: str | Path = ".", stages: list[str] | None = None) -
             }
 
     if not stages:
-        return plan
+        # the root dvc.yaml is the pipeline; stages of other dvc.yaml files (ablations/) run when named
+        return {
+            name: {**spec, "upstream": [u for u in spec["upstream"] if ":" not in u]}
+            for name, spec in plan.items()
+            if ":" not in name
+        }
     chosen: set[str] = set()
     unknown = []
     for name in stages:

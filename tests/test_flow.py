@@ -148,6 +148,15 @@ def test_plan_follows_the_dvc_graph(tmp_path):
     with pytest.raises(ValueError, match=r"unknown stage\(s\) 'nope'.*dvc.yaml has: a, b, c, d"):
         stage_plan(proj, ["a", "nope"])
 
+    # a stage of another dvc.yaml (ablations/: on demand) is left out of the default plan and runs when named
+    (proj / "ablations").mkdir()
+    (proj / "ablations" / "dvc.yaml").write_text(
+        "stages:\n  e:\n    wdir: ..\n    cmd: python step.py e b.txt\n    deps: [b.txt]\n    outs: [e.txt]\n"
+    )
+    assert "ablations/dvc.yaml:e" not in stage_plan(proj)
+    named = stage_plan(proj, ["ablations/dvc.yaml:e", "b"])
+    assert list(named) == ["b", "ablations/dvc.yaml:e"] and named["ablations/dvc.yaml:e"]["upstream"] == ["b"]
+
 
 def test_repro_status_wording():
     assert repro_status("a", "Running stage 'a':\n> python step.py a") == ("ran", "command executed")

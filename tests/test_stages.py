@@ -830,3 +830,111 @@ def test_stage_ii_under_fsdp_matches_one_process_and_resumes_across_ddp_and_fsdp
         # measured: mean 1.5-2.3e-8 (float order), max 1.2-2.0e-4 on a few biases, where Adam's normalised step
         # turns a near-zero gradient's rounding into a step of up to lr (1e-3)
         assert mean < 1e-6 and worst < 5e-4, (name, mean, worst)
+
+
+@pytest.mark.slow
+def test_curation_ablation_trains_and_scores_every_arm_and_seed_under_one_parent_run(trained):
+    """`svd ablate curation`: both arms at two seeds from the same Stage I, each scored by `svd evaluate video`; the
+    summary, its plot table and report are written, the runs sit under one MLflow parent, and nothing of the
+    pipeline's (models, metrics, aliases) moves. A second run resumes (nothing is retrained or regenerated)."""
+    import mlflow
+
+    tmp, params = trained
+    abl = tmp / "ablation"
+    extra = [
+        "evaluate.fvd.feature_net.steps=3",
+        "evaluate.fvd.feature_net.batch=4",
+        "evaluate.fvd.feature_net.heldout_per_class=1",
+        f"evaluate.fvd.feature_net.out={tmp / 'models' / 'fvd_i3d'}",
+        f"evaluate.video.real_stats={tmp / 'models' / 'fvd_i3d' / 'real_stats.npz'}",
+        "evaluate.video.n_samples=4",
+        "evaluate.video.batch=4",
+        "evaluate.video.steps=2",
+        "evaluate.video.bootstrap=20",
+        "ablation.curation.seeds=[0, 1]",
+        "ablation.curation.bootstrap=20",
+        f"ablation.curation.out={abl / 'models'}",
+        f"ablation.curation.eval_out={abl / 'evaluate'}",
+        f"ablation.curation.metrics={abl / 'metrics' / 'ablation_curation.json'}",
+    ]
+    assert svd(params, "evaluate", "train-features", "--no-track", extra=extra).exit_code == 0
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    client = mlflow.MlflowClient()
+    aliases = {a: client.get_model_version_by_alias("svd-t2v", a).version for a in ("video", "newest")}
+    pipeline_model = (tmp / "models" / "video" / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+
+    result = svd(params, "ablate", "curation", extra=extra)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((abl / "metrics" / "ablation_curation.json").read_text())
+    assert summary["seeds"] == 2
+    for score in ("fvd", "colour_accuracy", "direction_accuracy"):
+        for s in (0, 1):
+            d = summary[f"{score}.seed{s}.diff"]
+            assert d == pytest.approx(summary[f"{score}.seed{s}.curated"] - summary[f"{score}.seed{s}.uncurated"])
+        assert summary[f"{score}.effect_exceeds_spread"] in (0, 1)
+    table = pd.read_csv(abl / "metrics" / "ablation_curation.csv")
+    assert sorted(zip(table.arm, table.seed)) == [("curated", 0), ("curated", 1), ("uncurated", 0), ("uncurated", 1)]
+    assert "seed spread" in (abl / "models" / "report.md").read_text()
+    for s in (0, 1):  # each seed's arms trained from the pipeline's Stage I, on different clips
+        seed_dir = abl / "models" / f"seed-{s}"
+        assert (seed_dir / "image").resolve() == (tmp / "models" / "image").resolve()
+        cur, unc = (json.loads((seed_dir / n / "svd_model.json").read_text()) for n in ("video", "video-uncurated"))
+        assert cur["data"] == "curated" and unc["data"] == "uncurated" and cur["text_seed"] == 0
+
+    parent = mlflow.search_runs(experiment_names=["svd"], filter_string="tags.`svd.kind` = 'ablation'")
+    assert len(parent) == 1
+    children = mlflow.search_runs(
+        experiment_names=["svd"], filter_string=f"tags.mlflow.parentRunId = '{parent.run_id[0]}'"
+    )
+    trains = children[children["tags.svd.ablation"] == "curation"]
+    assert sorted(zip(trains["tags.svd.ablation.arm"], trains["params.seed"])) == [
+        ("curated", "0"), ("curated", "1"), ("uncurated", "0"), ("uncurated", "1")
+    ]  # fmt: skip
+    assert trains["metrics.eval_video.fvd"].notna().all()  # the compare view shows the arms' scores side by side
+    assert (children["tags.mlflow.runName"].str.startswith("evaluate_curation-")).sum() == 4
+    assert {a: client.get_model_version_by_alias("svd-t2v", a).version for a in aliases} == aliases
+    assert (tmp / "models" / "video" / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == pipeline_model
+
+    # a re-run resumes: the same numbers, no sample written again
+    samples = sorted((abl / "evaluate").rglob("*.mp4"))
+    stamps = [p.stat().st_mtime_ns for p in samples]
+    again = svd(params, "ablate", "curation", "--no-track", extra=extra)
+    assert again.exit_code == 0, again.output
+    assert json.loads((abl / "metrics" / "ablation_curation.json").read_text()) == summary
+    assert [p.stat().st_mtime_ns for p in samples] == stamps
+
+
+def test_curation_ablation_verdicts_compare_the_effect_with_the_seed_spread():
+    """summarise: the effect (difference of the arms' means over seeds) against the seed spread (the larger range
+    of an arm over seeds); the paired per-seed interval agrees in sign when every seed shows the effect."""
+    import numpy as np
+
+    from svd.ablation import summarise
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(64, 6))
+
+    def arm(shift: float, colour: float, seed: int) -> dict:
+        r = np.random.default_rng(seed)
+        fake = real[r.integers(0, 64, 32)] + shift + 0.05 * r.normal(size=(32, 6))
+        from svd.evaluation.fvd import frechet_distance
+
+        hits = (r.random(32) < colour).astype(float)
+        scores = {"fvd": frechet_distance(real, fake), "colour_accuracy": hits.mean(), "direction_accuracy": 0.25}
+        feats = {"real": real, "fake": fake, "extractor": "x", "plan": "p", "colour_accuracy": hits}
+        feats["direction_accuracy"] = np.full(32, 0.25)
+        return {"scores": scores, "features": feats}
+
+    seeds = [0, 1, 2]
+    clear = {(s, "curated"): arm(0.0, 0.95, s) for s in seeds}
+    clear |= {(s, "uncurated"): arm(1.5, 0.3, 10 + s) for s in seeds}
+    out = summarise(clear, seeds, rounds=200)
+    assert out["fvd.effect"] < 0 and out["fvd.effect_exceeds_spread"] == 1 and out["fvd.every_seed_significant"] == 1
+    assert out["verdicts"]["fvd"]["better"] == "curated" and out["colour_accuracy.effect_exceeds_spread"] == 1
+    assert out["direction_accuracy.effect"] == 0 and out["verdicts"]["direction_accuracy"]["better"] == "neither"
+
+    # one lucky seed: the arms differ at seed 0 only, so the effect stays within the spread
+    noisy = {(s, "curated"): arm(0.0 if s == 0 else 1.5, 0.5, s) for s in seeds}
+    noisy |= {(s, "uncurated"): arm(1.5, 0.5, 20 + s) for s in seeds}
+    out = summarise(noisy, seeds, rounds=200)
+    assert out["fvd.effect_exceeds_spread"] == 0 and out["fvd.every_seed_significant"] == 0

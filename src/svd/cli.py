@@ -148,6 +148,9 @@ def train_cmd(
         help="vae | image | video | hq (Stages I-III after the VAE) | i2v | i2v_xt (image-to-video, SVD and SVD-XT).",
     ),
     track: bool = typer.Option(True, help="Record an MLflow run (and register video models)."),
+    register: bool = typer.Option(
+        True, help="Register video models (--no-register: an ablation arm that must not move the stage's aliases)."
+    ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     evaluate: bool = typer.Option(
         True,
@@ -196,7 +199,7 @@ def train_cmd(
         )
         if track:
             tracking.log_summary(_numeric(summary))
-            st.track_stage(params, stage, summary)
+            st.track_stage(params, stage, summary, register=register)
     typer.echo(json.dumps(summary, indent=2, default=_jsonable))
 
 
@@ -692,6 +695,29 @@ def register_cmd(
     params = _setup()
     report = register_model(params, model, name=name, metrics=metrics, force=force)
     typer.echo(json.dumps(report, indent=2, default=_jsonable))
+
+
+ablate_app = typer.Typer(no_args_is_help=True, help="Ablations over training seeds (on demand; not part of make run).")
+app.add_typer(ablate_app, name="ablate")
+
+
+@ablate_app.command("curation")
+def ablate_curation_cmd(
+    track: bool = typer.Option(True, help="Record MLflow runs: one parent, the arms' runs as its children."),
+) -> None:
+    """Stage II from the pipeline's Stage I on curated vs all clips, for every seed in ablation.curation.seeds, each
+    arm scored by `svd evaluate video`; writes ablation.curation.metrics (+ .csv, the DVC plot) and a report.
+    Resumes: finished arms and written samples are kept. DVC stage: ablations/dvc.yaml."""
+    from svd.ablation import run_curation_ablation
+
+    params = _setup()
+    global_args = ["--params", str(state.params_file)]
+    if state.profile:
+        global_args += ["--profile", state.profile]
+    for item in state.overrides:
+        global_args += ["--set", item]
+    summary = run_curation_ablation(params, global_args, log=lambda m: typer.echo(m, err=True), track=track)
+    typer.echo(json.dumps(summary, indent=2, default=_jsonable))
 
 
 @app.command()

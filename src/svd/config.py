@@ -449,6 +449,28 @@ class RegisterParams(Strict):
     bootstrap: int = Field(default=1000, ge=1)  # resamples of the paired interval
 
 
+class CurationAblationParams(Strict):
+    """`svd ablate curation` (svd.ablation): Stage II from the pipeline's Stage I on curated vs uncurated clips, once
+    per training seed, each arm scored by `svd evaluate video`."""
+
+    seeds: list[int] = [0, 1, 2]  # training seeds (at least 3 for a claim about a recipe)
+    out: str = "models/ablation/curation"  # seed-S/{video,video-uncurated}/ (+ links to the parents)
+    eval_out: str = "data/evaluate/ablation-curation"  # <arm>-seed<S>/: samples, features.npz, report.md
+    metrics: str = "metrics/ablation_curation.json"  # the summary DVC compares (+ .csv beside it: the plot)
+    bootstrap: int = Field(default=1000, ge=1)  # resamples of each seed's paired interval (curated - uncurated)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct and at least one, got {v}")
+        return v
+
+
+class AblationParams(Strict):
+    curation: CurationAblationParams = CurationAblationParams()
+
+
 # the `register` block's field shadows BaseModel.register (ABCMeta's, class level only): instances read the field
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
 
@@ -468,6 +490,7 @@ class Params(Strict):
     sample: SampleParams
     evaluate: Evaluate = Evaluate()
     register: RegisterParams = RegisterParams()
+    ablation: AblationParams = AblationParams()
 
 
 DEFAULT_PARAMS = Path("params.yaml")

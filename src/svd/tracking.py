@@ -103,11 +103,12 @@ def hash_path(path: Path | str) -> str:
 
 
 @contextlib.contextmanager
-def pipeline_run(params: Params, name: str = "pipeline") -> Iterator[str]:
-    """The parent run of a pipeline execution; yields its id (export it as SVD_PARENT_RUN_ID to the stages)."""
+def pipeline_run(params: Params, name: str = "pipeline", kind: str = "pipeline") -> Iterator[str]:
+    """The parent run of a pipeline execution (or an ablation); yields its id (export it as SVD_PARENT_RUN_ID to the
+    stages)."""
     mlflow = _mlflow()
     experiment_id = configure(params)
-    tags = {**git_state(), "svd.kind": "pipeline", "svd.profile": params.profile}
+    tags = {**git_state(), "svd.kind": kind, "svd.profile": params.profile}
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
         yield run.info.run_id
 

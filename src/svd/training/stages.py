@@ -604,7 +604,7 @@ def stage_inputs(params: Params, stage: str) -> dict[str, Path]:
     return {k: v for k, v in inputs.items() if v.exists()}
 
 
-def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
+def track_stage(params: Params, stage: str, summary: dict[str, Any], register: bool = True) -> None:
     """Tags, artifacts and (video stages) a registry version for the active MLflow run."""
     import mlflow
 
@@ -626,7 +626,7 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any]) -> None:
     for item in (out / "samples").glob("*"):  # the final samples (previews were logged as they were made)
         if item.is_file():
             tracking.log_artifacts(item, "samples")
-    if stage in REGISTERED_NAME:
+    if stage in REGISTERED_NAME and register:
         export = out / "unet"
         size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
         if size < 512 * 2**20:  # a100-sized weights stay in DVC's cache only

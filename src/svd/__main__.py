@@ -1,0 +1,3 @@
+from svd.cli import main
+
+main()
