@@ -229,3 +229,36 @@ def test_bad_inputs_meet_one_line_errors(tmp_path):
 
     with pytest.raises(InputError, match="no video files"):
         list_videos(tmp_path / "empty")
+
+
+def test_variable_frame_rate_clip_times_are_the_frames_own(tmp_path):
+    """A variable-frame-rate video (3 frames dropped from a 25 fps source before a cut): the clip after the cut
+    starts at its first frame's presentation time, not at index / average fps (issue 20)."""
+    import numpy as np
+
+    from test_video_io import write_vfr
+
+    y, x = np.mgrid[0:64, 0:96] / 16.0
+    smooth = np.sin(x) * np.cos(0.7 * y)  # a low-frequency texture, so a pan reads as motion, not as cuts
+    base = [
+        np.stack([110 + 90 * smooth, 60 + 30 * smooth, 40 + 0 * smooth], axis=2),  # reddish
+        np.stack([30 + 0 * smooth, 90 - 40 * smooth, 130 + 90 * smooth], axis=2),  # bluish
+    ]
+    pts = [40 * k for k in range(150) if not 20 <= k < 23]  # 147 frames; a cut at display index 80
+    frames = [np.roll(base[i >= 80], i, axis=1).astype(np.uint8) for i in range(len(pts))]  # two panning shots
+    (tmp_path / "in").mkdir()
+    write_vfr(tmp_path / "in" / "vfr.mp4", frames, pts)
+    sets = [
+        f"--set=paths.mlflow_uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+        f"--set=paths.mlflow_artifacts={tmp_path}/mlruns/artifacts",
+        f"--set=paths.metrics={tmp_path}/metrics",
+        "--set=curate.workers=1",
+    ]
+    r = _cli(*sets, "curate", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--no-track")
+    assert r.exit_code == 0, r.output
+    clips = pd.read_parquet(tmp_path / "out" / "clips.parquet").sort_values("start_frame")
+    after = clips[clips.start_frame >= 70].iloc[0]
+    assert abs(after.start_frame - 80) <= 2, clips[["start_frame", "end_frame"]]
+    shown = pts[int(after.start_frame)] / 1000
+    assert after.start_s == pytest.approx(shown) and abs(after.start_frame / after.fps - shown) > 0.04
+    assert after.duration_s == pytest.approx(after.end_s - after.start_s)

@@ -202,8 +202,15 @@ def test_train_features_writes_net_metrics_and_real_stats(setup):
     metrics = json.loads((tmp / "metrics" / "fvd_features.json").read_text())
     assert 0.0 <= metrics["heldout_accuracy"] <= 1.0 and metrics["classes"] == 4 and metrics["real_n"] == 8
     stats = load_stats(net / "real_stats.npz")
-    assert stats.n == 8 and stats.dim == 4 and "real=world:" in stats.extractor
-    assert stats.features.shape == (8, 4)  # the vectors too: intervals resample the real set
+    dim = 2 + 1 + 2 + 2  # colours, shapes, directions, order: every head's logits
+    assert stats.n == 8 and stats.dim == dim and "real=world:" in stats.extractor
+    assert stats.features.shape == (8, dim)  # the vectors too: intervals resample the real set
+    # the sanity check: another world seed's clips and broken copies of them, each against the real set
+    from svd.evaluation.fvd_sanity import VARIANTS
+
+    for name in VARIANTS:
+        assert metrics[f"sanity.{name}.fvd"] >= 0
+    assert all(metrics[f"sanity.separated.{name}"] in (0, 1) for name in VARIANTS[1:])
     np.testing.assert_allclose(stats.features.mean(axis=0), stats.mu, rtol=1e-5, atol=1e-6)
 
 
@@ -236,7 +243,8 @@ def test_report_keys_resume_and_tracking(setup):
         assert metrics[f"{key}_lo"] <= metrics[f"{key}_hi"] and f"{key}_lo" in report, key
     assert metrics["colour_accuracy_lo"] <= metrics["colour_accuracy"] <= metrics["colour_accuracy_hi"]
     saved = np.load(tmp / "evaluate" / "t" / "features.npz")
-    assert saved["fake"].shape == (6, 4) and saved["real"].shape == (8, 4) and len(saved["colour_accuracy"]) == 6
+    dim = 2 + 1 + 2 + 2  # the feature net's heads: colours, shapes, directions, order
+    assert saved["fake"].shape == (6, dim) and saved["real"].shape == (8, dim) and len(saved["colour_accuracy"]) == 6
     from svd.evaluation.fvd import frechet_distance
 
     assert frechet_distance(saved["real"], saved["fake"]) == pytest.approx(metrics["fvd"], rel=1e-4)
@@ -731,12 +739,16 @@ def test_fvd_and_world_evaluator_rank_a_weaker_generator_lower(tmp_path):
     grey = [np.repeat(c.mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3) for c in clips]
     noisy = [np.clip(c + rng.normal(0, 40, c.shape), 0, 255).astype(np.uint8) for c in clips]
     frozen = [np.repeat(c[:1], 8, axis=0) for c in clips]
+    from svd.evaluation.i3d import shuffled_order
+
+    in_time = [c[shuffled_order(8, rng)] for c in clips]  # the right frames, out of order
     shuffled = prompts[8:] + prompts[:8]  # right-looking videos of the wrong class
     generators = {
         "better": (clips, prompts),
         "greyscale": (grey, prompts),
         "noisy": (noisy, prompts),
         "frozen": (frozen, prompts),
+        "shuffled_in_time": (in_time, prompts),
         "wrong_class": (clips, shuffled),
     }
     scores = {}
@@ -747,8 +759,9 @@ def test_fvd_and_world_evaluator_rank_a_weaker_generator_lower(tmp_path):
         scores[name] = score_samples(out, read_manifest(out), real, protocol, extractor, cache)
     fvd = {k: v["fvd"] for k, v in scores.items()}
     print({k: {m: round(v[m], 3) for m in ("fvd", "colour_accuracy", "direction_accuracy")} for k, v in scores.items()})
-    for weaker in ("greyscale", "noisy", "frozen"):
+    for weaker in ("greyscale", "noisy", "frozen", "shuffled_in_time"):
         assert fvd["better"] < fvd[weaker], fvd
+    assert 3 * fvd["better"] < fvd["shuffled_in_time"], fvd  # the order head: time is seen, not only content
     assert 5 * fvd["better"] < min(fvd["greyscale"], fvd["frozen"]) and 2 * fvd["better"] < fvd["noisy"], fvd
     better = scores["better"]
     assert better["colour_accuracy"] >= 0.9 and better["direction_accuracy"] >= 0.8, better

@@ -565,6 +565,8 @@ def test_fvd_of_folders_streams_and_caches_real_stats(tmp_path):
 
 
 def test_train_feature_net_tiny(tmp_path):
+    import torch
+
     from svd.config import EvalWorld, FeatureNetParams
     from svd.evaluation.i3d import (
         STREAM_FEATURE_TRAIN,
@@ -591,18 +593,37 @@ def test_train_feature_net_tiny(tmp_path):
     )
     clip = render_action_clip(ecfg, 8, ("red", "circle", "left"), np.random.default_rng(0))
     assert clip.shape == (8, 32, 32, 3) and clip.dtype == np.uint8
-    net = FeatureNetParams(width=0.0625, size=32, frames=8, steps=3, batch=4, lr=1e-3, heldout_per_class=2)
+    net = FeatureNetParams(
+        width=0.0625,
+        size=32,
+        frames=8,
+        steps=3,
+        batch=4,
+        lr=1e-3,
+        heldout_per_class=2,
+        broken_kinds=["shuffled", "jump"],
+    )
     summary = train_feature_net(ecfg, net, tmp_path / "fnet", seed=0)
     assert summary["classes"] == len(action_classes(ecfg)) == 4 and summary["heldout_clips"] == 8
     assert 0.0 <= summary["heldout_accuracy"] <= 1.0 and np.isfinite(summary["final_loss"])
+    for key in ("colour", "shape", "direction", "order"):  # per attribute, and how often each breakage is caught
+        assert 0.0 <= summary[f"heldout_{key}_accuracy"] <= 1.0
+    assert all(0.0 <= summary[f"heldout_{k}_detected"] <= 1.0 for k in ("shuffled", "jump", "frozen"))
     meta = read_metadata(summary["path"])
-    assert meta["protocol"] == {"frames": 8, "size": 32, "fps": 8.0} and meta["classes"][0] == "red circle left"
+    assert meta["protocol"] == {"frames": 8, "size": 32, "fps": 8.0}
+    assert meta["heads"] == {
+        "colour": ["red", "blue"], "shape": ["circle"], "direction": ["left", "up"], "order": ["coherent", "broken"]
+    }  # fmt: skip
     assert json.loads((tmp_path / "fnet" / "feature_net.json").read_text())["steps"] == 3
+    # deterministic: a second run writes the same bytes (threads fixed by the caller, deterministic algorithms)
+    again = train_feature_net(ecfg, net, tmp_path / "fnet2", seed=0)
+    assert Path(again["path"]).read_bytes() == Path(summary["path"]).read_bytes()
+    assert not torch.are_deterministic_algorithms_enabled()  # restored for the caller
 
-    # usable as the FVD extractor at its own protocol, refused at another
+    # usable as the FVD extractor at its own protocol, refused at another; its features: every head's logits
     ok = FvdParams(i3d_weights=summary["path"], frames=8, size=32, device="cpu")
     ext = load_extractor(ok)
-    assert ext.features_of(np.stack([clip, clip[::-1]])).shape == (2, 4)
+    assert ext.features_of(np.stack([clip, clip[::-1]])).shape == (2, 2 + 1 + 2 + 2)
     with pytest.raises(WeightsError, match="trained for 8 frames at 32 px"):
         load_extractor(FvdParams(i3d_weights=summary["path"], frames=8, size=64, device="cpu"))
 

@@ -2,6 +2,8 @@
 the conditioning latent and CLIP embedding match what diffusers' StableVideoDiffusionPipeline computes, the training
 step and the sampler condition as SVD does, and conditioning images of every awkward kind are read or refused."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -443,3 +445,34 @@ def test_bootstrap_interval_covers_the_mean_and_is_seeded():
     assert mean_interval(x, rounds=400, seed=1) == got
     assert bootstrap(lambda i: float(x[i].mean()), 1, rounds=10, seed=0) is None
     assert "lo" not in mean_interval(x, rounds=0, seed=0)
+
+
+def test_fvd_check_gives_each_fvd_its_interval(tmp_path):
+    """The FVD check: the samples' and the still video's FVD against the real continuations, each with its own
+    bootstrap interval, and the paired interval of their difference."""
+    from svd.config import load_params
+    from svd.evaluation.i3d import InceptionI3d, save_inception_i3d
+    from svd.evaluation.image_to_video import _fvd
+
+    torch.manual_seed(0)
+    weights = save_inception_i3d(
+        InceptionI3d(num_classes=6, width=0.0625),
+        tmp_path / "net.safetensors",
+        extra={"protocol": {"frames": 4, "size": 32}},
+    )
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(
+        root / "params.yaml",
+        overrides=[f"evaluate.fvd.i3d_weights={weights}", "evaluate.fvd.frames=4", "evaluate.fvd.size=32",
+                   "evaluate.fvd.device=cpu", "evaluate.image_to_video.bootstrap=40"],
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 255, (16, 4, 32, 32, 3), dtype=np.uint8)
+    fake = np.clip(real + rng.normal(0, 30, real.shape), 0, 255).astype(np.uint8)
+    still = np.repeat(real[:, :1], 4, axis=1)
+    out = _fvd(params, real, fake, still, params.evaluate.image_to_video)
+    assert "skipped" not in out, out
+    for key in ("samples", "still"):
+        ci = out[f"{key}_interval"]
+        assert np.isfinite(out[key]) and ci["lo"] < ci["hi"]
+    assert out["difference"]["mean"] == pytest.approx(out["samples"] - out["still"])

@@ -400,6 +400,10 @@ def test_cli_multiview_contract(tmp_path, monkeypatch, capsys, cube):
     assert worse_r["psnr"] < same_r["psnr"] and worse_r["lpips"] > same_r["lpips"]
     assert worse_r["clip_s"] < same_r["clip_s"]
     assert same_r["psnr"] == pytest.approx(np.mean([o["psnr"] for o in same_r["objects"].values()]))
+    for key in ("psnr", "lpips", "clip_s"):  # intervals over the objects, around the mean
+        assert worse_r[f"{key}_lo"] <= worse_r[key] <= worse_r[f"{key}_hi"]
+    per_object = [o["psnr"] for o in worse_r["objects"].values()]
+    assert worse_r["psnr_lo"] >= min(per_object) and worse_r["psnr_hi"] <= max(per_object)
 
     # one object short of frames: recorded, the other still scored, a warning printed
     write_video(worse / "cube.mp4", cube[:10], fps=8)

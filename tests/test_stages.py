@@ -129,6 +129,15 @@ def test_chain_writes_models_metrics_and_runs(trained):
     assert 0.0 <= video["eval.colour_accuracy"] <= 1.0 and video["eval.n"] == 4
     assert len(list((tmp / "models" / "video" / "samples").glob("*.gif"))) == 4
     assert len(list((tmp / "models" / "video" / "samples" / "step-000006").glob("*.mp4"))) == 4  # the preview
+    # the curves beside the metrics (dvc plots): the loss at every log step, the scores at every evaluation
+    loss = pd.read_csv(tmp / "metrics" / "train_video.loss.csv")
+    assert list(loss.step) == [2, 4, 6] and loss.loss.gt(0).all()
+    assert json.loads((tmp / "models" / "video" / "samples" / "step-000006" / "eval.json").read_text())["n"] == 4
+    scores = pd.read_csv(tmp / "metrics" / "train_video.eval.csv")
+    assert list(scores.step) == [6] and scores.direction_accuracy[0] == video["eval.direction_accuracy"]
+    assert "direction_accuracy" not in pd.read_csv(tmp / "metrics" / "train_image.eval.csv").dropna(axis=1)
+    assert pd.read_csv(tmp / "metrics" / "train_vae.loss.csv").loss.gt(0).all()
+    assert not (tmp / "metrics" / "train_vae.eval.csv").exists()  # its round trip is a ceiling, not a curve point
     assert (tmp / "models" / "video" / "vae" / "config.json").is_file()  # the small VAE travels with the model
 
     import mlflow
@@ -139,6 +148,7 @@ def test_chain_writes_models_metrics_and_runs(trained):
     video_run = runs[runs["tags.mlflow.runName"] == "train_video"].iloc[0]
     assert video_run["tags.svd.text_encoder"] == "random" and video_run["tags.svd.train_data"] == "curated"
     assert "metrics.loss" in runs and "metrics.eval.direction_accuracy" in runs
+    assert "metrics.preview.direction_accuracy" in runs  # the previews are scored as they are made
     # sizes and echoed settings are params, so the metrics view holds the scores and curves
     assert "metrics.parameters" not in runs and "metrics.eval.guidance" not in runs
     assert int(video_run["params.result.parameters"]) > 0 and float(video_run["params.result.eval.guidance"]) == 7.0
@@ -535,9 +545,15 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(trained, tmp_path):
         runs[name]["weights"] = load_file(
             str(root / "models" / "video" / "unet" / "diffusion_pytorch_model.safetensors")
         )
+        runs[name]["curve"] = pd.read_csv(root / "metrics" / "train_video.loss.csv")
     assert runs["killed"]["resumed_from"] in (3, 6) and runs["straight"]["resumed_from"] is None
     a, b = runs["straight"]["weights"], runs["killed"]["weights"]
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    # the resumed run's loss curve starts at step 1 too: the checkpoint carried the points before the kill
+    straight, killed = runs["straight"]["curve"], runs["killed"]["curve"]
+    assert list(killed.step) == list(straight.step) == [2, 4, 6, 8, 9]
+    before = killed.step <= runs["killed"]["resumed_from"]
+    assert before.any() and (killed.loss[before] == straight.loss[before]).all()
 
 
 def test_fresh_checkpoints_resume_only_under_the_same_fingerprint(tmp_path):

@@ -117,7 +117,7 @@ def test_checkpoint_round_trip(tmp_path):
     np.random.seed(0)
     torch.manual_seed(0)
     state = load_checkpoint(path, model=m2, optimizer=o2, lr_scheduler=s2, ema=e2, profile="tiny")
-    assert state == {"step": 3, "epoch": 2, "batches_in_epoch": 5, "seed": 11, "loss": None}
+    assert state == {"step": 3, "epoch": 2, "batches_in_epoch": 5, "seed": 11, "loss": None, "history": []}
     assert (random.random(), np.random.rand()) == expected[:2] and torch.equal(torch.rand(1), expected[2])
     for a, b in zip(model.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)

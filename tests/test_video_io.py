@@ -110,3 +110,54 @@ def test_same_frames_encode_to_the_same_bytes(tmp_path):
         write_video(path, frames, 4.0)
         digests.add(path.read_bytes())
     assert len(digests) == 1
+
+
+def write_vfr(path, frames, pts_ms, gop=10):
+    """An H.264 mp4 whose frame i (RGB uint8, 64 x 96) is shown at pts_ms[i] milliseconds: a variable frame rate
+    where the gaps are (like PySceneDetect's goldeneye-vfr-drop3, frames dropped from a constant-rate source)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.codec_context.gop_size = gop
+        stream.options = {"crf": "10", "bf": "0"}
+        for image, t in zip(frames, pts_ms):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_variable_frame_rate_times_and_cuts_follow_the_frames_own_timestamps(tmp_path):
+    """Frames 10-12 of a 25 fps source dropped: every later frame is shown 3 frames later than index / average fps
+    says. FrameClock reads the decoded times; remux and keyframes index frames in display order, as decoding does."""
+    from svd.io.video import FrameClock, iter_decoded
+
+    pts = [40 * k for k in range(60) if not 10 <= k < 13]  # 57 frames over 2.36 s
+    values = [(4 * i) % 250 for i in range(len(pts))]
+    path = write_vfr(tmp_path / "vfr.mp4", [np.full((64, 96, 3), v, np.uint8) for v in values], pts)
+    decoded = list(iter_decoded(path))
+    assert len(decoded) == 57 and [round(f.time * 1000) for f in decoded] == pts
+    clock = FrameClock([f.time for f in decoded], probe(path).fps)
+    assert clock.variable and clock.at(30) == pytest.approx(1.32)  # frame 30 is shown at 33 x 40 ms
+    assert abs(30 / probe(path).fps - 1.32) > 0.04  # index / average fps: more than a frame off
+    assert clock.span(20, 30) == pytest.approx(0.4) and clock.at(57) == pytest.approx(2.36 + 1 / probe(path).fps)
+
+    assert keyframe_indices(path) == [0, 10, 20, 30, 40, 50]  # display indices, not rounded times
+    start, end = remux_clip(path, tmp_path / "c.mp4", 30, 45)
+    frames = list(iter_frames(tmp_path / "c.mp4"))
+    assert (start, end) == (30, 45) and len(frames) == 15
+    assert abs(float(frames[0].mean()) - values[30]) < 3  # the right frame, not three frames off
+
+    # a constant-rate file reads index / fps exactly (the numbers curation recorded before)
+    const = tmp_path / "cfr.mp4"
+    write_video(const, [np.full((64, 96, 3), i, np.uint8) for i in range(30)], fps=24)
+    cfr = FrameClock([f.time for f in iter_decoded(const)], 24.0)
+    assert not cfr.variable and all(cfr.at(k) == k / 24.0 for k in range(31)) and cfr.span(3, 9) == 6 / 24.0

@@ -40,6 +40,7 @@ OVERRIDES = [
     "world.eval.action_frames=16",
     f"world.eval.action_fps={int(FPS)}",
     "world.eval.action_size=64",
+    "world.eval.videos_per_class=1",
     "world.eval.orbit_objects=1",
     "world.eval.orbit_frames=2",
 ]

@@ -10,9 +10,9 @@ Every step is the CLI a user would type, run as a child process (`python -m svd 
 id in `SVD_PARENT_RUN_ID`: the training and evaluation runs are siblings under one `ablation_curation` run, and each
 arm's evaluation numbers are logged to its training run too, so MLflow's compare view shows the arms side by side.
 Nothing here touches the pipeline's models, metrics or registry aliases: models go to `out`/seed-S/ (beside links to
-the pipeline's VAE and Stage I), metrics of the arms to `out`/metrics/, and the arms are trained without
-registering. A killed run resumes: training resumes from its checkpoints (a finished arm only re-exports), an
-evaluation skips the samples it wrote.
+the pipeline's VAE and Stage I, with the arms' training metrics and curves in `out`/seed-S/metrics/), the arms'
+evaluation metrics to `out`/metrics/, and the arms are trained without registering. A killed run resumes: training
+resumes from its checkpoints (a finished arm only re-exports), an evaluation skips the samples it wrote.
 
 Outputs: `metrics` (flat numbers, git + `dvc metrics`), the same stem as .csv (one row per arm and seed, the DVC
 plot), and `out`/report.md.
@@ -89,7 +89,7 @@ def arm_commands(params: Params, global_args: list[str], seed: int, arm: str) ->
         "--set", f"seed={seed}",
         "--set", f"train.video.data={arm}",
         "--set", f"paths.models={root / f'seed-{seed}'}",
-        "--set", f"paths.metrics={root / 'metrics'}",
+        "--set", f"paths.metrics={root / f'seed-{seed}' / 'metrics'}",  # each seed's training numbers and curves
         "train", "--stage", "video", "--no-progress", "--no-eval", "--no-register",
     ]  # fmt: skip
     evaluate = [

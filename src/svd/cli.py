@@ -161,7 +161,7 @@ def train_cmd(
     """Train one stage into models/<stage>/ (models/<stage>-uncurated/ for the curation ablation), then score it with
     its task's evaluator; a killed run resumes from its newest checkpoint."""
     from svd import tracking
-    from svd.evaluation.prompts import after_training
+    from svd.evaluation.prompts import after_training, preview_curve, score_preview
     from svd.training import stages as st
 
     params = _setup()
@@ -177,26 +177,36 @@ def train_cmd(
         return
     name = f"train_{st.stage_name(params, stage)}"  # train_video-uncurated for the curation ablation
     run = tracking.stage_run(params, name, inputs=st.stage_inputs(params, stage)) if track else _null()
+    # Stages I-III preview world prompts, which the world evaluator scores as they are made (the curve's points)
+    scored = stage in ("image", "video", "hq")
     with run:
         logger = tracking.step_logger() if track else None
         if stage == "vae":
             summary = st.train_vae_stage(params, logger=logger, progress=progress)
         else:
-            on_samples = (
-                (lambda folder, step: tracking.log_artifacts(folder, f"samples/{folder.name}")) if track else None
-            )
+
+            def on_samples(folder: Path, step: int) -> None:
+                if scored:
+                    preview = score_preview(folder, getattr(params.train, stage).fps, video=stage != "image")
+                    if logger is not None:
+                        logger({f"preview.{k}": v for k, v in preview.items() if k != "step"}, step)
+                if track:
+                    tracking.log_artifacts(folder, f"samples/{folder.name}")
+
             summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress, on_samples=on_samples)
             summary["processes"] = dist.num_processes
+        history = summary.pop("history", [])
         scores = after_training(params, stage, st.stage_dir(params, stage)) if evaluate else None
         if scores is not None:
             summary["roundtrip" if stage == "vae" else "eval"] = scores
-        _write_metrics(
+        written = _write_metrics(
             params,
             name,
             summary,
             st.stage_dir(params, stage),
             Path(state.file_params().paths.models) / st.stage_name(params, stage),
         )
+        _write_curves(written, history, preview_curve(st.stage_dir(params, stage), summary, scores) if scored else [])
         if track:
             tracking.log_summary(_numeric(summary))
             st.track_stage(params, stage, summary, register=register)
@@ -781,6 +791,24 @@ def _write_metrics(params: Params, stage: str, summary: dict, out: Path, pipelin
     numbers = {k: v for k, v in _numeric(summary).items() if k.rsplit(".", 1)[-1] not in WALL_CLOCK}
     path.write_text(json.dumps(numbers, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _write_curves(metrics_path: Path, history: list[dict], scores: list[dict]) -> None:
+    """The training curves beside a stage's metrics file, for `dvc plots` (tracked by git like the metrics):
+    <stem>.loss.csv (step, loss at every log step) and, for stages scored as they train, <stem>.eval.csv (step,
+    colour and direction accuracy of the previews, and the final evaluation at the last step)."""
+    import csv
+
+    for suffix, rows in ((".loss.csv", history), (".eval.csv", scores)):
+        path = metrics_path.with_suffix(suffix)
+        if not rows:
+            path.unlink(missing_ok=True)
+            continue
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
 
 
 # Numbers of how a run went rather than what it made (wall times, throughput, where it resumed): logged to MLflow,

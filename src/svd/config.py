@@ -334,6 +334,9 @@ class FeatureNetParams(Strict):
     lr: float = Field(default=2.0e-3, gt=0)
     dropout: float = Field(default=0.5, ge=0, lt=1)
     heldout_per_class: int = Field(default=4, ge=1)
+    broken: float = Field(default=0.25, ge=0, lt=1)  # share of training clips broken in time (the order head's
+    # negatives); their colour and shape still count, their direction does not
+    broken_kinds: list[Literal["shuffled", "jump"]] = ["shuffled"]  # how they are broken (drawn evenly)
     out: str = "models/fvd_i3d"  # `svd evaluate train-features` writes i3d.safetensors here
     threads: int | None = Field(default=None, ge=1)  # torch threads while training it; null = `threads`
 
@@ -360,6 +363,7 @@ class MultiviewParams(Strict):
     alpha_background: int = Field(default=255, ge=0, le=255)  # grey level RGBA renders are composited over
     batch: int = Field(default=21, ge=1)  # frames per LPIPS / CLIP forward pass
     device: str = "auto"  # auto = cuda when available, else cpu
+    bootstrap: int = Field(default=1000, ge=0)  # resamples of objects for each mean's 95% interval (0 = none)
 
 
 class PreferenceParams(Strict):

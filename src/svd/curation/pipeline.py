@@ -21,7 +21,16 @@ from svd.curation.cuts import score_boundaries
 from svd.curation.filters import apply_filters, auroc
 from svd.curation.segment import Segmenter, boundary_rows
 from svd.errors import InputError
-from svd.io.video import VideoReadError, iter_decoded, iter_frames, probe, reencode_clip, remux_clip, write_gif
+from svd.io.video import (
+    FrameClock,
+    VideoReadError,
+    iter_decoded,
+    iter_frames,
+    probe,
+    reencode_clip,
+    remux_clip,
+    write_gif,
+)
 
 MEDIA_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".m4a", ".mp3", ".wav"}
 
@@ -86,9 +95,7 @@ def curate_video(path: Path, name: str, params: Params, annotators: Annotators, 
                 "shot": piece.shot,
                 "start_frame": piece.start,
                 "end_frame": piece.end,
-                "start_s": piece.start / info.fps,
-                "end_s": piece.end / info.fps,
-                "duration_s": (piece.end - piece.start) / info.fps,
+                # start_s / end_s / duration_s: from the frames' own times once the stream is read (FrameClock)
                 "fps": float(info.fps),
                 "width": info.width,
                 "height": info.height,
@@ -102,13 +109,18 @@ def curate_video(path: Path, name: str, params: Params, annotators: Annotators, 
                 )
             rows.append(row)
 
-    count = 0
+    count, times = 0, []
     for index, frame in enumerate(iter_decoded(path, short_side=cfg.decode_short_side)):
+        times.append(frame.time)
         handle(segmenter.push(index, frame))
         count += 1
     if count == 0:
         raise VideoReadError("video stream holds no frames")
     handle(segmenter.finish())
+    clock = FrameClock(times, info.fps)
+    for row in rows:
+        start, end = row["start_frame"], row["end_frame"]
+        row.update(start_s=clock.at(start), end_s=clock.at(end), duration_s=clock.span(start, end))
     boundaries = [{"video": name, **b} for b in boundary_rows(segmenter.shots)]
     return {"clips": rows, "boundaries": boundaries, "frames": count, "fps": info.fps, "info": info.to_dict()}
 

@@ -19,7 +19,9 @@ Weights come from one configured file (never downloaded):
 Every failure is a `WeightsError` naming the params key.
 
 No Kinetics weights exist on these machines, so `train_feature_net` trains a narrow InceptionI3d on the shapes
-world's action classes (a UCF-101 stand-in) for the tiny profile; its file records the input protocol it expects.
+world's action clips (a UCF-101 stand-in) for the tiny profile: one softmax head per attribute (colour, shape,
+direction) and an order head trained on clips shuffled in time as negatives, so the features FVD compares see
+temporal order as well as content. Its file records the input protocol it expects and its heads.
 """
 
 from __future__ import annotations
@@ -375,6 +377,8 @@ def _short(exc: BaseException) -> str:
 
 STREAM_FEATURE_TRAIN = 21  # seed streams of our own: the world stage's eval clips use STREAM_ACTIONS (3)
 STREAM_FEATURE_HELDOUT = 22
+ORDER = ("coherent", "broken")  # the order head: does the clip run in a physically possible order?
+BROKEN_KINDS = ("shuffled", "jump", "frozen")  # what the held-out report checks (training: feature_net.broken_kinds)
 
 
 def action_classes(ecfg) -> list[tuple[str, str, str]]:
@@ -384,21 +388,93 @@ def action_classes(ecfg) -> list[tuple[str, str, str]]:
     return list(itertools.product(ecfg.colours, ecfg.shapes, ecfg.directions))
 
 
-def render_action_clip(ecfg, frames: int, cls: tuple[str, str, str], rng) -> np.ndarray:
-    """(frames, S, S, 3) uint8: one clip of a class, rendered in memory like the world's eval clips."""
+def feature_heads(ecfg) -> dict[str, list[str]]:
+    """The feature net's outputs, in order: one softmax per attribute of the world's action clips (colour, shape,
+    direction) and the order head. Their concatenated logits are FVD's features, so a sample set is far from the
+    real one when any attribute's distribution is off, or when its clips do not run in order."""
+    return {
+        "colour": list(ecfg.colours),
+        "shape": list(ecfg.shapes),
+        "direction": list(ecfg.directions),
+        "order": list(ORDER),
+    }
+
+
+def head_slices(heads: dict[str, list[str]]) -> dict[str, slice]:
+    out, start = {}, 0
+    for name, labels in heads.items():
+        out[name] = slice(start, start + len(labels))
+        start += len(labels)
+    return out
+
+
+def shuffled_order(n: int, rng) -> np.ndarray:
+    """A permutation of n frames that is neither the identity nor its reverse (a reversed clip is a valid clip of
+    the opposite direction, not a broken one)."""
+    if n < 3:
+        raise ValueError(f"a shuffled clip needs at least 3 frames, got {n}")
+    forward = np.arange(n)
+    while True:
+        order = rng.permutation(n)
+        if not (np.array_equal(order, forward) or np.array_equal(order, forward[::-1])):
+            return order
+
+
+def jumped(spec, rng):
+    """The shot with its object moved a third of the frame across its direction of motion (towards the middle)."""
+    import dataclasses
+
+    obj = spec.objects[0]
+    step = spec.width / 3
+    if obj.direction in ("left", "right"):
+        moved = dataclasses.replace(obj, y0=obj.y0 + (step if obj.y0 < spec.height / 2 else -step))
+    else:
+        moved = dataclasses.replace(obj, x0=obj.x0 + (step if obj.x0 < spec.width / 2 else -step))
+    return dataclasses.replace(spec, objects=(moved, *spec.objects[1:]))
+
+
+def render_action_clip(ecfg, frames: int, cls: tuple[str, str, str], rng, broken: str | None = None) -> np.ndarray:
+    """(frames, S, S, 3) uint8: one clip of a class, rendered in memory like the world's eval clips; `broken`:
+    "shuffled" (frames out of order), "jump" (the object jumps across its path between two frames) or "frozen"
+    (the first frame held)."""
     from svd.world.render import ShotRenderer
     from svd.world.scene import action_shot
 
     spec = action_shot(rng, ecfg.action_size, ecfg.action_fps, frames, *cls)
     renderer = ShotRenderer(spec)
-    return np.stack([renderer.frame(k) for k in range(frames)])
+    if broken == "jump":
+        cut = int(rng.integers(max(1, frames // 4), max(2, 3 * frames // 4 + 1)))
+        other = ShotRenderer(jumped(spec, rng))
+        return np.stack([renderer.frame(k) if k < cut else other.frame(k) for k in range(frames)])
+    clip = np.stack([renderer.frame(k) for k in range(frames)])
+    if broken == "shuffled":
+        return clip[shuffled_order(frames, rng)]
+    if broken == "frozen":
+        return np.repeat(clip[:1], frames, axis=0)
+    if broken is not None:
+        raise ValueError(f"broken must be one of {BROKEN_KINDS} or None, got {broken!r}")
+    return clip
+
+
+def _labels(heads: dict[str, list[str]], cls: tuple[str, str, str], broken: bool) -> dict[str, int]:
+    """Target index per head; -100 (ignored) for the direction of a broken clip, which has none."""
+    colour, shape, direction = cls
+    return {
+        "colour": heads["colour"].index(colour),
+        "shape": heads["shape"].index(shape),
+        "direction": -100 if broken else heads["direction"].index(direction),
+        "order": int(broken),
+    }
 
 
 def train_feature_net(ecfg, net, out: str | Path, seed: int, logger=None) -> dict:
-    """Train a narrow InceptionI3d to classify the world's action classes (colour x shape x direction) from fresh
-    clips every step (seed stream STREAM_FEATURE_TRAIN), report its accuracy on held-out clips (their own stream),
-    and save it as OUT/i3d.safetensors with the protocol it expects. `ecfg`: world.eval; `net`:
-    evaluate.fvd.feature_net. Inputs go through `svd.evaluation.fvd.preprocess`, the exact path FVD feeds it by."""
+    """Train a narrow InceptionI3d on the world's action clips, one softmax head per attribute (feature_heads),
+    from fresh clips every step (seed stream STREAM_FEATURE_TRAIN); `net.broken` of them are broken in time
+    (`net.broken_kinds`) and labelled so by the order head. Reports per-attribute accuracy on held-out clips (their
+    own stream) and how often each kind of broken clip is caught, and saves OUT/i3d.safetensors with the protocol
+    it expects. Deterministic: torch's deterministic algorithms, the caller's fixed thread count, seeded clips, so a
+    second run on the same machine writes the same bytes. `ecfg`: world.eval; `net`: evaluate.fvd.feature_net.
+    Inputs go through `svd.evaluation.fvd.preprocess`, the exact path FVD feeds it by."""
     import time
 
     from svd.evaluation.fvd import Protocol, preprocess
@@ -408,61 +484,63 @@ def train_feature_net(ecfg, net, out: str | Path, seed: int, logger=None) -> dic
         # clips at the evaluation's rate, so an object moves as far per frame as in the clips FVD will score
         ecfg = ecfg.model_copy(update={"action_fps": net.fps})
     classes = action_classes(ecfg)
+    heads = feature_heads(ecfg)
+    slices = head_slices(heads)
+    kinds = list(net.broken_kinds)
     protocol = Protocol(frames=net.frames, size=net.size)
-    torch.manual_seed(seed)
-    model = InceptionI3d(num_classes=len(classes), width=net.width, dropout=net.dropout)
-    opt = torch.optim.AdamW(model.parameters(), lr=net.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=net.lr, total_steps=net.steps, pct_start=0.1)
-    start, losses = time.perf_counter(), []
-    model.train()
-    for step in range(net.steps):
-        rng = np.random.default_rng([seed, STREAM_FEATURE_TRAIN, step])
-        labels = rng.integers(0, len(classes), net.batch)
-        clips = np.stack([render_action_clip(ecfg, net.frames, classes[c], rng) for c in labels])
-        logits = model(preprocess(clips, protocol).tensor, features="logits")
-        loss = F.cross_entropy(logits, torch.from_numpy(labels))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if logger is not None:
-            logger({"loss": losses[-1], "lr": sched.get_last_lr()[0]}, step)
-    seconds = time.perf_counter() - start
-
-    model.eval()
-    truth, pred = [], []
-    with torch.no_grad():
-        for ci, cls in enumerate(classes):
-            rngs = [np.random.default_rng([seed, STREAM_FEATURE_HELDOUT, ci, k]) for k in range(net.heldout_per_class)]
-            clips = [render_action_clip(ecfg, net.frames, cls, rng) for rng in rngs]
-            pred += model(preprocess(np.stack(clips), protocol).tensor).argmax(1).tolist()
-            truth += [ci] * len(clips)
-    truth_a, pred_a = np.asarray(truth), np.asarray(pred)
-    factor = {
-        name: float(np.mean([classes[t][i] == classes[p][i] for t, p in zip(truth, pred)]))
-        for i, name in enumerate(("colour", "shape", "direction"))
-    }
-    summary = {
-        "heldout_accuracy": float((truth_a == pred_a).mean()),
-        "heldout_colour_accuracy": factor["colour"],
-        "heldout_shape_accuracy": factor["shape"],
-        "heldout_direction_accuracy": factor["direction"],
-        "chance": 1.0 / len(classes),
-        "heldout_clips": len(truth),
-        "classes": len(classes),
-        "steps": net.steps,
-        "final_loss": float(np.mean(losses[-10:])),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_seconds": seconds,
-        "fps": float(ecfg.action_fps),
-    }
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(seed)
+        model = InceptionI3d(num_classes=sum(map(len, heads.values())), width=net.width, dropout=net.dropout)
+        opt = torch.optim.AdamW(model.parameters(), lr=net.lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=net.lr, total_steps=net.steps, pct_start=0.1)
+        start, losses = time.perf_counter(), []
+        model.train()
+        for step in range(net.steps):
+            rng = np.random.default_rng([seed, STREAM_FEATURE_TRAIN, step])
+            picks = rng.integers(0, len(classes), net.batch)
+            broken = [
+                kinds[int(rng.integers(len(kinds)))] if kinds and rng.random() < net.broken else None for _ in picks
+            ]
+            clips = np.stack([render_action_clip(ecfg, net.frames, classes[c], rng, b) for c, b in zip(picks, broken)])
+            targets = [_labels(heads, classes[c], b is not None) for c, b in zip(picks, broken)]
+            logits = model(preprocess(clips, protocol).tensor, features="logits")
+            loss = sum(
+                F.cross_entropy(logits[:, sl], torch.tensor([t[name] for t in targets]), ignore_index=-100)
+                for name, sl in slices.items()
+                if any(t[name] >= 0 for t in targets)
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if logger is not None:
+                logger({"loss": losses[-1], "lr": sched.get_last_lr()[0]}, step)
+        seconds = time.perf_counter() - start
+        summary = heldout_report(model, ecfg, net, seed, heads, protocol)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    summary.update(
+        {
+            "chance": 1.0 / len(classes),
+            "classes": len(classes),
+            "features": sum(map(len, heads.values())),
+            "steps": net.steps,
+            "final_loss": float(np.mean(losses[-10:])),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_seconds": seconds,
+            "fps": float(ecfg.action_fps),
+        }
+    )
     path = save_inception_i3d(
         model,
         out / "i3d.safetensors",
         extra={
             "protocol": {"frames": protocol.frames, "size": protocol.size, "fps": float(ecfg.action_fps)},
-            "classes": [" ".join(c) for c in classes],
+            "heads": heads,
+            "broken_kinds": kinds,
             "heldout_accuracy": summary["heldout_accuracy"],
         },
     )
@@ -472,3 +550,40 @@ def train_feature_net(ecfg, net, out: str | Path, seed: int, logger=None) -> dic
     )
     summary["path"] = str(path)
     return summary
+
+
+@torch.no_grad()
+def heldout_report(model, ecfg, net, seed: int, heads: dict[str, list[str]], protocol) -> dict[str, float]:
+    """Accuracy per attribute on held-out clips (net.heldout_per_class coherent clips per class), the joint
+    accuracy (every head right: the class), and per kind of broken clip the share the order head calls broken
+    (kinds training never showed included: the report says which generalise)."""
+    from svd.evaluation.fvd import preprocess
+
+    classes = action_classes(ecfg)
+    slices = head_slices(heads)
+    model.eval()
+
+    def predict(broken: str | None, stream: int) -> tuple[dict[str, np.ndarray], list[dict[str, int]]]:
+        preds: dict[str, list[int]] = {name: [] for name in heads}
+        targets = []
+        for ci, cls in enumerate(classes):
+            rngs = [
+                np.random.default_rng([seed, STREAM_FEATURE_HELDOUT, stream, ci, k])
+                for k in range(net.heldout_per_class)
+            ]
+            clips = np.stack([render_action_clip(ecfg, net.frames, cls, r, broken) for r in rngs])
+            logits = model(preprocess(clips, protocol).tensor, features="logits")
+            for name, sl in slices.items():
+                preds[name] += logits[:, sl].argmax(1).tolist()
+            targets += [_labels(heads, cls, broken is not None)] * len(rngs)
+        return {k: np.asarray(v) for k, v in preds.items()}, targets
+
+    pred, targets = predict(None, 0)
+    right = {name: pred[name] == np.asarray([t[name] for t in targets]) for name in heads}
+    report = {f"heldout_{name}_accuracy": float(right[name].mean()) for name in heads}
+    report["heldout_accuracy"] = float(np.logical_and.reduce([right[n] for n in heads]).mean())
+    report["heldout_clips"] = len(targets)
+    for i, kind in enumerate(BROKEN_KINDS, start=1):
+        broken_pred, _ = predict(kind, i)
+        report[f"heldout_{kind}_detected"] = float((broken_pred["order"] == ORDER.index("broken")).mean())
+    return report

@@ -161,7 +161,7 @@ def _fvd(params: Params, real: np.ndarray, fake: np.ndarray, still: np.ndarray, 
     """FVD of the samples and of the still video against the real continuations, with the paired interval of the
     difference (clips resampled on all three sides). None when no extractor is configured or found."""
     from svd.errors import WeightsError
-    from svd.evaluation.fvd import frechet_distance, load_extractor
+    from svd.evaluation.fvd import _resampled_fd, frechet_distance, load_extractor
 
     try:
         extractor = load_extractor(params.evaluate.fvd)
@@ -177,12 +177,21 @@ def _fvd(params: Params, real: np.ndarray, fake: np.ndarray, still: np.ndarray, 
     def diff(idx: np.ndarray) -> float:
         return frechet_distance(r[idx], f[idx]) - frechet_distance(r[idx], s[idx])
 
+    def spread(fake: np.ndarray) -> dict[str, float]:  # each FVD's own interval, on the same resampled clips
+        ci = bootstrap(
+            lambda idx: _resampled_fd(r[idx], fake[idx]), n, rounds=ecfg.bootstrap, seed=ecfg.seed,
+            confidence=ecfg.confidence,
+        )  # fmt: skip
+        return {"lo": ci["lo"], "hi": ci["hi"]} if ci else {}
+
     value = frechet_distance(r, f)
     baseline = frechet_distance(r, s)
     interval = bootstrap(diff, n, rounds=ecfg.bootstrap, seed=ecfg.seed, confidence=ecfg.confidence)
     return {
         "samples": value,
+        "samples_interval": spread(f),
         "still": baseline,
+        "still_interval": spread(s),
         "difference": {"mean": value - baseline, **(interval or {})},
         "met": float(interval is not None and interval["hi"] < 0),
         "extractor": extractor.description,

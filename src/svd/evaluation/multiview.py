@@ -524,6 +524,13 @@ def evaluate_multiview(params: Params, fake: Path | str, real: Path | str | None
     result = evaluate_orbits(real_orbits, fake_orbits, mv, lpips_fn, clip_fn)
     objects = result["objects"]
     means = {k: _mean([o[k] for o in objects.values()]) for k in METRICS}
+    intervals = {}
+    if mv.bootstrap and len(objects) > 1:  # objects resampled: the spread a different draw of objects would give
+        from svd.evaluation.intervals import mean_interval
+
+        for k in METRICS:
+            ci = mean_interval([o[k] for o in objects.values()], rounds=mv.bootstrap, seed=params.seed)
+            intervals.update({f"{k}_lo": ci["lo"], f"{k}_hi": ci["hi"]})
     if source == "world" or (source == "given" and _is_world(real_path)):
         source = "world"
     notes = []
@@ -549,6 +556,7 @@ def evaluate_multiview(params: Params, fake: Path | str, real: Path | str | None
         "n_objects": len(objects),
         "n_failed": len(result["failed"]),
         **means,
+        **intervals,  # 95% bootstrap over objects (evaluate.multiview.bootstrap); absent for a single object
         "psnr_data_range": 1.0,
         "psnr_cap_db": PSNR_CAP_DB,
         "lpips_backbone": lpips_fn.backbone,

@@ -126,4 +126,40 @@ def after_training(params: Params, stage: str, folder: Path) -> dict[str, Any] |
     return getattr(importlib.import_module(module), name)(params, folder)
 
 
-__all__ = ["after_training", "evaluate_model", "vae_roundtrip"]
+def score_preview(folder: Path, fps: float, video: bool = True) -> dict[str, float]:
+    """The world evaluator on a preview folder a training stage wrote (samples/step-NNNNNN: mp4s and prompts.json),
+    saved as its eval.json; called from above the training code (the CLI's on_samples callback). An image model's
+    previews are single frames: colour only."""
+    from svd.evaluation.world import evaluate_folder
+
+    scores = evaluate_folder(folder, fps=fps)
+    keys = ("colour_accuracy", "direction_accuracy", "n") if video else ("colour_accuracy", "n")
+    keep = {k: scores[k] for k in keys if k in scores}
+    (Path(folder) / "eval.json").write_text(json.dumps(keep, indent=2) + "\n")
+    return keep
+
+
+def preview_curve(folder: Path, summary: dict[str, Any], final: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Rows (step, colour_accuracy, direction_accuracy, prompts) from the scored previews of a stage folder
+    (samples/step-*/eval.json) and its final evaluation at the last step: the stage's curve at every evaluation."""
+    rows = []
+    for step_dir in sorted(Path(folder, "samples").glob("step-*")):
+        scored = step_dir / "eval.json"
+        if scored.is_file():
+            s = json.loads(scored.read_text())
+            rows.append({"step": int(step_dir.name.split("-")[1]), **_curve_point(s)})
+    if final and "colour_accuracy" in final:
+        rows = [r for r in rows if r["step"] != summary.get("steps")]
+        rows.append({"step": summary.get("steps"), **_curve_point(final)})
+    return rows
+
+
+def _curve_point(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "colour_accuracy": s.get("colour_accuracy"),
+        "direction_accuracy": s.get("direction_accuracy", ""),
+        "prompts": s.get("n"),
+    }
+
+
+__all__ = ["after_training", "evaluate_model", "preview_curve", "score_preview", "vae_roundtrip"]

@@ -24,8 +24,9 @@ by another model or protocol is emptied first (a DVC `persist` output re-used af
 When every sample exists, the run scores them: FVD against the real set's statistics (cached as .npz and refused
 when another extractor, protocol or real set made them), and the world evaluator's colour/direction accuracy for
 prompts it can parse (the world's; UCF-101 class names have no colour or direction to check). The two see different
-faults: FVD on the world net's logits ignores a reversed clip (left and right are equally common classes) that the
-world evaluator fails, and the world evaluator passes noisy clips whose FVD rises.
+faults: FVD on the world net's logits (one head per attribute plus an order head, svd.evaluation.i3d) rises for
+clips shuffled in time, frozen or with jumping objects (svd.evaluation.fvd_sanity measures each), but not for a
+reversed clip (left and right are equally common classes), which the world evaluator fails.
 
 Out-dir layout: samples/NNNNNN.mp4, manifest.parquet (index, class_name, prompt, seed, file), plan.json,
 scores.parquet (per-sample world judgements), report.md (our number beside the paper's rows).
@@ -1017,7 +1018,8 @@ def train_features(params, out: str | Path | None = None, log: Log | None = None
     """Train the world's FVD feature net (`svd.evaluation.i3d.train_feature_net`, at `evaluate.fvd.feature_net`,
     on clips at its fps) into OUT (default: evaluate.fvd.feature_net.out), then cache the real set's
     statistics under the configured extractor at evaluate.video.real_stats (the a100 profile's extractor is the
-    Kinetics I3D: the net is trained all the same, and the statistics are UCF-101's)."""
+    Kinetics I3D: the net is trained all the same, and the statistics are UCF-101's). On the world's real set,
+    `svd.evaluation.fvd_sanity` then scores another world seed's clips and broken copies of them."""
     from svd.evaluation.i3d import train_feature_net
 
     net = params.evaluate.fvd.feature_net
@@ -1048,6 +1050,10 @@ def train_features(params, out: str | Path | None = None, log: Log | None = None
             "feature_extractor": extractor.description,
         }
     )
+    if real.kind == "world":  # what the FVD sees: another world seed's clips, and the same clips broken
+        from svd.evaluation.fvd_sanity import fvd_sanity
+
+        summary["sanity"] = fvd_sanity(params, extractor, protocol, stats.features, log)
     return summary
 
 

@@ -130,11 +130,12 @@ class YuvFrame:
     """A decoded frame kept as YUV 4:2:0 at the decode size: half the bytes of RGB, and the RGB conversion is paid
     only for the frames an annotator actually reads (a few per clip), not for every frame of the stream."""
 
-    __slots__ = ("frame", "_scalers")
+    __slots__ = ("frame", "_scalers", "time")
 
-    def __init__(self, frame: av.VideoFrame, scalers: _Scalers):
+    def __init__(self, frame: av.VideoFrame, scalers: _Scalers, time: float | None = None):
         self.frame = frame
         self._scalers = scalers
+        self.time = time  # its presentation time in seconds (pts x time base); None when the stream has none
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -184,25 +185,35 @@ def iter_decoded(path: Path | str, short_side: int | None = None) -> Iterator[Yu
     for frame in _decode(path):
         if target is None:
             target = scaled_size(frame.width, frame.height, short_side)
+        time = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
         if (frame.width, frame.height) != target or frame.format.name != "yuv420p":
             frame = scalers.decode.reformat(
                 frame, width=target[0], height=target[1], format="yuv420p", interpolation="AREA"
             )
-        yield YuvFrame(frame, scalers)
+        yield YuvFrame(frame, scalers, time)
+
+
+def _display_indices(path: Path) -> dict[int, int]:
+    """Packet pts -> the frame's index in display order (the rank of its pts), which is what a decoder's frame count
+    gives. Rounding time x average fps would be the same for a constant-rate stream and wrong for a variable-rate
+    one (a dropped frame shifts every later index). One demux pass, no decode."""
+    with _open(path) as container:
+        stream = _video_stream(container)
+        pts = sorted({p.pts for p in container.demux(stream) if p.pts is not None and p.size})
+    return {v: i for i, v in enumerate(pts)}
 
 
 def keyframe_indices(path: Path | str) -> list[int]:
-    """Frame indices of the keyframes, from packet flags alone (no decode)."""
-    info = probe(path)
+    """Frame indices (display order) of the keyframes, from packet flags alone (no decode)."""
     out: list[int] = []
+    index = _display_indices(Path(path))
     with _open(Path(path)) as container:
         stream = _video_stream(container)
-        start = stream.start_time or 0
         for packet in container.demux(stream):
             if packet.pts is None or packet.size == 0:
                 continue
             if packet.is_keyframe:
-                out.append(int(round(float((packet.pts - start) * stream.time_base) * info.fps)))
+                out.append(index[packet.pts])
     return sorted(out)
 
 
@@ -289,19 +300,18 @@ def remux_clip(src: Path | str, dst: Path | str, start_frame: int, end_frame: in
     Returns the frame range the new file holds (start snapped forward to a keyframe, so no frame of an earlier
     shot leaks in). Raises ValueError when no keyframe lies inside the range.
     """
-    info = probe(src)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     first = None
     last = None
+    index = _display_indices(Path(src))
     with _open(Path(src)) as container:
         stream = _video_stream(container)
-        origin = stream.start_time or 0
         packets = []
         for packet in container.demux(stream):
             if packet.pts is None or packet.size == 0:
                 continue
-            idx = int(round(float((packet.pts - origin) * stream.time_base) * info.fps))
+            idx = index[packet.pts]
             if idx >= end_frame:
                 continue  # packets are in decode order; keep scanning in case of reordering
             if first is None:
@@ -337,6 +347,34 @@ def reencode_clip(
     if count == 0:
         raise ValueError(f"no frames in [{start_frame}, {end_frame}) of {src}")
     return start_frame, start_frame + count
+
+
+class FrameClock:
+    """Seconds of frame indices from the decoded frames' own presentation times (relative to the first frame), so a
+    variable-frame-rate video's clip times are where its frames are shown, not index / average fps. A stream whose
+    times are exactly index / fps (any constant-rate file) reads index / fps, the same numbers as before. Past the
+    last frame: its time plus one average frame."""
+
+    def __init__(self, times: list[float | None], fps: float):
+        self.fps = float(fps)
+        known = [t for t in times if t is not None]
+        self.times = [t - known[0] for t in times] if known and len(known) == len(times) else None
+        if self.times is not None and all(t == k / self.fps for k, t in enumerate(self.times)):
+            self.times = None  # constant rate: index / fps
+
+    @property
+    def variable(self) -> bool:
+        return self.times is not None
+
+    def at(self, index: int) -> float:
+        if self.times is None:
+            return index / self.fps
+        if index < len(self.times):
+            return self.times[index]
+        return self.times[-1] + (index - len(self.times) + 1) / self.fps
+
+    def span(self, start: int, end: int) -> float:
+        return (end - start) / self.fps if self.times is None else self.at(end) - self.at(start)
 
 
 def seconds_to_frames(seconds: float, fps: float) -> int:

@@ -171,9 +171,11 @@ def save_checkpoint(
     keep_last: int | None = None,
     loss: float | None = None,
     full_state: dict | None = None,
+    history: list[dict] | None = None,
 ) -> Path:
     """Write ``ckpt_dir/step-NNNNNN/`` atomically; pass the unwrapped model. Returns the folder. ``loss``: the last
-    step's, so a run resumed at its final step still reports it. ``full_state``: for a sharded (FSDP) model, its
+    step's, so a run resumed at its final step still reports it. ``history``: the loss curve so far (rows of step
+    and loss), so a resumed run's curve starts at step 1. ``full_state``: for a sharded (FSDP) model, its
     consolidated "model", "optimizer" and "ema" states (svd.training.fsdp), written in the same layout."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -194,6 +196,7 @@ def save_checkpoint(
         "batches_in_epoch": int(batches_in_epoch),
         "seed": seed,
         "loss": None if loss is None else float(loss),
+        "history": list(history or []),
         "optimizer": (full["optimizer"] if "optimizer" in full else optimizer.state_dict())
         if optimizer is not None
         else None,
@@ -299,8 +302,9 @@ def load_checkpoint(
     fsdp_groups: GroupNames | None = None,
 ) -> dict[str, Any]:
     """Restore everything ``save_checkpoint`` wrote into the live objects; returns step, epoch, batches_in_epoch,
-    seed and loss (None in checkpoints written before it was kept). ``fsdp_groups``: the model is sharded
-    (svd.training.fsdp.shard_model's group names); every process loads its shard (collective)."""
+    seed, loss (None in checkpoints written before it was kept) and history (the loss curve; [] likewise).
+    ``fsdp_groups``: the model is sharded (svd.training.fsdp.shard_model's group names); every process loads its
+    shard (collective)."""
     path = Path(path)
     check_compatible(path, model=model, profile=profile)
     trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
@@ -327,4 +331,8 @@ def load_checkpoint(
         ema.load_state_dict({**trainer["ema"], "shadow": {k: shard_like(weights[k], v) for k, v in ema.shadow.items()}})
     if restore_rng:
         set_rng_state(trainer["rng"])
-    return {**{k: trainer[k] for k in ("step", "epoch", "batches_in_epoch", "seed")}, "loss": trainer.get("loss")}
+    return {
+        **{k: trainer[k] for k in ("step", "epoch", "batches_in_epoch", "seed")},
+        "loss": trainer.get("loss"),
+        "history": list(trainer.get("history") or []),  # absent in checkpoints written before it was kept
+    }

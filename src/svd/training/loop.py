@@ -311,6 +311,7 @@ def train(
     ema = EMA(raw, ema_decay) if ema_decay else None
 
     step, epoch, consumed, resumed_from, last_loss = 0, 0, 0, None, None
+    history: list[dict] = []  # {"step", "loss"} at every log step: the curve a resumed run continues
     if resume and (ck := latest(ckpt_dir)) is not None:
         state = load_checkpoint(
             ck,
@@ -323,6 +324,7 @@ def train(
         )
         step, epoch, consumed, resumed_from = state["step"], state["epoch"], state["batches_in_epoch"], state["step"]
         last_loss = state["loss"]
+        history = [row for row in state["history"] if row["step"] <= step]
     if gradient_accumulation < 1:
         raise ValueError(f"gradient_accumulation must be >= 1, got {gradient_accumulation}")
     if hasattr(data, "resumable_batches"):  # a streamed set (svd.training.stream) brings its own batch source
@@ -368,6 +370,7 @@ def train(
                 keep_last=keep_last,
                 loss=last_loss,
                 full_state=full,
+                history=history,
             )
         accelerator.wait_for_everyone()
         return path
@@ -435,6 +438,7 @@ def train(
                 "epoch": batches.epoch,
             }
             bar.set_postfix(loss=f"{mean_loss:.4g}")
+            history.append({"step": step, "loss": mean_loss})
             if logger is not None and main:
                 logger(metrics, step)
             window_loss.zero_()
@@ -453,6 +457,7 @@ def train(
     done = step - first_step
     return {
         "final_loss": last_loss,  # the last step's loss, averaged over processes (kept in the checkpoint)
+        "history": history,  # the loss at every log step since step 1 (resumed runs included)
         "steps": step,
         "steps_this_run": done,
         "resumed_from": resumed_from,

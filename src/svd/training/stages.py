@@ -443,6 +443,7 @@ def train_diffusion_stage(
         "resumed_from": summary["resumed_from"],
         "train_seconds": summary["seconds"],
         "samples_per_s": summary["samples_per_s"],
+        "history": summary["history"],
         **info,
         "clips": len(clips),
         "parameters": sum(p.numel() for p in unet.parameters()),

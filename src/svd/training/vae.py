@@ -259,6 +259,7 @@ def train_vae(
         "train_seconds": summary["seconds"],
         "steps": summary["steps"],
         "resumed_from": summary["resumed_from"],
+        "history": summary["history"],
         "parameters": num_parameters(vae),
         "train_frames": len(train_data),
         "heldout_frames": int(held.shape[0]),
