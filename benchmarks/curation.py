@@ -35,6 +35,7 @@ def make_world_video(out: Path, size: tuple[int, int], seconds_hint: float, seed
         overrides=[
             f"world.sizes=[[{size[0]}, {size[1]}]]",
             "world.videos=1",
+            "world.solo.videos=0",
             "world.broken_inputs=false",
             f"world.shots_per_video=[{max(2, int(seconds_hint // 4))}, {max(2, int(seconds_hint // 4))}]",
             "world.shot_seconds=[3.0, 5.0]",

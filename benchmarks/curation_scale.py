@@ -38,7 +38,7 @@ def main() -> None:
     from svd.curation.pipeline import list_videos, video_name
     from svd.world import generate_world
 
-    base = [f"world.videos={args.videos}", "world.broken_inputs=false"]
+    base = [f"world.videos={args.videos}", "world.solo.videos=0", "world.broken_inputs=false"]
     with tempfile.TemporaryDirectory() as tmp:
         world = Path(tmp) / "world"
         generate_world(load_params(ROOT / "params.yaml", overrides=base).world, world, seed=args.seed)

@@ -103,13 +103,22 @@ def moved(z: torch.Tensor) -> list[str]:
 
 
 def rendered_batch(
-    n: int, rng, appearances: list[tuple[str, str]], vae, tone: str | None = None, flat_mean: torch.Tensor | None = None
+    n: int,
+    rng,
+    appearances: list[tuple[str, str]],
+    vae,
+    tone: str | None = None,
+    flat_mean: torch.Tensor | None = None,
+    centre: bool = False,
 ) -> dict:
     """n windows of one world object (an (colour, shape) of `appearances`) on a solid background, static camera,
     placed and sped as the world does it (8 frames at 4 fps, 48 x 32 px), rendered by the world's renderer and
     encoded by the pipeline's VAE; text_index = 1 + 4 * appearance + direction. `tone`: one background tone for all
     (a BG_COLOURS name) instead of a random one far from the object's colour. `flat_mean` (C,): each window's latent
-    mean per channel replaced by it (--flatten-tone: the tone's offset gone, its effect on the object's latent kept)."""
+    mean per channel replaced by it (--flatten-tone: the tone's offset gone, its effect on the object's latent kept).
+    centre: the object's middle frame sits at the frame's centre, +- 1/16 of the frame (--start centre)."""
+    import dataclasses
+
     from svd.models.vae import encode
     from svd.world.render import ShotRenderer
     from svd.world.scene import BG_COLOURS, BackgroundSpec, CameraSpec, ShotSpec, distinct, sample_objects_and_camera
@@ -123,6 +132,13 @@ def rendered_batch(
         objects, _ = sample_objects_and_camera(
             rng, WIDTH * 4, HEIGHT * 4, 4.0, FRAMES, 0, 0, [colour], [shape], [list(DIRECTIONS)[d]], "static"
         )
+        if centre:  # speeds fit a centred track: the sampler caps them at 0.9 x room / span
+            o = objects[0]
+            (dx, dy), t_mid = DIRECTIONS[o.direction], (FRAMES - 1) / 2 / 4.0
+            jx, jy = rng.uniform(-1, 1, 2) * np.array([WIDTH * 4, HEIGHT * 4]) / 16
+            x0 = WIDTH * 2 + jx - dx * o.speed * t_mid
+            y0 = HEIGHT * 2 + jy - dy * o.speed * t_mid
+            objects = (dataclasses.replace(o, x0=float(x0), y0=float(y0)),)
         spec = ShotSpec(
             width=WIDTH * 4,
             height=HEIGHT * 4,
@@ -235,11 +251,8 @@ def main() -> None:
     from svd.training.stages import load_frozen_vae, param_groups, vae_source
     from svd.world.scene import BG_COLOURS, COLOURS
 
-    if args.render and (args.start == "centre" or args.shared):
-        ap.error(
-            "--render places objects as the world does (random starts) in its own colours: no --start centre, "
-            "no --shared"
-        )
+    if args.render and args.shared:
+        ap.error("--render draws the world's own colours: no --shared")
     if (args.flatten_tone or args.grid) and not args.render:
         ap.error("--flatten-tone and --grid need --render")
     if args.prompts < 1:
@@ -347,7 +360,13 @@ def main() -> None:
         """n training windows, from the run's stream (seed None) or from their own seeded one (held-out, bank)."""
         if args.render:
             return rendered_batch(
-                n, render_rng if seed is None else np.random.default_rng(seed), appearances, vae, args.tone, flat_mean
+                n,
+                render_rng if seed is None else np.random.default_rng(seed),
+                appearances,
+                vae,
+                args.tone,
+                flat_mean,
+                centre,
             )
         return blob_batch(
             n, generator if seed is None else torch.Generator().manual_seed(seed), centre, args.colours, args.shared

@@ -57,6 +57,7 @@ def prefect_harness(tmp_path_factory):
 
 SMALL_WORLD = [
     "world.videos=2",
+    "world.solo.videos=1",
     "world.sizes=[[192, 108]]",
     "world.broken_inputs=false",
     "curate.text.enabled=false",

@@ -16,7 +16,13 @@ from svd.io.video import iter_frames
 pytestmark = pytest.mark.slow  # a world and a full curation run
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["world.videos=3", "world.sizes=[[192, 108]]", "world.shots_per_video=[3, 4]", "curate.text.short_side=128"]
+SMALL = [
+    "world.videos=3",
+    "world.solo.videos=2",
+    "world.sizes=[[192, 108]]",
+    "world.shots_per_video=[3, 4]",
+    "curate.text.short_side=128",
+]
 
 CLIP_COLUMNS = {
     "video": "object",
@@ -29,6 +35,10 @@ CLIP_COLUMNS = {
     "width": "int64",
     "height": "int64",
     "motion_score": "float64",
+    "camera_motion": "object",
+    "camera_confidence": "float64",
+    "camera_pan_x": "float64",
+    "camera_zoom": "float64",
     "text_area": "float64",
     "aesthetic": "float64",
     "clip_score": "float64",
@@ -76,6 +86,9 @@ def test_clips_parquet_contract(curated):
     assert (clips["keep"] == (clips["drop_reason"] == "")).all()
     annotated = clips[clips["drop_reason"] != "too_short"]
     assert annotated["motion_score"].notna().all() and annotated["text_area"].between(0, 1).all()
+    from svd.curation.camera import LABELS
+
+    assert annotated["camera_motion"].isin(LABELS).all() and annotated["camera_confidence"].between(0, 1).all()
     # tiny profile: no captioner weights, so no model captions; training text is the world's source description
     assert clips["caption_coca"].isna().all() and (clips["backend_caption_coca"] == "none").all()
     kept = clips[clips["keep"]]
@@ -103,10 +116,13 @@ def test_shots_quarantine_and_summary(curated):
     assert quarantine["video"].str.startswith("broken_").all()
     assert quarantine["reason"].str.len().gt(5).all() and not quarantine["reason"].str.contains("\n").any()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["quarantined"] == 5 and summary["videos_ok"] == 3
+    assert summary["quarantined"] == 5 and summary["videos_ok"] == 3 + 2  # three long videos, two solo
     assert summary["filters"]["aesthetic"]["applied"] is False  # random CLIP never decides
     assert summary["filters"]["motion"]["applied"] is True
     assert summary["truth"]["cuts"]["f1"] >= 0.8
+    camera = summary["truth"]["camera"]  # the camera annotator against the world's truth, per class it rendered
+    assert set(camera) <= {"static", "pan_left", "pan_right", "zoom_in", "zoom_out"} and "static" in camera
+    assert all(0 <= c["f1"] <= 1 and c["clips"] > 0 for c in camera.values())
     assert (out / "expectations" / "report.txt").read_text().startswith(f"{summary['expectations']['expectations']}")
     assert Path(summary["expectations"]["data_docs"]).is_file()
     # the GX project (timestamps, random store ids) lives beside the dataset, never in it

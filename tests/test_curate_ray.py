@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow  # a 16-video world curated three times (about a m
 ROOT = Path(__file__).resolve().parents[1]
 WORLD16 = [
     "world.videos=16",
+    "world.solo.videos=0",
     "world.sizes=[[192, 108]]",
     "world.shots_per_video=[2, 3]",
     "world.broken_inputs=false",

@@ -109,7 +109,8 @@ def small_world(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("world")
     params = load_params(
-        Path(__file__).resolve().parents[1] / "params.yaml", overrides=["world.videos=4", "world.broken_inputs=false"]
+        Path(__file__).resolve().parents[1] / "params.yaml",
+        overrides=["world.videos=4", "world.solo.videos=0", "world.broken_inputs=false"],
     )
     generate_world(params.world, out, seed=3)
     return out

@@ -37,6 +37,8 @@ FAST = [
     "train.ckpt_every=3",
     "train.log_every=2",
     "train.sample_every=6",
+    "train.probe_every=3",
+    "train.probe_windows=4",
     "sample.eval_prompts=4",
     "sample.steps=3",
     "train.video.fps=6.0",
@@ -138,6 +140,13 @@ def test_chain_writes_models_metrics_and_runs(trained):
     assert "direction_accuracy" not in pd.read_csv(tmp / "metrics" / "train_image.eval.csv").dropna(axis=1)
     assert pd.read_csv(tmp / "metrics" / "train_vae.loss.csv").loss.gt(0).all()
     assert not (tmp / "metrics" / "train_vae.eval.csv").exists()  # its round trip is a ceiling, not a curve point
+    # the word-gap probe (issue 21): the swapped words' loss gaps at every probe_every steps, Stages II-III only
+    probe = pd.read_csv(tmp / "metrics" / "train_video.probe.csv")
+    assert list(probe.step) == [3, 6]
+    assert {"direction_gap.s2", "direction_gap.s5", "colour_gap.s2"} <= set(probe.columns)
+    assert probe["colour_gap.s5"].abs().gt(0).all()  # a real measurement: a swapped word moves the loss somewhat
+    assert list(pd.read_csv(tmp / "metrics" / "train_hq.probe.csv").step) == [3]
+    assert not (tmp / "metrics" / "train_image.probe.csv").exists()
     assert (tmp / "models" / "video" / "vae" / "config.json").is_file()  # the small VAE travels with the model
 
     import mlflow
@@ -149,6 +158,7 @@ def test_chain_writes_models_metrics_and_runs(trained):
     assert video_run["tags.svd.text_encoder"] == "random" and video_run["tags.svd.train_data"] == "curated"
     assert "metrics.loss" in runs and "metrics.eval.direction_accuracy" in runs
     assert "metrics.preview.direction_accuracy" in runs  # the previews are scored as they are made
+    assert "metrics.probe.direction_gap.s5" in runs  # ... and the word gaps are logged as the run goes
     # sizes and echoed settings are params, so the metrics view holds the scores and curves
     assert "metrics.parameters" not in runs and "metrics.eval.guidance" not in runs
     assert int(video_run["params.result.parameters"]) > 0 and float(video_run["params.result.eval.guidance"]) == 7.0

@@ -187,7 +187,7 @@ def test_train_logs_samples_checkpoints_and_resumes_in_process(tmp_path):
     torch.manual_seed(0)
     model = _mlp()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    logs, samples = [], []
+    logs, samples, probes = [], [], []
     summary = train(
         _step_fn,
         model,
@@ -200,6 +200,8 @@ def test_train_logs_samples_checkpoints_and_resumes_in_process(tmp_path):
         logger=lambda m, s: logs.append((s, m)),
         sample_every=3,
         sample_fn=lambda m, s: samples.append(s),
+        probe_every=2,
+        probe_fn=lambda m, s: probes.append((s, m.training)),
         batch_size=8,
         ema_decay=0.9,
         progress=False,
@@ -207,6 +209,7 @@ def test_train_logs_samples_checkpoints_and_resumes_in_process(tmp_path):
     )
     assert [s for s, _ in logs] == [2, 4, 6, 7] and set(logs[0][1]) >= {"loss", "lr", "samples_per_s"}
     assert samples == [3, 6]
+    assert probes == [(2, False), (4, False), (6, False)] and model.training  # in eval mode, then back
     assert [s for s, _ in checkpoints(tmp_path)] == [6, 7]
     assert summary["steps"] == 7 and summary["resumed_from"] is None and summary["final_loss"] > 0
     assert summary["samples_per_s"] > 0 and summary["seconds"] > 0

@@ -14,13 +14,14 @@ import pytest
 from svd.config import load_params
 from svd.io.video import VideoReadError, iter_frames, keyframe_indices, probe
 from svd.world import generate_world
-from svd.world.compose import plan_video
+from svd.world.compose import plan_named, plan_video
 from svd.world.render import ShotRenderer, text_boxes
-from svd.world.scene import COLOURS, DIR_VEC, check_names, sample_shot
+from svd.world.scene import BG_COLOURS, COLOURS, DIR_VEC, MIN_TEXTURE_CONTRAST, check_names, sample_shot
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 SMALL = [
     "world.videos=3",
+    "world.solo.videos=2",
     "world.sizes=[[160,96]]",
     "world.fps=[12]",
     "world.shots_per_video=[4,5]",
@@ -75,8 +76,8 @@ def test_summary_matches_files(world):
     out, summary = world["out"], world["summary"]
     assert json.loads((out / "world.json").read_text()) == summary
     videos, shots, trans = read(out, "videos.parquet"), read(out, "shots.parquet"), read(out, "transitions.parquet")
-    assert summary["videos"] == len(videos) == 3
-    assert list(videos.video) == ["v0000", "v0001", "v0002"]
+    assert summary["videos"] == len(videos) == 5 and summary["solo_videos"] == 2
+    assert list(videos.video) == ["v0000", "v0001", "v0002", "s0000", "s0001"]
     assert summary["shots"] == len(shots) and summary["cuts"] + summary["fades"] == len(trans)
     assert summary["total_frames"] == videos.n_frames.sum()
     assert set(trans.kind) <= {"cut", "fade"} and set(trans["style"]) <= {"cut", "fade_black", "dissolve"}
@@ -107,7 +108,7 @@ def test_same_seed_same_world_other_seed_differs(world, tmp_path):
 
     other = tmp_path / "other"
     generate_world(world["cfg"], other, seed=SEED + 1, videos=1)
-    assert len(read(other, "videos.parquet")) == 1  # `videos` overrides cfg.videos
+    assert list(read(other, "videos.parquet").video) == ["v0000", "s0000", "s0001"]  # `videos`: the long ones
     assert not read(other, "shots.parquet").equals(read(out, "shots.parquet").query("video == 'v0000'"))
     first = next(iter_frames(other / "videos/v0000.mp4"))
     assert first.shape != world["frames"]["v0000"][0].shape or not np.array_equal(first, world["frames"]["v0000"][0])
@@ -175,7 +176,7 @@ def test_moving_objects_move_in_stated_direction(world):
     for shot in pick.itertuples():
         frames = world["frames"][shot.video]
         a, b = frames[shot.start_frame], frames[shot.end_frame - 1]
-        spec = plan_video(world["cfg"], SEED, int(shot.video[1:])).shots[shot.shot]
+        spec = plan_named(world["cfg"], SEED, shot.video).shots[shot.shot]
         for obj, truth in zip(json.loads(shot.objects), spec.objects):
             xa, ya, na = colour_centroid(a, obj["colour"])
             xb, yb, nb = colour_centroid(b, obj["colour"])
@@ -190,6 +191,38 @@ def test_moving_objects_move_in_stated_direction(world):
                 assert along > max(3.0, 0.8 * travel) and across < 2, (shot.description, dx, dy, travel)
                 checked += 1
     assert checked >= 2
+
+
+def test_solo_videos_cross_the_centre_on_a_plain_tone(world):
+    """world.solo (issue 21): one shot, one object moving under a still camera over one of the solo tones, whose
+    middle frame shows it at the frame's centre (within centre_spread, measured on the decoded pixels)."""
+    cfg, out = world["cfg"], world["out"]
+    shots = read(out, "shots.parquet")
+    solo = shots[shots.video.str.startswith("s")]
+    assert len(solo) == cfg.solo.videos == 2 and (solo.shot == 0).all()
+    assert not read(out, "transitions.parquet").video.str.startswith("s").any()
+    for shot in solo.itertuples():
+        spec = plan_named(cfg, SEED, shot.video).shots[0]
+        assert shot.camera == "static" and shot.moving and shot.quality == "clean" and shot.text == ""
+        assert spec.background.kind == "solid" and spec.background.colours[0] in cfg.solo.tones
+        (obj,) = json.loads(shot.objects)
+        assert obj["direction"] in ("left", "right", "up", "down") and " and " not in shot.description
+        lo, hi = (round(s * spec.fps) for s in cfg.solo.seconds)
+        assert lo <= shot.end_frame - shot.start_frame <= hi
+        mid = (spec.n_frames - 1) // 2
+        tx, ty = spec.objects[0].position(mid / spec.fps)  # the truth, then what the decoded frame shows
+        half_frame = spec.objects[0].speed / spec.fps / 2  # an even frame count has no middle frame
+        assert abs(tx - spec.width / 2) <= cfg.solo.centre_spread * spec.width + half_frame
+        assert abs(ty - spec.height / 2) <= cfg.solo.centre_spread * spec.height + half_frame
+        x, y, n = colour_centroid(world["frames"][shot.video][mid], obj["colour"])
+        assert n > 30 and abs(x - tx) < spec.objects[0].half / 2 and abs(y - ty) < spec.objects[0].half / 2
+
+
+def test_solo_tones_must_be_known_and_usable():
+    with pytest.raises(ValueError, match="world.solo.tones: unknown"):
+        plan_named(small_cfg("world.solo.tones=[beige]"), 0, "s0000")
+    with pytest.raises(ValueError, match="not a world video name"):
+        plan_named(small_cfg(), 0, "x0001")
 
 
 def test_static_shots_hold_still(world):
@@ -309,6 +342,7 @@ def test_no_broken_inputs_when_disabled(tmp_path):
         "world.eval.orbit_frames=2",
         "world.shots_per_video=[1,1]",
         "world.shot_seconds=[0.5,0.5]",
+        "world.solo.videos=0",
     )
     summary = generate_world(cfg, tmp_path, seed=1, videos=1)
     assert summary["broken"] == 0 and summary["transitions"] == 0
@@ -346,8 +380,10 @@ def test_sampled_objects_stay_on_screen_on_distinct_backgrounds():
                 size = w if obj.direction in ("left", "right") else h
                 assert obj.speed >= 0.04 * size  # clearly visible motion, px per second
         assert spec.moving != spec.static
-        if spec.camera.kind != "static":
-            assert spec.background.kind != "solid"
+        if spec.camera.kind != "static":  # a 2-D texture with contrast, so flow can see the camera (issue 22)
+            tones = [np.asarray(BG_COLOURS[c], float) for c in spec.background.colours]
+            assert spec.background.kind in ("checker", "noise") and len(tones) == 2
+            assert np.linalg.norm(tones[0] - tones[1]) >= MIN_TEXTURE_CONTRAST
 
 
 def test_unknown_names_are_refused():

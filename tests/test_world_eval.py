@@ -30,6 +30,7 @@ FPS = 8.0
 # every colour, shape and direction (still included), one clip per class; the long videos are kept tiny
 OVERRIDES = [
     "world.videos=1",
+    "world.solo.videos=0",
     "world.broken_inputs=false",
     "world.sizes=[[64,36]]",
     "world.shots_per_video=[1,1]",

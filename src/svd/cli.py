@@ -181,6 +181,7 @@ def train_cmd(
     scored = stage in ("image", "video", "hq")
     with run:
         logger = tracking.step_logger() if track else None
+        probe_rows: list[dict] = []
         if stage == "vae":
             summary = st.train_vae_stage(params, logger=logger, progress=progress)
         else:
@@ -193,7 +194,10 @@ def train_cmd(
                 if track:
                     tracking.log_artifacts(folder, f"samples/{folder.name}")
 
-            summary = st.train_diffusion_stage(params, stage, logger=logger, progress=progress, on_samples=on_samples)
+            on_probe = _word_gap_probe(params, logger, probe_rows) if stage in ("video", "hq") else None
+            summary = st.train_diffusion_stage(
+                params, stage, logger=logger, progress=progress, on_samples=on_samples, on_probe=on_probe
+            )
             summary["processes"] = dist.num_processes
         history = summary.pop("history", [])
         scores = after_training(params, stage, st.stage_dir(params, stage)) if evaluate else None
@@ -206,7 +210,8 @@ def train_cmd(
             st.stage_dir(params, stage),
             Path(state.file_params().paths.models) / st.stage_name(params, stage),
         )
-        _write_curves(written, history, preview_curve(st.stage_dir(params, stage), summary, scores) if scored else [])
+        curves = preview_curve(st.stage_dir(params, stage), summary, scores) if scored else []
+        _write_curves(written, history, curves, probe_rows)
         if track:
             tracking.log_summary(_numeric(summary))
             st.track_stage(params, stage, summary, register=register)
@@ -793,13 +798,42 @@ def _write_metrics(params: Params, stage: str, summary: dict, out: Path, pipelin
     return path
 
 
-def _write_curves(metrics_path: Path, history: list[dict], scores: list[dict]) -> None:
+def _word_gap_probe(params, logger, rows: list[dict]):
+    """Stages II-III's on_probe hook: the swapped words' loss gaps (WordGapProbe) every train.probe_every steps, to
+    MLflow (probe.*) and to `rows` (the .probe.csv curve). A curated set without a single-object window leaves the
+    run unprobed, with a warning, rather than stopping its training."""
+    from svd.errors import InputError
+    from svd.evaluation.caption_sensitivity import WordGapProbe
+
+    probe = WordGapProbe(params.train.probe_windows, seed=params.seed)
+    failed = False
+
+    def on_probe(model, step: int, tools: dict) -> None:
+        nonlocal failed
+        if failed:
+            return
+        try:
+            gaps = probe(model, step, tools)
+        except InputError as err:
+            failed = True
+            typer.echo(f"warning: no word-gap probe in this run: {err}", err=True)
+            return
+        rows.append({"step": step, **{k.removeprefix("probe."): v for k, v in gaps.items()}})
+        if logger is not None:
+            logger(gaps, step)
+
+    return on_probe
+
+
+def _write_curves(metrics_path: Path, history: list[dict], scores: list[dict], probes: list[dict]) -> None:
     """The training curves beside a stage's metrics file, for `dvc plots` (tracked by git like the metrics):
-    <stem>.loss.csv (step, loss at every log step) and, for stages scored as they train, <stem>.eval.csv (step,
-    colour and direction accuracy of the previews, and the final evaluation at the last step)."""
+    <stem>.loss.csv (step, loss at every log step); for stages scored as they train, <stem>.eval.csv (step,
+    colour and direction accuracy of the previews, and the final evaluation at the last step); for Stages II-III,
+    <stem>.probe.csv (step, the swapped words' loss gaps per sigma; the points this run measured: a resumed run's
+    start after its resume)."""
     import csv
 
-    for suffix, rows in ((".loss.csv", history), (".eval.csv", scores)):
+    for suffix, rows in ((".loss.csv", history), (".eval.csv", scores), (".probe.csv", probes)):
         path = metrics_path.with_suffix(suffix)
         if not rows:
             path.unlink(missing_ok=True)

@@ -64,6 +64,15 @@ class EvalWorld(Strict):
     orbit_elevation: tuple[float, float]
 
 
+class SoloVideos(Strict):
+    videos: int = Field(ge=0)
+    seconds: tuple[float, float]
+    tones: list[str] = Field(min_length=1)
+    centre_spread: float = Field(ge=0, le=0.5)
+    size_frac: tuple[float, float]
+    speed_frac: tuple[float, float]
+
+
 class World(Strict):
     videos: int = Field(ge=1)
     sizes: list[tuple[int, int]]
@@ -80,6 +89,7 @@ class World(Strict):
     gop_seconds: float = Field(gt=0)
     crf: int = Field(ge=0, le=51)
     broken_inputs: bool
+    solo: SoloVideos
     eval: EvalWorld
 
     @field_validator("sizes")
@@ -114,6 +124,15 @@ class Motion(Strict):
     fps: float = Field(gt=0)
     flow_short_side: int = Field(ge=4)
     compute_short_side: int = Field(ge=16)
+
+
+class CameraMotionParams(Strict):
+    """svd.curation.camera: the camera's motion from the motion score's flow fields (needs curate.motion)."""
+
+    enabled: bool = True
+    min_pan: float = Field(default=0.05, gt=0)  # short sides per second: slower translation is static
+    min_zoom: float = Field(default=0.04, gt=0)  # log-zoom per second: a slower zoom is static
+    min_explained: float = Field(default=0.15, ge=0, le=1)  # below this share of flow energy explained: "other"
 
 
 class Text(Strict):
@@ -166,6 +185,7 @@ class Curate(Strict):
     decode_short_side: int = Field(ge=16)
     cuts: Cuts
     motion: Motion
+    camera: CameraMotionParams = CameraMotionParams()
     text: Text
     clip: Clip
     captions: Captions
@@ -299,6 +319,8 @@ class Train(Strict):
     ckpt_every: int = Field(ge=1)
     log_every: int = Field(ge=1)
     sample_every: int = Field(ge=1)
+    probe_every: int = Field(ge=0)
+    probe_windows: int = Field(ge=1)
     keep_last: int = Field(ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"]
     gradient_checkpointing: bool

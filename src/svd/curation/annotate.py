@@ -41,6 +41,8 @@ class Annotators:
         if cfg.motion.enabled:
             self.backends["motion"] = "farneback"
             self.real["motion"] = True
+            if cfg.camera.enabled:
+                self.backends["camera"] = "farneback-global-fit"
         if cfg.text.enabled:
             from svd.curation.text import TextDetector
 
@@ -66,9 +68,16 @@ class Annotators:
         cfg = self.params.curate
         row: dict = {}
         if cfg.motion.enabled:
-            from svd.curation.motion import motion_score
+            from svd.curation.motion import flow_fields, score_of_fields
 
-            row["motion_score"] = float(motion_score(clip.sampled(cfg.motion.fps), cfg.motion))
+            fields = flow_fields(clip.sampled(cfg.motion.fps), cfg.motion)
+            row["motion_score"] = score_of_fields(fields, cfg.motion)
+            if cfg.camera.enabled:  # the same fields: no second flow pass
+                from svd.curation.camera import classify, fit_clip
+
+                fit = fit_clip(fields, cfg.motion.compute_short_side, cfg.motion.fps)
+                cam = cfg.camera
+                row.update(classify(fit, cam.min_pan, cam.min_zoom, cam.min_explained).to_row())
         keys = clip.key_frames()
         if self.text is not None:
             row["text_area"] = float(self.text.text_area(keys))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from svd.config import Curate
+from svd.curation.camera import LABELS as CAMERA_LABELS
 from svd.errors import SvdError
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -74,6 +75,8 @@ def build_suite(gx, cfg: Curate):
     # annotations may be null when their annotator is switched off, never out of range
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="motion_score", min_value=0, mostly=1.0))
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="text_area", min_value=0, max_value=1))
+    suite.add_expectation(E.ExpectColumnValuesToBeInSet(column="camera_motion", value_set=list(CAMERA_LABELS)))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="camera_confidence", min_value=0, max_value=1))
     suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="clip_score", min_value=-1, max_value=1))
     suite.add_expectation(
         E.ExpectColumnValuesToBeInSet(

@@ -69,13 +69,20 @@ def pair_flow(a: np.ndarray, b: np.ndarray, cfg: Motion) -> np.ndarray:
     return cv2.resize(flow, _size(h, w, cfg.flow_short_side), interpolation=cv2.INTER_AREA)
 
 
-def motion_score(frames: Sequence[np.ndarray], cfg: Motion) -> float:
-    """Mean optical-flow magnitude of a clip, in short sides per second (see module docstring)."""
+def flow_fields(frames: Sequence[np.ndarray], cfg: Motion) -> list[np.ndarray]:
+    """The flow field of every consecutive pair of frames sampled at cfg.fps (what the motion score and the camera
+    fit, svd.curation.camera, both read)."""
     if len(frames) < 2:
         raise ValueError(f"motion_score needs at least 2 frames sampled at {cfg.fps} fps, got {len(frames)}")
     grey = [_grey(f, cfg.compute_short_side) for f in frames]
-    mags = []
-    for a, b in zip(grey[:-1], grey[1:]):
-        flow = pair_flow(a, b, cfg)
-        mags.append(float(np.linalg.norm(flow, axis=2).mean()))
+    return [pair_flow(a, b, cfg) for a, b in zip(grey[:-1], grey[1:])]
+
+
+def score_of_fields(fields: Sequence[np.ndarray], cfg: Motion) -> float:
+    mags = [float(np.linalg.norm(flow, axis=2).mean()) for flow in fields]
     return float(np.mean(mags)) / cfg.compute_short_side * cfg.fps
+
+
+def motion_score(frames: Sequence[np.ndarray], cfg: Motion) -> float:
+    """Mean optical-flow magnitude of a clip, in short sides per second (see module docstring)."""
+    return score_of_fields(flow_fields(frames, cfg), cfg)

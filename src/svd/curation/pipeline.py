@@ -216,6 +216,12 @@ def _frame_clips(rows: list[dict], annotators: Annotators) -> pd.DataFrame:
         "height",
         "split",
         "motion_score",
+        "camera_motion",
+        "camera_confidence",
+        "camera_pan_x",
+        "camera_pan_y",
+        "camera_zoom",
+        "camera_explained",
         "text_area",
         "aesthetic",
         "clip_score",
@@ -234,7 +240,10 @@ def _frame_clips(rows: list[dict], annotators: Annotators) -> pd.DataFrame:
     df = df[columns]
     for column in ("start_frame", "end_frame", "width", "height", "shot"):
         df[column] = df[column].astype("int64")
-    for column in ("start_s", "end_s", "duration_s", "fps", "motion_score", "text_area", "aesthetic", "clip_score"):
+    for column in (
+        "start_s", "end_s", "duration_s", "fps", "motion_score", "text_area", "aesthetic", "clip_score",
+        "camera_confidence", "camera_pan_x", "camera_pan_y", "camera_zoom", "camera_explained",
+    ):  # fmt: skip
         df[column] = df[column].astype("float64")
     df["split"] = df["split"].astype(bool)
     for column in (
@@ -292,6 +301,20 @@ def _write_clip_files(df: pd.DataFrame, sources: dict[str, str], out_dir: Path, 
     return df
 
 
+def camera_scores(predicted: list[str], truth: list[str]) -> dict:
+    """Per camera class of the truth: precision, recall, F1 and its count (the camera-motion annotator against the
+    world's ground truth)."""
+    out = {}
+    for label in sorted(set(truth)):
+        tp = sum(p == label and t == label for p, t in zip(predicted, truth))
+        n_pred, n_true = sum(p == label for p in predicted), sum(t == label for t in truth)
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_true if n_true else 0.0
+        f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+        out[label] = {"precision": precision, "recall": recall, "f1": f1, "clips": n_true}
+    return out
+
+
 def score_against_truth(clips: pd.DataFrame, shots: pd.DataFrame, truth: TruthIndex) -> dict:
     """Cut F1 (tolerance 2 frames), clips leaking across true transitions, and how well the motion and text scores
     separate the world's static and text shots (AUROC)."""
@@ -330,6 +353,8 @@ def score_against_truth(clips: pd.DataFrame, shots: pd.DataFrame, truth: TruthIn
         if len(sub) and sub["text_area"].notna().all():
             texted = np.array([float(x["text_area"]) > 0 for x in m])
             out["text_auroc_text_vs_none"] = auroc(sub["text_area"].to_numpy(), texted)
+        if len(sub) and "camera_motion" in sub and sub["camera_motion"].notna().all():
+            out["camera"] = camera_scores(sub["camera_motion"].tolist(), [str(x["camera"]) for x in m])
         kept = sub["keep"].to_numpy()
         out["kept_static_shots"] = int(sum(k and not x["moving"] for k, x in zip(kept, m)))
         out["kept_text_shots"] = int(sum(k and float(x["text_area"]) > 0.0 for k, x in zip(kept, m)))

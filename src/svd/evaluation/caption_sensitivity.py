@@ -148,9 +148,7 @@ def caption_sensitivity(
     """`word_gaps` of the video model in `folder` on up to `windows` single-object windows of the curated set its
     stage trains on (one window per clip, at the model's frames, fps and size), and (`steer`) `steering` on those
     whose object moves."""
-    from svd.tasks.text_to_video import time_ids
     from svd.training.denoiser import is_video_unet, unet_call
-    from svd.training.latents import encode_windows, read_windows
     from svd.training.stages import load_model, stage_clips
     from svd.world.scene import COLOURS
 
@@ -161,36 +159,33 @@ def caption_sensitivity(
             f"{folder} holds a {meta.get('kind', 'image')} model; caption sensitivity needs a video "
             "model (direction is a property of motion)"
         )
-    found = read_windows(
+    probe = single_object_windows(
         stage_clips(params, meta["stage"]),
+        loaded["vae"],
+        loaded["text"],
+        windows=windows,
+        seed=seed,
         num_frames=meta["frames"],
         fps=meta["fps"],
         size=tuple(meta["size"]),
-        windows_per_clip=1,
-        augment=(),
         motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
-        seed=seed,
     )
-    keep = [i for i, c in enumerate(found.captions) if single_object(c)][:windows]
-    if not keep:
-        raise InputError("no curated clip has a single-object, static-camera caption to measure with")
-    data = encode_windows(found, loaded["vae"], loaded["text"])
-    index = torch.tensor(keep)
     result = word_gaps(
         unet_call(unet),
         loaded["text"].encode,
-        data.latents[index],
-        [found.captions[i] for i in keep],
+        probe["latents"],
+        probe["captions"],
         colours=list(COLOURS),
         sigmas=sigmas,
         seed=seed,
-        added_time_ids=time_ids(data.fps_id[index], data.motion_bucket[index]),
+        added_time_ids=probe["added_time_ids"],
     )
-    report = {"model": str(folder), "stage": meta["stage"], "windows": len(keep), **result}
+    captions = probe["captions"]
+    report = {"model": str(folder), "stage": meta["stage"], "windows": len(captions), **result}
     if steer:
         from svd.models.vae import decode
 
-        moving = torch.tensor([i for i in keep if "still" not in found.captions[i]])
+        moving = torch.tensor([i for i, c in enumerate(captions) if "still" not in c])
         if len(moving):
             report["steering"] = {
                 "windows": len(moving),
@@ -198,14 +193,82 @@ def caption_sensitivity(
                     unet_call(unet),
                     loaded["text"].encode,
                     lambda z: decode(loaded["vae"], z),
-                    data.latents[moving],
-                    [found.captions[i] for i in moving.tolist()],
+                    probe["latents"][moving],
+                    [captions[i] for i in moving.tolist()],
                     fps=meta["fps"],
                     seed=seed,
-                    added_time_ids=time_ids(data.fps_id[moving], data.motion_bucket[moving]),
+                    added_time_ids=probe["added_time_ids"][moving],
                 ),
             }
     return report
 
 
-__all__ = ["SIGMAS", "STEER_SIGMAS", "caption_sensitivity", "single_object", "steering", "swap_colour", "word_gaps"]
+def single_object_windows(clips, vae, text, *, windows: int, seed: int, **window_args) -> dict:
+    """Up to `windows` windows (one per clip, unflipped) whose caption names one object under a still camera,
+    encoded: {"latents", "captions", "added_time_ids"}. window_args: read_windows' num_frames, fps, size,
+    motion_score_at_255 (a stage's own, so a probe measures on what the stage trains on)."""
+    from svd.tasks.text_to_video import time_ids
+    from svd.training.latents import encode_windows, read_windows
+
+    found = read_windows(clips, windows_per_clip=1, augment=(), seed=seed, **window_args)
+    keep = [i for i, c in enumerate(found.captions) if single_object(c)][:windows]
+    if not keep:
+        raise InputError("no curated clip has a single-object, static-camera caption to measure with")
+    data = encode_windows(found, vae, text)
+    index = torch.tensor(keep)
+    return {
+        "latents": data.latents[index],
+        "captions": [found.captions[i] for i in keep],
+        "added_time_ids": time_ids(data.fps_id[index], data.motion_bucket[index]),
+    }
+
+
+class WordGapProbe:
+    """`word_gaps` of a model in training, for `svd train`'s on_probe hook (training never imports evaluation):
+    the relative loss gap of the swapped direction and colour words at `sigmas`, as flat metrics
+    (probe.direction_gap.s2, ...). Its windows are read and encoded on the first call, with the stage's own
+    frozen VAE and text encoder, and reused; the noise is seeded, so the points of one run compare."""
+
+    def __init__(self, windows: int, sigmas: Sequence[float] = (1.0, 2.0, 5.0, 10.0), seed: int = 0):
+        self.windows, self.sigmas, self.seed = windows, tuple(sigmas), seed
+        self._probe: dict | None = None
+
+    def __call__(self, model, step: int, tools: dict) -> dict[str, float]:
+        from svd.training.denoiser import unet_call
+        from svd.world.scene import COLOURS
+
+        if self._probe is None:
+            args = {k: v for k, v in tools["window_args"].items() if k not in ("windows_per_clip", "augment", "seed")}
+            self._probe = single_object_windows(
+                tools["clips"], tools["vae"], tools["context"], windows=self.windows, seed=self.seed, **args
+            )
+        p = self._probe
+        device = next(model.parameters()).device
+        gaps = word_gaps(
+            unet_call(model),
+            lambda caps: tools["context"].encode(caps).to(device),
+            p["latents"].to(device),
+            p["captions"],
+            colours=list(COLOURS),
+            sigmas=self.sigmas,
+            seed=self.seed,
+            added_time_ids=p["added_time_ids"].to(device),
+        )["relative_gap"]
+        out = {}
+        for word, key in (("direction", "direction_swapped"), ("colour", "colour_swapped")):
+            for s, g in zip(self.sigmas, gaps[key]):
+                out[f"probe.{word}_gap.s{s:g}"] = float(g)
+        return out
+
+
+__all__ = [
+    "SIGMAS",
+    "STEER_SIGMAS",
+    "WordGapProbe",
+    "caption_sensitivity",
+    "single_object",
+    "single_object_windows",
+    "steering",
+    "swap_colour",
+    "word_gaps",
+]

@@ -259,6 +259,8 @@ def train(
     grad_clip: float | None = 1.0,
     sample_every: int | None = None,
     sample_fn: Callable[[torch.nn.Module, int], Any] | None = None,
+    probe_every: int | None = None,
+    probe_fn: Callable[[torch.nn.Module, int], Any] | None = None,
     batch_size: int = 1,
     num_workers: int = 0,
     collate_fn=None,
@@ -282,6 +284,8 @@ def train(
     ``parallel``: "ddp" (each process holds the whole model) or "fsdp" (parameters, gradients and optimizer state
     sharded, svd.training.fsdp; with one process it is plain training). Sharded runs sample no previews: a forward
     of a sharded model is collective, and previews run on the main process alone.
+    ``probe_fn(model, step)`` runs every ``probe_every`` steps like the previews (main process, eval mode): the
+    caller's measurement of the model in training (the CLI's word-gap probe), which training itself never imports.
     """
     from accelerate import Accelerator
     from accelerate.utils import send_to_device
@@ -443,10 +447,11 @@ def train(
                 logger(metrics, step)
             window_loss.zero_()
             window_n, window_samples, window_t = 0, 0, now
-        if sample_fn is not None and sample_every and step % sample_every == 0 and main and fsdp_groups is None:
-            raw.eval()
-            sample_fn(raw, step)
-            raw.train()
+        for every, hook in ((sample_every, sample_fn), (probe_every, probe_fn)):
+            if hook is not None and every and step % every == 0 and main and fsdp_groups is None:
+                raw.eval()
+                hook(raw, step)
+                raw.train()
         if step % ckpt_every == 0 or step == max_steps:
             last_path, last_saved = checkpoint(step), step
     bar.close()

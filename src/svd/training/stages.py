@@ -277,12 +277,15 @@ def train_diffusion_stage(
     logger: Logger | None = None,
     progress: bool = False,
     on_samples: Callable[[Path, int], None] | None = None,
+    on_probe: Callable[[torch.nn.Module, int, dict], None] | None = None,
 ) -> dict[str, Any]:
     """Train a diffusion stage (I image, II video, III hq, i2v, i2v_xt) through its task (svd.tasks) and write its
     folder. Scoring it is the caller's business (the task names its evaluator; training imports no evaluation).
 
     Every `train.sample_every` steps the task's preview inputs are sampled with the current weights into
-    samples/step-NNNNNN/ (mp4 + GIF) and handed to `on_samples(folder, step)` (the CLI logs them to MLflow)."""
+    samples/step-NNNNNN/ (mp4 + GIF) and handed to `on_samples(folder, step)` (the CLI logs them to MLflow).
+    Every `train.probe_every` steps `on_probe(model, step, tools)` measures the model in training, with the stage's
+    frozen parts in `tools` (vae, context, the Windows arguments), so it loads nothing twice (the CLI's word gaps)."""
     from svd import tasks
     from svd.data.clips import collate
     from svd.training.latents import read_windows
@@ -367,6 +370,8 @@ def train_diffusion_stage(
     dist.wait_for_everyone()  # every process decides to resume (or not) from what the main process left
     preview, labels = task.preview(params, stage, {"vae": vae, "context": context, "latent_size": latent_size}, items)
 
+    tools = {"vae": vae, "context": context, "clips": clips, "window_args": window_args}
+
     def sample_fn(model, step: int) -> None:
         folder = out / "samples" / f"step-{step:06d}"
         write_samples(folder, preview(model), labels, cfg.fps)
@@ -382,6 +387,8 @@ def train_diffusion_stage(
         ckpt_dir=out / "checkpoints",
         sample_every=params.train.sample_every,
         sample_fn=sample_fn,
+        probe_every=params.train.probe_every,
+        probe_fn=(lambda model, step: on_probe(model, step, tools)) if on_probe is not None else None,
         ckpt_every=params.train.ckpt_every,
         lr_scheduler=scheduler,
         ema_decay=cfg.ema,

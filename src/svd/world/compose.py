@@ -16,9 +16,10 @@ import numpy as np
 from svd.config import World
 from svd.io.video import VideoWriter
 from svd.world.render import ShotRenderer
-from svd.world.scene import ShotSpec, sample_shot
+from svd.world.scene import BG_COLOURS, ShotSpec, sample_shot, solo_shot
 
 STREAM_VIDEO = 1  # rng stream ids, so adding a sampling step elsewhere never shifts another stream
+STREAM_SOLO = 3  # (2 is generate.STREAM_ALT)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,31 @@ def plan_video(cfg: World, seed: int, index: int) -> VideoPlan:
             )
         )
     return VideoPlan(f"v{index:04d}", width, height, fps, tuple(shots), tuple(transitions))
+
+
+def plan_solo(cfg: World, seed: int, index: int) -> VideoPlan:
+    """A one-shot video (cfg.solo): one object crossing the frame's centre mid-shot on a plain tone. Its first frame
+    is a keyframe, so the curated clip starts where the shot does and every window shows a centred track."""
+    solo = cfg.solo
+    unknown = [t for t in solo.tones if t not in BG_COLOURS]
+    if unknown:
+        raise ValueError(f"world.solo.tones: unknown {unknown}; known: {', '.join(BG_COLOURS)}")
+    rng = np.random.default_rng([seed, STREAM_SOLO, index])
+    width, height = (int(v) for v in cfg.sizes[rng.integers(len(cfg.sizes))])
+    fps = int(cfg.fps[rng.integers(len(cfg.fps))])
+    n = max(3, int(round(rng.uniform(*solo.seconds) * fps)))
+    spec = solo_shot(rng, width, height, fps, n, solo.tones, solo.centre_spread, solo.size_frac, solo.speed_frac)
+    return VideoPlan(f"s{index:04d}", width, height, fps, (spec,), ())
+
+
+def plan_named(cfg: World, seed: int, name: str) -> VideoPlan:
+    """The plan of the video `name` of the world (v0003: a long video, s0003: a solo one)."""
+    kind, index = name[0], int(name[1:])
+    if kind == "v":
+        return plan_video(cfg, seed, index)
+    if kind == "s":
+        return plan_solo(cfg, seed, index)
+    raise ValueError(f"not a world video name: {name!r}")
 
 
 def _blend(a: np.ndarray | None, wa: float, b: np.ndarray | None, wb: float, shape) -> np.ndarray:

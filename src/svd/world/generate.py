@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from svd.config import World
 from svd.world.broken import write_broken
-from svd.world.compose import alt_text, background_phrase, plan_video, render_video
+from svd.world.compose import alt_text, background_phrase, plan_solo, plan_video, render_video
 from svd.world.evalset import write_actions, write_orbits
 
 STREAM_ALT = 2
@@ -111,8 +111,9 @@ def generate_world(cfg: World, out: Path, seed: int, videos: int | None = None) 
         _clear(out)
         (out / "videos").mkdir(parents=True, exist_ok=True)
         video_rows, shot_rows, transition_rows = [], [], []
-        for index in range(n_videos):
-            plan = plan_video(cfg, seed, index)
+        plans = [plan_video(cfg, seed, i) for i in range(n_videos)]
+        plans += [plan_solo(cfg, seed, i) for i in range(cfg.solo.videos)]
+        for index, plan in enumerate(plans):
             rel = f"videos/{plan.name}.mp4"
             n_frames, areas = render_video(plan, out / rel, gop=max(1, round(plan.fps * cfg.gop_seconds)), crf=cfg.crf)
             clean, spans, total = plan.layout()
@@ -173,6 +174,7 @@ def generate_world(cfg: World, out: Path, seed: int, videos: int | None = None) 
     summary = {
         "seed": seed,
         "videos": len(video_rows),
+        "solo_videos": cfg.solo.videos,
         "shots": len(shot_rows),
         "transitions": len(transition_rows),
         "cuts": sum(r["kind"] == "cut" for r in transition_rows),

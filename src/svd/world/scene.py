@@ -48,6 +48,8 @@ DIR_VEC = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": 
 
 # Minimum RGB distance between an object colour and every background tone it sits on.
 MIN_COLOUR_DISTANCE = 120.0
+# Minimum RGB distance between the two tones of a moving camera's texture (issue 22: flow must see the pan).
+MIN_TEXTURE_CONTRAST = 110.0
 
 HEADLINES = [
     "BREAKING NEWS",
@@ -191,6 +193,10 @@ def _segment_distance(c: tuple[int, int, int], a: tuple[int, int, int], b: tuple
     return float(np.min(np.linalg.norm(ca + s * (cb - ca) - cc, axis=1)))
 
 
+def _distance(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
+
+
 def distinct(obj_colour: str, bg: BackgroundSpec) -> bool:
     tones = [BG_COLOURS[n] for n in bg.colours]
     a, b = tones[0], tones[-1]
@@ -213,10 +219,13 @@ def sample_background(
 ) -> BackgroundSpec:
     """A background whose tones are all far from the given object colours and share none with `avoid`.
 
-    textured: no plain colour (a moving camera must have something to show its motion on).
+    textured: a 2-D texture with contrast (checker or noise, tones at least MIN_TEXTURE_CONTRAST apart): a moving
+    camera must have something to show its motion on, and flow cannot see a pan along stripes (the aperture problem),
+    over a smooth gradient, or over pale, soft noise. (Cells of 24-48 px instead of 12-44 read worse: zoom F1 0.76 /
+    0.84 against 0.96 / 0.94 on the default world.)
     """
-    kinds = BACKGROUNDS[1:] if textured else BACKGROUNDS
-    for _ in range(200):
+    kinds = ("checker", "noise") if textured else BACKGROUNDS
+    for _ in range(400):
         kind = kinds[rng.integers(len(kinds))]
         names = list(BG_COLOURS)
         n = 1 if kind == "solid" else 2
@@ -231,6 +240,8 @@ def sample_background(
         )
         if set(picked) & set(avoid):
             continue  # consecutive shots share no tone, so a hard cut between them is a visible change
+        if textured and _distance(BG_COLOURS[picked[0]], BG_COLOURS[picked[1]]) < MIN_TEXTURE_CONTRAST:
+            continue
         if all(distinct(c, spec) for c in obj_colours):
             return spec
     raise RuntimeError(f"no background is distinct from colours {obj_colours}")
@@ -440,6 +451,54 @@ def sample_shot(
         texts=texts,
         quality=quality,
         quality_strength=float(strength),
+        seed=int(rng.integers(2**31)),
+    )
+
+
+def solo_shot(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    fps: float,
+    n: int,
+    tones: list[str],
+    centre_spread: float,
+    size_frac: tuple[float, float],
+    speed_frac: tuple[float, float],
+) -> ShotSpec:
+    """One object moving across a plain tone under a still camera, at the frame's centre (+- centre_spread of the
+    frame) in its middle frame: a short web clip whose every window shows where its word says it goes."""
+    colour = str(rng.choice(list(COLOURS)))
+    shape = str(SHAPES[rng.integers(len(SHAPES))])
+    direction = str(DIRECTIONS[rng.integers(4)])
+    usable = [t for t in tones if distinct(colour, BackgroundSpec("solid", (t,)))]
+    if not usable:
+        raise ValueError(f"no solo tone of {tones} is distinct from the colour {colour}")
+    background = BackgroundSpec("solid", (usable[int(rng.integers(len(usable)))],))
+    objects, camera = sample_objects_and_camera(
+        rng, width, height, fps, n, 0, 0, [colour], [shape], [direction], "static", speed_frac, size_frac
+    )
+    o = objects[0]
+    # the sampler caps the speed at 0.9 x room / span, so a track centred mid-shot stays on screen
+    (dx, dy), t_mid = DIR_VEC[direction], (n - 1) / 2 / fps
+    jx, jy = rng.uniform(-centre_spread, centre_spread, 2) * np.array([width, height])
+    x0 = width / 2 + jx - dx * o.speed * t_mid
+    y0 = height / 2 + jy - dy * o.speed * t_mid
+    (xl, xh), (yl, yh) = feasible_interval(
+        o.half, direction, o.speed, camera, _frame_times(0, n, 0, fps), width, height, 2.0
+    )
+    obj = ObjectSpec(shape, colour, direction, o.half, float(np.clip(x0, xl, xh)), float(np.clip(y0, yl, yh)), o.speed)
+    return ShotSpec(
+        width=width,
+        height=height,
+        fps=float(fps),
+        n_frames=n,
+        pre=0,
+        post=0,
+        background=background,
+        objects=(obj,),
+        camera=camera,
+        static=False,
         seed=int(rng.integers(2**31)),
     )
 
