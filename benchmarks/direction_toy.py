@@ -7,7 +7,10 @@ embedded by the project's text tower. The UNet is inflated from the Stage I mode
 scale). Every --every steps it samples 32 videos (4 directions, EDM Euler, guidance 4) and reports the share whose
 blob moves the captioned way, and the relative loss gap when the direction word is swapped (word_gaps).
 
---start centre: every clip starts at the centre, so the word fixes the whole video (the easy anchor).
+--start centre: every clip starts at the centre, so the word fixes the whole video (the easy anchor); with --render,
+the object's middle frame sits at the frame's centre (+- 1/16 of the frame). Rendered and centred (2026-12-07, 4
+colours x 2 shapes, 64 prompts): random tones and the preset noise 0.14 / 0.19 after 250 / 500 steps; one grey tone
+and --noise 1.0 0.8: 0.375 / 0.36 (docs/direction.md, issue 21).
 --start random: random start positions, so the word fixes only the motion (as in the world's data).
 
 Measured 2026-12-01 on 2 cores (README, "Training stages"): centre 0.47 / 1.0 after 200 / 400 steps; random
