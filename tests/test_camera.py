@@ -62,3 +62,30 @@ def test_world_shots_read_as_their_camera(kind):
         got = classify(fit_clip(fields, MOTION.compute_short_side, MOTION.fps), **THRESHOLDS)
         assert got.label == kind, (seed, camera, got)
         assert 0.0 <= got.confidence <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["pan_left", "pan_right"])
+def test_the_annotator_fits_pairs_closer_than_the_motion_score(kind):
+    """A fast pan (0.2 frame widths a second) over a 24-px checker moves 16 px between 2-fps samples, two thirds of
+    the checker's period: the flow aliases and the pan reads the wrong way round. `curate.camera.fps` (4) fits the
+    camera from pairs half as far apart, through the annotator curation runs."""
+    from svd.config import load_params
+    from svd.curation.annotate import Annotators, ClipFrames
+    from svd.world.render import ShotRenderer
+    from svd.world.scene import BackgroundSpec, CameraSpec, ShotSpec
+
+    w, h, fps, n = 320, 180, 24.0, 72
+    spec = ShotSpec(
+        width=w, height=h, fps=fps, n_frames=n, pre=0, post=0,
+        background=BackgroundSpec("checker", ("navy", "sand"), period=24.0, angle=0.0, seed=0),
+        objects=[], camera=CameraSpec(kind, 0.2 * w), static=False,
+    )  # fmt: skip
+    renderer = ShotRenderer(spec)
+    clip = ClipFrames([renderer.frame(k) for k in range(n)], fps)
+    labels = {}
+    for camera_fps in (2.0, 4.0):
+        off = ["curate.text.enabled=false", "curate.clip.enabled=false", "curate.captions.enabled=false"]
+        params = load_params(overrides=[f"curate.camera.fps={camera_fps}", *off])
+        labels[camera_fps] = Annotators(params).annotate(clip, None)["camera_motion"]
+    assert labels[4.0] == kind
+    assert labels[2.0] == {"pan_left": "pan_right", "pan_right": "pan_left"}[kind]  # why 2 fps is not enough

@@ -127,9 +127,10 @@ class Motion(Strict):
 
 
 class CameraMotionParams(Strict):
-    """svd.curation.camera: the camera's motion from the motion score's flow fields (needs curate.motion)."""
+    """svd.curation.camera: the camera's motion from optical flow at the motion score's sizes (needs curate.motion)."""
 
     enabled: bool = True
+    fps: float = Field(default=4.0, gt=0)  # flow sample rate of the fit: the motion score's fields when equal
     min_pan: float = Field(default=0.05, gt=0)  # short sides per second: slower translation is static
     min_zoom: float = Field(default=0.04, gt=0)  # log-zoom per second: a slower zoom is static
     min_explained: float = Field(default=0.15, ge=0, le=1)  # below this share of flow energy explained: "other"

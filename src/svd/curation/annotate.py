@@ -24,9 +24,12 @@ class ClipFrames:
         n = len(self.frames)
         return [self.frames[0], self.frames[(n - 1) // 2], self.frames[-1]]
 
+    def step(self, fps: float) -> int:
+        """Frames between samples at `fps` (the nearest whole step)."""
+        return max(1, int(round(self.fps / fps)))
+
     def sampled(self, fps: float) -> list[np.ndarray]:
-        step = max(1, int(round(self.fps / fps)))
-        return self.frames[::step]
+        return self.frames[:: self.step(fps)]
 
 
 class Annotators:
@@ -72,11 +75,14 @@ class Annotators:
 
             fields = flow_fields(clip.sampled(cfg.motion.fps), cfg.motion)
             row["motion_score"] = score_of_fields(fields, cfg.motion)
-            if cfg.camera.enabled:  # the same fields: no second flow pass
+            if cfg.camera.enabled:
                 from svd.curation.camera import classify, fit_clip
 
-                fit = fit_clip(fields, cfg.motion.compute_short_side, cfg.motion.fps)
                 cam = cfg.camera
+                if cam.fps != cfg.motion.fps:  # pairs closer in time than the motion score's (see curate.camera.fps)
+                    flow_cfg = cfg.motion.model_copy(update={"fps": cam.fps})
+                    fields = flow_fields(clip.sampled(cam.fps), flow_cfg)
+                fit = fit_clip(fields, cfg.motion.compute_short_side, clip.fps / clip.step(cam.fps))
                 row.update(classify(fit, cam.min_pan, cam.min_zoom, cam.min_explained).to_row())
         keys = clip.key_frames()
         if self.text is not None:
