@@ -50,6 +50,19 @@ def test_image_to_video_stages_follow_their_parents():
         assert {"models/fvd_i3d", "src/svd/tasks", "src/svd/evaluation/image_to_video.py"} <= deps[name], name
 
 
+def test_camera_lora_stages_follow_their_base_and_their_own_block():
+    """One stage per adapter (foreach), each on models/<its parent> (i2v) and its own train.lora_<name> block."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = _stages()
+    for name in ("horizontal", "zoom", "static"):
+        stage = stages[f"train_lora@{name}"]
+        deps = {str(dep.def_path) for dep in stage.deps}
+        assert f"models/{raw['train'][f'lora_{name}']['parent']}" in deps, name
+        assert {"src/svd/tasks", "src/svd/evaluation/camera.py", "src/svd/curation/camera.py"} <= deps, name
+        params = _params(stage)
+        assert f"train.lora_{name}" in params and "evaluate.camera_lora" in params and "train" not in params, params
+
+
 def test_a_training_stage_reruns_for_its_own_block_only():
     """Editing train.i2v.steps must not re-run Stages I-III: each stage names its own train.<stage> block (plus the
     loop's shared keys), never the whole `train` block."""

@@ -56,6 +56,18 @@ FAST = [
     "evaluate.image_to_video.motion_clips=2",
     "evaluate.image_to_video.motion_buckets=3",
     "evaluate.image_to_video.bootstrap=20",
+    *(
+        f"train.lora_{a}.{k}"
+        for a in ("horizontal", "zoom", "static")
+        for k in ("steps=3", "batch=4", "windows_per_clip=2", "fps=6.0", "sample_steps=2")
+    ),
+    "evaluate.camera_lora.frames=3",
+    "evaluate.camera_lora.bootstrap=20",
+    "train.interp.steps=3",
+    "train.interp.batch=4",
+    "train.interp.windows_per_clip=2",
+    "train.interp.sample_steps=2",
+    "evaluate.interpolation.bootstrap=20",
 ]
 
 
@@ -474,6 +486,273 @@ def test_sample_from_an_image(i2v_trained, tmp_path, monkeypatch):
     (tmp_path / "bad.png").write_bytes(b"not an image at all")
     result = svd(params, "sample", "--image", str(tmp_path / "bad.png"), "--out", str(out))
     assert result.exit_code == 2 and "not a readable image" in result.output, result.output
+
+
+EVERY_CAMERA = "[static, pan_left, pan_right, zoom_in, zoom_out, other]"  # the two-video world's pans are a draw
+
+
+@pytest.fixture(scope="module")
+def lora_trained(i2v_trained):
+    tmp, params = i2v_trained
+    for stage in ("lora_static", "lora_horizontal"):
+        extra = [f"train.{stage}.lora.camera={EVERY_CAMERA}"] if stage == "lora_horizontal" else []
+        result = svd(params, "train", "--stage", stage, "--no-progress", extra=extra)
+        assert result.exit_code == 0, result.output
+    return tmp, params
+
+
+@pytest.mark.slow
+def test_camera_lora_stages_write_an_adapter_on_a_base_that_never_moves(lora_trained):
+    import mlflow
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from svd.models.lora import base_digest, read_adapter
+
+    tmp, params = lora_trained
+    folder = tmp / "models" / "lora_static"
+    meta = json.loads((folder / "svd_model.json").read_text())
+    assert meta["kind"] == "camera-lora" and meta["adapter_name"] == "static" and meta["camera"] == ["static"]
+    assert meta["init"].startswith("lora:") and meta["base"] == str(tmp / "models" / "i2v")
+    assert meta["vae"] == str(tmp / "models" / "i2v" / "vae")  # the base's VAE, not a copy
+    assert sorted(p.name for p in folder.iterdir() if p.name != "checkpoints") == [
+        "adapter.safetensors", "samples", "svd_model.json"
+    ]  # fmt: skip
+    base = UNetSpatioTemporalConditionModel.from_pretrained(tmp / "models" / "i2v" / "unet")
+    tensors, adapter_meta = read_adapter(folder / "adapter.safetensors")
+    assert adapter_meta["base_sha256"] == meta["base_sha256"] == base_digest(base)  # trained on it, unchanged
+    assert any(".temporal_transformer_blocks." in k for k in tensors)
+    assert all(".lora_A." in k or ".lora_B." in k for k in tensors)
+    metrics = json.loads((tmp / "metrics" / "train_lora_static.json").read_text())
+    assert metrics["trainable_parameters"] == sum(t.numel() for t in tensors.values())
+    assert metrics["trainable_parameters"] < metrics["parameters"] / 10
+    assert metrics["eval.frames"] == 3 and 0 <= metrics["eval.adapter_share.mean"] <= 1
+    for key in ("eval.base_share.mean", "eval.difference.diff", "eval.met"):
+        assert key in metrics, key
+    for arm in ("adapter", "base"):
+        assert len(list((folder / "samples" / arm).glob("*.gif"))) == 3
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("svd-lora-static", "lora_static")
+    base_version = client.get_model_version_by_alias("svd-i2v", "i2v").version
+    assert version.tags["svd.base_model"] == f"svd-i2v/{base_version}"
+    assert version.tags["svd.base_sha256"] == meta["base_sha256"] and version.tags["svd.kind"] == "camera-lora"
+
+
+@pytest.mark.slow
+def test_sample_with_several_adapters_each_at_its_scale(lora_trained, tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+    from peft.tuners.lora import LoraLayer
+
+    import svd.tasks.image_to_video as i2v_task
+
+    tmp, params = lora_trained
+    image = tmp_path / "first.png"
+    cv2.imwrite(str(image), np.full((40, 64, 3), 90, np.uint8))
+    seen, real_generate = [], i2v_task.generate
+
+    def spy(unet, *args, **kwargs):
+        layer = next(m for m in unet.modules() if isinstance(m, LoraLayer))
+        seen.append({n: layer.scaling[n] / (layer.lora_alpha[n] / layer.r[n]) for n in layer.active_adapters})
+        return real_generate(unet, *args, **kwargs)
+
+    monkeypatch.setattr(i2v_task, "generate", spy)
+    out = tmp_path / "pan.mp4"
+    common = ["sample", "--image", str(image), "--out", str(out), "--steps", "1"]
+    result = svd(params, *common, "--lora", "static", "--lora", f"{tmp / 'models' / 'lora_horizontal'}:0.5")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output[result.output.index("{") :])
+    assert info["model"] == str(tmp / "models" / "i2v")  # no --model: the adapters' base
+    assert info["adapters"] == {"static": 1.0, "horizontal": 0.5} and out.is_file()
+    assert seen[-1] == {"static": 1.0, "horizontal": 0.5}
+    result = svd(params, *common, "--model", str(tmp / "models" / "lora_static"), "--lora", "static:0.25")
+    assert result.exit_code == 0, result.output  # a LoRA folder as the model: its adapter, rescaled, loaded once
+    assert json.loads(result.output[result.output.index("{") :])["adapters"] == {"static": 0.25}
+    assert seen[-1] == {"static": 0.25}
+    (tmp_path / "fake.safetensors").write_text("not tensors")
+    for lora, message in (
+        ("nope", "no adapter file, LoRA folder or trained LoRA stage named 'nope'"),
+        ("static:fast", "is not a number"),
+        (str(tmp_path / "fake.safetensors"), "is not a safetensors file"),
+    ):
+        result = svd(params, *common, "--lora", lora)
+        assert result.exit_code == 2 and message in result.output, (lora, result.output)
+    result = svd(params, *common, "--lora", "static", "--model", str(tmp / "models" / "i2v_xt"))
+    assert result.exit_code == 2 and "trained on another base" in result.output, result.output
+    result = svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(out), "--lora", "static")
+    assert result.exit_code == 2 and "give --image, not --prompt" in result.output, result.output
+    result = svd(params, "train", "--stage", "lora_zoom", "--no-progress", extra=[
+        "train.lora_zoom.fps=4.0", f"train.lora_zoom.lora.camera={EVERY_CAMERA}"
+    ])  # fmt: skip
+    assert result.exit_code == 2 and "differ from its base's" in result.output, result.output
+    extra = ["train.lora_zoom.lora.camera=[other]", "train.lora_zoom.lora.min_confidence=1.0"]
+    result = svd(params, "train", "--stage", "lora_zoom", "--no-progress", extra=extra)
+    assert result.exit_code == 2 and "holds no clips of camera motion other" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_export_carries_the_adapters_and_peft_loads_them_onto_the_diffusers_pipeline(lora_trained, tmp_path):
+    """The export's adapters load onto StableVideoDiffusionPipeline's UNet with peft and safetensors alone (the
+    recipe in svd.export's docstring) and predict what our model with that adapter predicts."""
+    import torch
+    from diffusers import StableVideoDiffusionPipeline
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from safetensors import safe_open
+
+    from svd.training.stages import load_model
+
+    tmp, params = lora_trained
+    out = tmp_path / "export"
+    result = svd(
+        params, "export", "--model", str(tmp / "models" / "lora_static"), "--lora", "horizontal", "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "adapters").iterdir()) == ["horizontal.safetensors", "static.safetensors"]
+    pipe = StableVideoDiffusionPipeline.from_pretrained(out)
+    g = torch.Generator().manual_seed(0)
+    cfg = pipe.unet.config
+    x = torch.randn(1, 8, cfg.in_channels, 5, 8, generator=g)
+    ctx = torch.randn(1, 1, cfg.cross_attention_dim, generator=g)
+    ids = torch.tensor([[5.0, 60.0, 0.02]])
+    with torch.no_grad():
+        base = pipe.unet(x, torch.tensor([0.4]), ctx, added_time_ids=ids).sample
+    with safe_open(str(out / "adapters" / "static.safetensors"), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = LoraConfig(r=int(meta["rank"]), lora_alpha=float(meta["alpha"]), target_modules=meta["target_modules"])
+    inject_adapter_in_model(config, pipe.unet, adapter_name="static")
+    set_peft_model_state_dict(pipe.unet, tensors, adapter_name="static")
+    ours = load_model(tmp / "models" / "lora_static")["unet"]
+    with torch.no_grad():
+        want = ours(x, torch.tensor([0.4]), ctx, added_time_ids=ids).sample
+        got = pipe.unet(x, torch.tensor([0.4]), ctx, added_time_ids=ids).sample
+    assert torch.allclose(got, want, atol=1e-6) and (want - base).abs().max() > 1e-5  # the adapter acts, the same
+    result = svd(params, "export", "--model", str(tmp / "models" / "i2v_xt"), "--lora", "static", "--out", str(out))
+    assert result.exit_code == 2 and "trained on another base" in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def interp_trained(trained):
+    tmp, params = trained
+    result = svd(params, "train", "--stage", "interp", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return tmp, params
+
+
+@pytest.mark.slow
+def test_interpolation_stage_writes_evaluates_and_registers(interp_trained):
+    import mlflow
+
+    tmp, params = interp_trained
+    folder = tmp / "models" / "interp"
+    meta = json.loads((folder / "svd_model.json").read_text())
+    assert meta["kind"] == "interpolation" and meta["frames"] == 5 and meta["fps"] == 8.0
+    assert meta["init"].startswith("extended:") and "models/hq" in meta["init"]
+    for name in ("unet", "vae", "image_encoder", "mask_embedding.safetensors"):
+        assert (folder / name).exists(), name
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    assert unet["in_channels"] == 2 * unet["out_channels"] + 1
+    metrics = json.loads((tmp / "metrics" / "train_interp.json").read_text())
+    for gap in (4, 8):
+        for method in ("model", "blend", "flow", "offset"):
+            for kind in ("region", "frame"):
+                assert f"eval.gap{gap}.{method}.{kind}.mean" in metrics, (gap, method, kind)
+        assert f"eval.gap{gap}.roundtrip.frame.mean" in metrics and f"eval.gap{gap}.met" in metrics
+        assert f"eval.gap{gap}.model_minus_blend.region.lo" in metrics
+    assert metrics["eval.clips"] == 32 and metrics["eval.gap4.fps"] == 8.0 and metrics["eval.gap8.fps"] == 4.0
+    assert len(list((folder / "samples" / "gap4").glob("*.gif"))) == 8  # 4 clips: the model's window, the truth
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    version = mlflow.MlflowClient().get_model_version_by_alias("svd-interp", "interp")
+    assert version.tags["svd.kind"] == "interpolation"
+
+
+def _write_av(path, frames, pts_ms, audio=False):
+    """An H.264 mp4 of RGB frames shown at pts_ms (a variable rate where the gaps are uneven), with a second of
+    440 Hz stereo audio when asked."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"crf": "10", "bf": "0"}
+        sound = out.add_stream("aac", rate=8000) if audio else None
+        if sound is not None:
+            sound.layout = "stereo"
+        for image, t in zip(frames, pts_ms):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if sound is not None:
+            tone = (0.2 * np.sin(2 * np.pi * 440.0 * np.arange(8000) / 8000)).astype(np.float32)
+            for i in range(0, 8000, 1024):
+                block = np.ascontiguousarray(np.stack([tone[i : i + 1024]] * 2))
+                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+                frame.sample_rate, frame.pts = 8000, i
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+    return path
+
+
+@pytest.mark.slow
+def test_interpolate_raises_the_frame_rate_of_any_video(interp_trained, tmp_path):
+    import numpy as np
+
+    from svd.io.video import iter_frames, probe, write_video
+
+    tmp, params = interp_trained
+    frames = [np.full((40, 64, 3), 40 + 30 * i, np.uint8) for i in range(5)]
+    for f, x in zip(frames, (8, 16, 24, 32, 40)):
+        f[14:26, x : x + 12] = (220, 30, 30)
+    src = tmp_path / "in.mp4"
+    write_video(src, frames, 2.0, crf=0)
+    out = tmp_path / "out.mp4"
+    result = svd(params, "interpolate", str(src), "--out", str(out), "--steps", "2")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output[result.output.index("{") :])
+    assert info["output"]["frames"] == 17 and info["output"]["fps"] == 8.0 and info["warnings"] == []
+    assert probe(out).n_frames == 17 and probe(out).fps == pytest.approx(8.0)
+    got = list(iter_frames(out))
+    for i in range(5):  # the input's frames are kept, every 4th
+        assert np.abs(got[4 * i].astype(int) - frames[i]).mean() < 3
+    # a variable-rate file with audio: resampled to its mean rate, the audio dropped, each said once
+    vfr = _write_av(tmp_path / "vfr.mp4", [frames[i] for i in range(5)], [0, 250, 1000, 1500, 2000], audio=True)
+    result = svd(params, "interpolate", str(vfr), "--out", str(out), "--steps", "1")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output[result.output.index("{") :])
+    assert info["input"]["variable_rate"] and info["output"]["frames"] == 17
+    assert any("variable frame rate" in w for w in info["warnings"])
+    assert any("audio stream is dropped" in w for w in info["warnings"])
+    # a rate the model never trained at: interpolated, and said
+    write_video(tmp_path / "fast.mp4", frames, 12.0)
+    result = svd(params, "interpolate", str(tmp_path / "fast.mp4"), "--out", str(out), "--steps", "1")
+    assert result.exit_code == 0 and "extrapolate" in result.output, result.output
+    # what cannot be interpolated: one line each
+    write_video(tmp_path / "one.mp4", frames[:1], 2.0)
+    (tmp_path / "text.mp4").write_text("not a video")
+    for path, message in (
+        (tmp_path / "one.mp4", "holds 1 frame(s)"),
+        (tmp_path / "text.mp4", "not a readable media container"),
+        (tmp_path / "none.mp4", "file not found"),
+    ):
+        result = svd(params, "interpolate", str(path), "--out", str(out))
+        assert result.exit_code == 2 and message in result.output, (path, result.output)
+    result = svd(params, "interpolate", str(src), "--out", str(out), "--model", str(tmp / "models" / "hq"))
+    assert result.exit_code == 2 and "not an interpolation model" in result.output, result.output
+    # generated videos, 4x: T frames -> 4T - 3
+    result = svd(params, "sample", "--prompt", "a red circle moving left", "--out", str(tmp_path / "s.mp4"),
+                 "--steps", "1", "--interpolate")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output[result.output.index("{") :])
+    t = json.loads((tmp / "models" / "hq" / "svd_model.json").read_text())["frames"]
+    assert info["frames"] == 4 * t - 3 and probe(tmp_path / "s.mp4").n_frames == 4 * t - 3
 
 
 @pytest.mark.slow

@@ -145,7 +145,8 @@ def train_cmd(
     stage: str = typer.Option(
         ...,
         "--stage",
-        help="vae | image | video | hq (Stages I-III after the VAE) | i2v | i2v_xt (image-to-video, SVD and SVD-XT).",
+        help="vae | image | video | hq (Stages I-III after the VAE) | i2v | i2v_xt (image-to-video, SVD and SVD-XT) | "
+        "lora_horizontal | lora_zoom | lora_static (camera-motion LoRAs on i2v) | interp (frame interpolation).",
     ),
     track: bool = typer.Option(True, help="Record an MLflow run (and register video models)."),
     register: bool = typer.Option(
@@ -259,6 +260,20 @@ def sample(
     cond_aug: float | None = typer.Option(
         None, "--cond-aug", help="Image-to-video: noise on the conditioning frame (default 0.02)."
     ),
+    lora: list[str] = typer.Option(
+        [],
+        "--lora",
+        help="Image-to-video: a camera-motion adapter NAME[:SCALE] (horizontal, zoom, static, a LoRA folder or an "
+        "adapter file; repeat for several, each at its scale). Default model: the adapter's base.",
+    ),
+    interpolate: bool = typer.Option(
+        False, "--interpolate", help="Raise the samples' frame rate 4x with the interpolation model (n -> 4n-3 frames)."
+    ),
+    interpolation_model: str | None = typer.Option(
+        None,
+        "--interpolation-model",
+        help="With --interpolate: a model folder or models:/NAME@ALIAS (default: models/interp).",
+    ),
     scale: int = typer.Option(4, min=1, help="Nearest-neighbour upscale of the written video (tiny models are small)."),
 ) -> None:
     """Generate videos from text (text-to-video) or from an image (image-to-video) with a trained model."""
@@ -279,10 +294,36 @@ def sample(
         motion_bucket=motion_bucket,
         fps=fps,
         cond_aug=cond_aug,
+        loras=list(lora),
+        interpolate=interpolate,
+        interpolation_model=interpolation_model,
     )
     for line in written["warnings"]:
         typer.secho(f"warning: {line}", fg="yellow", err=True)
     typer.echo(json.dumps(written, indent=2, default=_jsonable))
+
+
+@app.command("interpolate")
+def interpolate_cmd(
+    src: Path = typer.Argument(..., help="The video to interpolate (any length >= 2 frames, any rate)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output mp4 at 4x the input's frame rate (a GIF is written beside it)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="An interpolation model folder or models:/NAME@ALIAS (default: models/interp)."
+    ),
+    seed: int | None = typer.Option(None, help="Seed (default: sample.seed); window i uses seed + i."),
+    steps: int | None = typer.Option(None, min=1, help="Sampler steps (default: the model's)."),
+    scale: int = typer.Option(1, min=1, help="Nearest-neighbour upscale of the written video."),
+) -> None:
+    """Raise a video's frame rate 4x: n frames in, 4n-3 out, the input's frames kept (frame interpolation)."""
+    from svd.interpolate import interpolate_file
+
+    params = _setup()
+    result = interpolate_file(params, src, out, model=model, seed=seed, steps=steps, scale=scale)
+    for line in result["warnings"]:
+        typer.secho(f"warning: {line}", fg="yellow", err=True)
+    typer.echo(json.dumps(result, indent=2, default=_jsonable))
 
 
 @app.command("export")
@@ -295,14 +336,20 @@ def export_cmd(
         "the newest image-to-video model.",
     ),
     out: Path = typer.Option(..., "--out", help="Folder to write (replaced if it exists)."),
+    lora: list[str] = typer.Option(
+        [], "--lora", help="A camera-motion adapter to carry (horizontal, zoom, static, a LoRA folder or a file)."
+    ),
 ) -> None:
-    """Export an image-to-video model as a diffusers StableVideoDiffusionPipeline folder (from_pretrained-able)."""
+    """Export an image-to-video model as a diffusers StableVideoDiffusionPipeline folder (from_pretrained-able), with
+    its camera-motion adapters under adapters/ (loaded onto the pipeline's UNet through peft)."""
     from svd.export import export_model
-    from svd.training.sampling import IMAGE_TO_VIDEO_STAGES, resolve_model
+    from svd.models.lora import parse_lora_spec
+    from svd.training.sampling import IMAGE_TO_VIDEO_STAGES, adapter_file, resolve_model
 
     params = _setup()
+    adapters = [adapter_file(params, parse_lora_spec(spec)[0], spec) for spec in lora]
     folder = resolve_model(params, model, IMAGE_TO_VIDEO_STAGES)
-    typer.echo(json.dumps(export_model(params, folder, out), indent=2, default=_jsonable))
+    typer.echo(json.dumps(export_model(params, folder, out, adapters), indent=2, default=_jsonable))
 
 
 evaluate_app = typer.Typer(

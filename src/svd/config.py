@@ -275,6 +275,18 @@ class VaeStage(Strict):
     recon_loss: Literal["l1", "mse"]
 
 
+CameraLabel = Literal["static", "pan_left", "pan_right", "zoom_in", "zoom_out", "other"]
+
+
+class LoraParams(Strict):
+    """A camera-motion LoRA stage (svd.tasks.camera_lora): its adapter and the curated clips it trains on."""
+
+    rank: int = Field(ge=1)
+    alpha: float = Field(gt=0)  # peft scales the update by alpha / rank
+    camera: list[CameraLabel] = Field(min_length=1)  # the curated clips' `camera_motion` classes it trains on
+    min_confidence: float = Field(default=0.0, ge=0, le=1)  # and their `camera_confidence` at least this
+
+
 class DiffusionStage(Strict):
     data: Literal["curated", "uncurated", "hq"]  # curated: kept clips; uncurated: every clip (the ablation)
     hq_fraction: float = Field(gt=0, le=1)  # share of the curated set Stage III keeps (svd.data.subset_hq)
@@ -298,6 +310,8 @@ class DiffusionStage(Strict):
     cond_dropout: dict[str, float] | None = None  # image / latent / both: zeroed for guidance (ours)
     guidance: str | None = None  # a preset of diffusion.guidance: per-frame linear guidance of its samples
     sample_steps: int | None = Field(default=None, ge=1)  # EDM Euler steps of its samples (paper: 25 / 30)
+    # camera-motion LoRA stages (svd.tasks.camera_lora): the adapter trained on `parent`, an image-to-video model
+    lora: LoraParams | None = None
 
 
 class Stream(Strict):
@@ -334,6 +348,10 @@ class Train(Strict):
     hq: DiffusionStage
     i2v: DiffusionStage
     i2v_xt: DiffusionStage
+    lora_horizontal: DiffusionStage
+    lora_zoom: DiffusionStage
+    lora_static: DiffusionStage
+    interp: DiffusionStage
 
 
 class SampleParams(Strict):
@@ -454,9 +472,34 @@ class ImageToVideoEvalParams(Strict):
     low_high_ratio: float = 0.25
 
 
+class CameraLoraEvalParams(Strict):
+    """The camera-motion check of each LoRA (svd.evaluation.camera): image-to-video samples from held-aside first
+    frames on textured backgrounds (rendered by the world's code from `seed`, a stream no training video draws),
+    with the adapter and with the base alone, each labelled by curation's camera annotator."""
+
+    frames: int = Field(default=24, ge=1)  # held-aside first frames (one sample each, per arm)
+    seed: int = 0  # the frames' and the samples' seed
+    goal: float = Field(default=0.9, gt=0, le=1)  # share of samples that must show the adapter's motion
+    bootstrap: int = Field(default=500, ge=0)  # resamples of every share's interval (seeded; 0 = none)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+
+
+class InterpolationEvalParams(Strict):
+    """Frame interpolation on the held-aside clips (svd.evaluation.interpolation): every `gaps` frame kept, the rest
+    filled and judged against the VAE round trip in the moving object's region and against the raw frames."""
+
+    gaps: list[int] = [4, 8]  # keep every gap-th frame (multiples of 4: the filled frames land on true frames)
+    clips_per_class: int = Field(default=1, ge=1)  # held-aside clips per action class (the first of each)
+    goal_db: float = 2.0  # region PSNR above blending's at the first gap (the issue's goal)
+    bootstrap: int = Field(default=500, ge=0)
+    seed: int = 0
+
+
 class Evaluate(Strict):
     fvd: FvdParams = FvdParams()
     image_to_video: ImageToVideoEvalParams = ImageToVideoEvalParams()
+    camera_lora: CameraLoraEvalParams = CameraLoraEvalParams()
+    interpolation: InterpolationEvalParams = InterpolationEvalParams()
     video: VideoEvalParams = VideoEvalParams()
     multiview: MultiviewParams = MultiviewParams()
     preference: PreferenceParams = PreferenceParams()

@@ -9,6 +9,18 @@ frames up to float rounding (the sigmas are computed in float32 there, float64 h
 the pipeline resizes its input image itself (PIL in, `height`/`width`), and defaults to 576x1024, 25 frames, fps 7,
 guidance 1.0 -> 3.0: pass the model's values (svd_model.json, also written to the folder as svd_model.json).
 The tiny profile's VAE is an AutoencoderKL (no temporal decoder); the pipeline decodes it frame by frame.
+
+Camera-motion adapters (svd.tasks.camera_lora) travel as adapters/<name>.safetensors: peft's own key format, with
+rank, alpha, target modules and the base's sha256 in the metadata. diffusers cannot load them itself (its SVD UNet has
+no adapter API), but peft can, on the exported pipeline's UNet, with no code of ours:
+
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from safetensors import safe_open
+    with safe_open("DIR/adapters/horizontal.safetensors", "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = LoraConfig(r=int(meta["rank"]), lora_alpha=float(meta["alpha"]), target_modules=meta["target_modules"])
+    inject_adapter_in_model(config, pipe.unet, adapter_name="horizontal")
+    set_peft_model_state_dict(pipe.unet, tensors, adapter_name="horizontal")
 """
 
 from __future__ import annotations
@@ -78,15 +90,37 @@ def pipeline_of(params: Params, folder: Path):
     ), meta
 
 
-def export_model(params: Params, folder: str | Path, out: str | Path) -> dict[str, Any]:
-    """Write the diffusers folder (see the module docstring) to `out` (written beside, then moved into place)."""
+def export_model(
+    params: Params, folder: str | Path, out: str | Path, adapters: list[Path] | None = None
+) -> dict[str, Any]:
+    """Write the diffusers folder (see the module docstring) to `out` (written beside, then moved into place), with
+    the adapter files `adapters` (each checked against the base) under adapters/. A camera-LoRA folder exports its
+    base with its adapter."""
+    from svd.models.lora import base_digest, read_adapter
+
     folder, out = Path(folder), Path(out)
+    adapters = list(adapters or [])
+    lora_meta = json.loads((folder / "svd_model.json").read_text()) if (folder / "svd_model.json").is_file() else {}
+    if lora_meta.get("kind") == "camera-lora":
+        adapters.insert(0, folder / lora_meta["adapter"])
+        folder = Path(lora_meta["base"])
     pipe, meta = pipeline_of(params, folder)
+    named = {}
+    if adapters:
+        digest = base_digest(pipe.unet)
+        for path in adapters:
+            _, info = read_adapter(path)
+            if info["base_sha256"] != digest:
+                raise InputError(f"{path} was trained on another base UNet than {folder}'s: it cannot travel with it")
+            named[info.get("adapter") or Path(path).stem] = Path(path)
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     pipe.save_pretrained(tmp, safe_serialization=True)
     (tmp / "svd_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    for name, path in named.items():
+        (tmp / "adapters").mkdir(exist_ok=True)
+        shutil.copyfile(path, tmp / "adapters" / f"{name}.safetensors")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -95,6 +129,7 @@ def export_model(params: Params, folder: str | Path, out: str | Path) -> dict[st
         "model": str(folder),
         "out": str(out),
         "stage": meta["stage"],
+        "adapters": sorted(named),
         "call": {
             "height": h,
             "width": w,

@@ -76,14 +76,15 @@ class Annotators:
             fields = flow_fields(clip.sampled(cfg.motion.fps), cfg.motion)
             row["motion_score"] = score_of_fields(fields, cfg.motion)
             if cfg.camera.enabled:
-                from svd.curation.camera import classify, fit_clip
+                from svd.curation.camera import classify, fit_clip, label_video
 
                 cam = cfg.camera
-                if cam.fps != cfg.motion.fps:  # pairs closer in time than the motion score's (see curate.camera.fps)
-                    flow_cfg = cfg.motion.model_copy(update={"fps": cam.fps})
-                    fields = flow_fields(clip.sampled(cam.fps), flow_cfg)
-                fit = fit_clip(fields, cfg.motion.compute_short_side, clip.fps / clip.step(cam.fps))
-                row.update(classify(fit, cam.min_pan, cam.min_zoom, cam.min_explained).to_row())
+                if cam.fps == cfg.motion.fps:  # the same fields: no second flow pass
+                    fit = fit_clip(fields, cfg.motion.compute_short_side, clip.fps / clip.step(cam.fps))
+                    motion = classify(fit, cam.min_pan, cam.min_zoom, cam.min_explained)
+                else:  # pairs closer in time than the motion score's (curate.camera.fps)
+                    motion = label_video(clip.frames, clip.fps, cfg.motion, cam)
+                row.update(motion.to_row())
         keys = clip.key_frames()
         if self.text is not None:
             row["text_area"] = float(self.text.text_area(keys))

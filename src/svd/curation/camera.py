@@ -116,4 +116,16 @@ def classify(fit: CameraFit, min_pan: float, min_zoom: float, min_explained: flo
     return CameraMotion(label, float(fit.explained * min(1.0, margin / 2)), fit)
 
 
-__all__ = ["LABELS", "CameraFit", "CameraMotion", "classify", "fit_clip", "fit_pair"]
+def label_video(frames: Sequence[np.ndarray], fps: float, motion, camera) -> CameraMotion:
+    """The camera motion of a video (RGB uint8 frames at `fps`) as curation labels a clip: flow between samples
+    at `camera.fps` (svd.curation.motion at `motion`'s sizes), the global fit, the labels (`camera`:
+    curate.camera). Used by the annotator and by the camera-LoRA evaluation, on generated videos."""
+    from svd.curation.motion import flow_fields
+
+    step = max(1, int(round(fps / camera.fps)))
+    fields = flow_fields(list(frames[::step]), motion.model_copy(update={"fps": camera.fps}))
+    fit = fit_clip(fields, motion.compute_short_side, fps / step)
+    return classify(fit, camera.min_pan, camera.min_zoom, camera.min_explained)
+
+
+__all__ = ["LABELS", "CameraFit", "CameraMotion", "classify", "fit_clip", "fit_pair", "label_video"]

@@ -512,6 +512,20 @@ def subset_hq(curated_set: CuratedSet, fraction: float) -> CuratedSet:
     return subset
 
 
+def subset_camera(curated_set: CuratedSet, labels: Sequence[str], min_confidence: float = 0.0) -> CuratedSet:
+    """The clips whose annotated camera motion (`camera_motion`, svd.curation.camera) is one of `labels`, with
+    `camera_confidence` >= min_confidence: the training set of a camera-motion LoRA."""
+    frame = curated_set.frame
+    if "camera_motion" not in frame:
+        raise InputError(
+            f"{curated_set.root}/clips.parquet has no camera_motion column: re-run `svd curate` with "
+            f"curate.camera.enabled (written since issue 22)"
+        )
+    confidence = frame["camera_confidence"].fillna(0.0) if "camera_confidence" in frame else 1.0
+    keep = frame["camera_motion"].isin(list(labels)) & (confidence >= min_confidence)
+    return curated_set._select(np.flatnonzero(keep.to_numpy()).tolist())
+
+
 __all__ = [
     "CAPTION_KEYS",
     "ClipRef",
@@ -521,5 +535,6 @@ __all__ = [
     "aesthetic_is_pretrained",
     "collate",
     "read_frames",
+    "subset_camera",
     "subset_hq",
 ]

@@ -349,6 +349,18 @@ def reencode_clip(
     return start_frame, start_frame + count
 
 
+def read_timed(path: Path | str) -> tuple[list[np.ndarray], list[float | None], bool]:
+    """Every frame (RGB uint8), its presentation time in seconds (None where the stream gives none), and whether
+    the file also holds an audio stream. VideoReadError as _decode raises it."""
+    with _open(Path(path)) as container:
+        has_audio = bool(container.streams.audio)
+    frames, times = [], []
+    for frame in _decode(path):
+        frames.append(frame.to_ndarray(format="rgb24"))
+        times.append(float(frame.time) if frame.time is not None else None)
+    return frames, times, has_audio
+
+
 class FrameClock:
     """Seconds of frame indices from the decoded frames' own presentation times (relative to the first frame), so a
     variable-frame-rate video's clip times are where its frames are shown, not index / average fps. A stream whose

@@ -1,6 +1,6 @@
 """One module per kind of model: what it conditions on, what it trains on, how its UNet is made and how it is judged.
 
-Text-to-video, image-to-video (and, next, interpolation, camera LoRAs, multi-view) share one UNet family, one EDM
+Text-to-video, image-to-video, camera-motion LoRAs, interpolation (and, next, multi-view) share one UNet family, one EDM
 (svd.diffusion), one sampler (svd.training.denoiser.sample_decoded) and one training loop (svd.training.loop). A task
 module says, in one place:
 - its context (text tokens; a CLIP image embedding), concatenated latents and vector ids, in its `make_step` (the
@@ -53,6 +53,8 @@ class Task(Protocol):
 
     def save_context(self, out, context, params: Params, stage: str) -> dict[str, Any]: ...
 
+    def save_weights(self, unet, out, params: Params, stage: str) -> None: ...  # out/unet, or an adapter file
+
     def finish(self, params: Params, stage: str, out) -> None: ...
 
     def load_saved_context(self, folder, meta: dict[str, Any]) -> dict[str, Any]: ...
@@ -65,8 +67,18 @@ STAGE_TASKS = {
     "hq": "text_to_video",
     "i2v": "image_to_video",
     "i2v_xt": "image_to_video",
+    "lora_horizontal": "camera_lora",
+    "lora_zoom": "camera_lora",
+    "lora_static": "camera_lora",
+    "interp": "interpolation",
 }
-KIND_TASKS = {"text-to-image": "text_to_video", "text-to-video": "text_to_video", "image-to-video": "image_to_video"}
+KIND_TASKS = {
+    "text-to-image": "text_to_video",
+    "text-to-video": "text_to_video",
+    "image-to-video": "image_to_video",
+    "camera-lora": "camera_lora",
+    "interpolation": "interpolation",
+}
 
 
 def _task(module: str) -> Task:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,8 +47,6 @@ def extend_for_images(parent):
     channels twice (noisy latents, then the conditioning latent) and add_embedding takes a third id (cond_aug); every
     parent weight is copied and the new input columns of both layers start at zero, so with the same context the new
     UNet predicts exactly what the parent did, whatever the conditioning latent and cond_aug."""
-    from diffusers import UNetSpatioTemporalConditionModel
-
     cfg = dict(parent.config)
     latent = cfg["in_channels"]
     if latent != cfg["out_channels"]:
@@ -62,7 +61,20 @@ def extend_for_images(parent):
             f"the parent UNet takes {ids} micro-conditioning ids, a text-to-video model takes "
             f"{NUM_IDS - 1} (fps, motion)"
         )
-    cfg.update(in_channels=2 * latent, projection_class_embeddings_input_dim=NUM_IDS * per_id)
+    return grow_inputs(parent, 2 * latent, NUM_IDS)
+
+
+def grow_inputs(parent, in_channels: int, num_ids: int):
+    """A copy of `parent` (a `UNetSpatioTemporalConditionModel`) whose conv_in takes `in_channels` and whose
+    add_embedding takes `num_ids` micro-conditioning ids; the new input columns of both layers start at zero, so the
+    copy predicts what the parent did whatever the new inputs hold (image-to-video's and interpolation's start)."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    cfg = dict(parent.config)
+    per_id = cfg["addition_time_embed_dim"]
+    if in_channels < cfg["in_channels"] or num_ids * per_id < cfg["projection_class_embeddings_input_dim"]:
+        raise ValueError("grow_inputs only adds inputs")
+    cfg.update(in_channels=in_channels, projection_class_embeddings_input_dim=num_ids * per_id)
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
     param = next(parent.parameters())
     with torch.device("meta"):
@@ -317,6 +329,7 @@ __all__ = [
     "extend_for_images",
     "freeze_spatial",
     "generate",
+    "grow_inputs",
     "make_step",
     "time_ids",
 ]
@@ -529,7 +542,6 @@ class ImageToVideo:
 
     def save_context(self, out, context, params, stage: str) -> dict:
         """Bundle a small image tower into the folder (image_encoder/ + feature_extractor/, the public layout)."""
-        from pathlib import Path
 
         from svd.models.image_encoder import SUBFOLDER, save_image_encoder
 
@@ -547,10 +559,12 @@ class ImageToVideo:
             **self.sampling_defaults(params, stage),
         }
 
+    def save_weights(self, unet, out, params, stage: str) -> None:
+        unet.save_pretrained(Path(out) / "unet", safe_serialization=True)
+
     def finish(self, params, stage: str, out) -> None:
         """A small model also carries its diffusers export (out/diffusers, StableVideoDiffusionPipeline), so the
         registered version loads in diffusers as it is; a paper-size one is exported on demand (`svd export`)."""
-        from pathlib import Path
 
         from svd.export import export_model
 
@@ -559,7 +573,6 @@ class ImageToVideo:
             export_model(params, out, Path(out) / "diffusers")
 
     def load_saved_context(self, folder, meta: dict) -> dict:
-        from pathlib import Path
 
         from svd.models.image_encoder import SUBFOLDER, load_image_encoder
 

@@ -15,6 +15,7 @@ UCF-101 zero-shot protocol (svd.evaluation.ucf101), both called from above the t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -192,7 +193,6 @@ class TextToVideo:
 
     def start_unet(self, params, stage: str):
         """The UNet a stage starts from (before its own checkpoints, which the loop resumes over it)."""
-        from pathlib import Path
 
         from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel
 
@@ -313,6 +313,9 @@ class TextToVideo:
     def vae_source(self, params, stage: str) -> str | None:
         """None: the VAE stage's (tiny: trained; a100: weights.vae)."""
         return None
+
+    def save_weights(self, unet, out, params, stage: str) -> None:
+        unet.save_pretrained(Path(out) / "unet", safe_serialization=True)
 
     def finish(self, params, stage: str, out) -> None:
         """Nothing more to write: diffusers has no text-to-video SVD pipeline to export to."""

@@ -3,16 +3,23 @@
 A model reference is a folder written by `svd train` (holding svd_model.json), or `models:/NAME@ALIAS` /
 `models:/NAME/VERSION` from the MLflow registry (downloaded to a local cache under mlruns/, then read as a folder).
 Without one, the newest folder the pipeline trained of the kind the inputs ask for: text-to-video (models/hq or
-models/video) for --prompt, image-to-video (models/i2v_xt or models/i2v) for --image.
+models/video) for --prompt, image-to-video (models/i2v_xt or models/i2v) for --image; with --lora, the base the
+first adapter was trained on.
+
+`--lora NAME[:SCALE]` (repeatable) puts camera-motion adapters (svd.tasks.camera_lora) on an image-to-video model,
+each at its scale (default 1): NAME is a LoRA stage's short name (horizontal -> models/lora_horizontal), a LoRA model
+folder or an adapter .safetensors file. An adapter trained on another base is refused.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from svd.config import Params
 from svd.errors import InputError
+from svd.models.lora import parse_lora_spec
 from svd.training.stages import MODEL_FILE, load_model, read_model, stage_dir, write_samples
 
 VIDEO_STAGES = ("hq", "video")
@@ -78,6 +85,9 @@ def sample_to_files(
     motion_bucket: float | None = None,
     fps: float | None = None,
     cond_aug: float | None = None,
+    loras: list[str] | None = None,
+    interpolate: bool = False,
+    interpolation_model: str | None = None,
 ) -> dict[str, Any]:
     """Videos from prompts with a text-to-video model or from images with an image-to-video model, written as mp4 +
     GIF; the result lists the files and `warnings` (every conversion of an input, settings outside training's)."""
@@ -94,6 +104,14 @@ def sample_to_files(
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"--out {out}: the output must be an .mp4 file")
+    adapters = [(*parse_lora_spec(spec), spec) for spec in loras or []]
+    if adapters and prompts:
+        raise InputError("--lora puts camera-motion adapters on an image-to-video model: give --image, not --prompt")
+    adapters = [(adapter_file(params, name, spec), scale) for name, scale, spec in adapters]
+    if adapters and model is None:  # the base the first adapter was trained on
+        from svd.models.lora import read_adapter
+
+        model = json.loads(read_adapter(adapters[0][0])[1].get("svd.base", "null"))
     folder = resolve_model(params, model, IMAGE_TO_VIDEO_STAGES if images else VIDEO_STAGES)
     meta = read_model(folder)
     if meta["profile"] != params.profile:
@@ -101,7 +119,7 @@ def sample_to_files(
             f"{folder} was trained with profile {meta['profile']}, this run uses profile "
             f"{params.profile}: pass --profile {meta['profile']}"
         )
-    i2v = meta["kind"] == "image-to-video"
+    i2v = meta["kind"] in ("image-to-video", "camera-lora")
     if images and not i2v:
         raise InputError(
             f"{folder} is a {meta['kind']} model: it takes --prompt, not --image (pass an "
@@ -125,6 +143,8 @@ def sample_to_files(
             motion_bucket=motion_bucket,
             fps=fps,
             cond_aug=cond_aug,
+            adapters=adapters,
+            interpolate=(interpolate, interpolation_model),
         )
     if motion_bucket is not None or cond_aug is not None:
         raise InputError("--motion-bucket and --cond-aug are image-to-video settings")
@@ -154,6 +174,8 @@ def sample_to_files(
         method=sampler.method,
         sigma_data=params.diffusion.sigma_data,
     )
+    warnings: list[str] = []
+    videos, fps = _interpolated(params, videos, fps, seed, (interpolate, interpolation_model), warnings)
     files = _write(out, videos, prompts, fps, scale)
     return {
         "model": str(folder),
@@ -162,7 +184,8 @@ def sample_to_files(
         "size": list(videos.shape[2:4]),
         "steps": steps,
         "guidance": guidance,
-        "warnings": [],
+        "fps": fps,
+        "warnings": warnings,
         "videos": [{"prompt": p, **f, "seed": seed + i} for i, (p, f) in enumerate(zip(prompts, files))],
     }
 
@@ -182,6 +205,8 @@ def _image_to_video(
     motion_bucket,
     fps,
     cond_aug,
+    adapters: list[tuple[Path, float]],
+    interpolate: tuple[bool, str | None],
 ) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -221,6 +246,7 @@ def _image_to_video(
     steps = steps or int(meta["sample_steps"])
     n_frames = frames or int(meta["frames"])
     loaded = load_model(folder)
+    scales = put_adapters(loaded, adapters)
     sampler = params.diffusion.sampler
     x = torch.from_numpy(np.stack(frames_in)).permute(0, 3, 1, 2).float() / 127.5 - 1
     videos = generate(
@@ -241,6 +267,7 @@ def _image_to_video(
         method=sampler.method,
         sigma_data=params.diffusion.sigma_data,
     )
+    videos, fps = _interpolated(params, videos, fps, seed, interpolate, warnings)
     files = _write(out, videos, [Path(p).stem for p in images], fps, scale)
     return {
         "model": str(folder),
@@ -252,9 +279,69 @@ def _image_to_video(
         "motion_bucket": motion_bucket,
         "fps": fps,
         "cond_aug": cond_aug,
+        "adapters": scales,
         "warnings": warnings,
         "videos": [{"image": p, **f, "seed": seed + i} for i, (p, f) in enumerate(zip(images, files))],
     }
 
 
-__all__ = ["newest_video_model", "resolve_model", "sample_to_files"]
+def _interpolated(params: Params, videos, fps: float, seed: int, request: tuple[bool, str | None], warnings: list[str]):
+    """(videos, fps), 4x the frame rate through the interpolation model when `request` = (True, model or None)."""
+    wanted, ref = request
+    if not wanted:
+        if ref is not None:
+            raise InputError("--interpolation-model without --interpolate")
+        return videos, fps
+    import numpy as np
+
+    from svd.interpolate import RATE, check_rate, interpolate_frames, resolve_interpolator
+    from svd.io.image import resize_frame
+
+    loaded = load_model(resolve_interpolator(params, ref))
+    check_rate(loaded["meta"], fps, warnings)
+    size = tuple(loaded["meta"]["size"])
+    if tuple(videos.shape[2:4]) != size:
+        warnings.append(
+            f"samples of {videos.shape[3]}x{videos.shape[2]} resized to the interpolator's {size[1]}x{size[0]}"
+        )
+        videos = np.stack([np.stack([resize_frame(f, size)[0] for f in v]) for v in videos])
+    out = [interpolate_frames(loaded, v, fps, params=params, seed=seed + i) for i, v in enumerate(videos)]
+    return np.stack(out), fps * RATE
+
+
+def adapter_file(params: Params, name: str, spec: str) -> Path:
+    """The adapter file of a --lora NAME (see the module docstring)."""
+    from svd.tasks.camera_lora import ADAPTER_FILE
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    folder = path if path.is_dir() else Path(params.paths.models) / f"lora_{name}"
+    if (folder / ADAPTER_FILE).is_file():
+        return folder / ADAPTER_FILE
+    known = sorted(p.name.removeprefix("lora_") for p in Path(params.paths.models).glob("lora_*") if p.is_dir())
+    raise InputError(
+        f"--lora {spec}: no adapter file, LoRA folder or trained LoRA stage named {name!r} (trained here: "
+        f"{', '.join(known) or 'none'}; `svd train --stage lora_horizontal` trains one)"
+    )
+
+
+def put_adapters(loaded: dict, adapters: list[tuple[Path, float]]) -> dict[str, float]:
+    """Load each adapter file onto the loaded model's UNet (one already on, from a LoRA --model, is not loaded twice)
+    and activate them all at their scales; returns name -> scale."""
+    from svd.models.lora import base_digest, load_adapter, read_adapter, set_scales
+
+    scales = dict(loaded.get("adapters", {}))
+    if not adapters:
+        return scales
+    digest = base_digest(loaded["unet"])
+    for path, scale in adapters:
+        name = read_adapter(path)[1].get("adapter") or path.stem
+        if name not in scales:
+            load_adapter(loaded["unet"], path, name=name, digest=digest)
+        scales[name] = scale
+    set_scales(loaded["unet"], scales)
+    return scales
+
+
+__all__ = ["adapter_file", "newest_video_model", "put_adapters", "resolve_model", "sample_to_files"]

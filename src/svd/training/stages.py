@@ -30,7 +30,7 @@ from svd.errors import InputError, WeightsError
 from svd.models.inflate import param_groups
 from svd.runtime import distributed
 
-STAGES = ("vae", "image", "video", "hq", "i2v", "i2v_xt")
+STAGES = ("vae", "image", "video", "hq", "i2v", "i2v_xt", "lora_horizontal", "lora_zoom", "lora_static", "interp")
 MODEL_FILE = "svd_model.json"
 Logger = Callable[[dict, int], None]
 
@@ -97,8 +97,9 @@ def curated_root(params: Params) -> Path:
 
 
 def stage_clips(params: Params, stage: str):
-    """The clips a diffusion stage trains on: curated (kept) clips, all clips (uncurated ablation) or the HQ subset."""
-    from svd.data.clips import CuratedSet, subset_hq
+    """The clips a diffusion stage trains on: curated (kept) clips, all clips (uncurated ablation) or the HQ subset;
+    a camera LoRA's, those of its camera classes (`train.<stage>.lora.camera`)."""
+    from svd.data.clips import CuratedSet, subset_camera, subset_hq
 
     cfg = getattr(params.train, stage)
     root = curated_root(params)
@@ -108,6 +109,13 @@ def stage_clips(params: Params, stage: str):
         clips = CuratedSet(root)
         if cfg.data == "hq":
             clips = subset_hq(clips, cfg.hq_fraction)
+    if cfg.lora is not None:
+        clips = subset_camera(clips, cfg.lora.camera, cfg.lora.min_confidence)
+        if len(clips) == 0:
+            raise InputError(
+                f"the curated set at {root} holds no clips of camera motion {', '.join(cfg.lora.camera)} with "
+                f"confidence >= {cfg.lora.min_confidence} for stage {stage}"
+            )
     if len(clips) == 0:
         raise InputError(
             f"the curated set at {root} holds no clips for stage {stage} (data: {cfg.data}); check the curate filters"
@@ -223,7 +231,9 @@ def fingerprint(params: Params, stage: str) -> str:
     }
     if streams(params, stage):  # another data order (kept out of cached runs' fingerprints)
         parts["stream"] = params.train.stream.model_dump()
-    if stage.startswith("i2v"):  # what only image-to-video reads (kept out of the other stages' fingerprints)
+    if stage.startswith(
+        ("i2v", "lora_", "interp")
+    ):  # what only image-to-video reads (kept out of the others' fingerprints)
         parts["image_to_video"] = {
             "encoder": [params.weights.image_encoder, params.model.image_encoder.model_dump()],
             "cond_aug": params.diffusion.cond_aug.model_dump(),
@@ -421,7 +431,7 @@ def train_diffusion_stage(
         unet = task.start_unet(params, stage)[0]
     load_weights(summary["checkpoint"], model=unet, which="ema" if cfg.ema else "model", profile=params.profile)
     unet.eval()
-    unet.save_pretrained(out / "unet", safe_serialization=True)
+    task.save_weights(unet, out, params, stage)
     p_mean, p_std = params.diffusion.noise[cfg.noise]
     write_model_file(
         params,
@@ -487,7 +497,8 @@ def write_model_file(
         "stage": stage,
         "kind": tasks.for_stage(stage).model_kind(stage),
         "profile": params.profile,
-        "vae": _bundle_vae(vae, vae_src, out),
+        # a task that names its VAE (a LoRA: its base's) is not bundled again
+        "vae": context["vae"] if "vae" in context else _bundle_vae(vae, vae_src, out),
         "vae_backend": vae_backend,
         **context,
         "size": list(cfg.size),
@@ -545,6 +556,8 @@ def load_model(folder: str | Path) -> dict[str, Any]:
 
     folder = Path(folder)
     meta = read_model(folder)
+    if meta["kind"] == "camera-lora":
+        return _load_lora_model(folder, meta)
     cls = UNet2DConditionModel if meta["kind"] == "text-to-image" else UNetSpatioTemporalConditionModel
     unet_dir = require_dir(folder / "unet", "the model's UNet", "the folder is incomplete; re-run its stage")
     try:
@@ -552,13 +565,29 @@ def load_model(folder: str | Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any unreadable weight file is the same user-facing problem
         raise InputError(f"cannot load the UNet in {unet_dir} ({exc.__class__.__name__})") from None
     vae, _ = load_frozen_vae(str(folder / meta["vae"]) if meta["vae"] == "vae" else meta["vae"])
-    return {
-        "unet": unet,
-        "vae": vae,
-        "meta": meta,
-        "text": None,
-        **tasks.for_kind(meta["kind"]).load_saved_context(folder, meta),
-    }
+    context = tasks.for_kind(meta["kind"]).load_saved_context(folder, meta)
+    if "mask_embedding" in context:  # interpolation's learned mask embedding lives on its UNet, as in training
+        from svd.tasks.interpolation import add_mask_embedding
+
+        add_mask_embedding(unet, context["mask_embedding"])
+    return {"unet": unet, "vae": vae, "meta": meta, "text": None, **context}
+
+
+def _load_lora_model(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """A camera LoRA's base model (the folder its svd_model.json names) with the adapter on at scale 1; `adapters`
+    maps the loaded adapters to their scales. The adapter's base digest is checked against the base's weights."""
+    from svd.models.lora import load_adapter, set_scales
+
+    base = Path(meta["base"])
+    if not (base / MODEL_FILE).is_file():
+        raise InputError(
+            f"{folder} is an adapter on the base model {base}, which is not there: check that model out "
+            f"(`dvc pull {base}`) or train it"
+        )
+    model = load_model(base)
+    name = load_adapter(model["unet"], folder / meta["adapter"], name=meta["adapter_name"])
+    set_scales(model["unet"], {name: 1.0})
+    return {**model, "meta": meta, "base_meta": model["meta"], "adapters": {name: 1.0}}
 
 
 __all__ = [
@@ -637,8 +666,10 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any], register: b
     if stage in REGISTERED_NAME and register:
         export = out / "unet"
         size = sum(f.stat().st_size for f in export.rglob("*") if f.is_file())
-        if size < 512 * 2**20:  # a100-sized weights stay in DVC's cache only
+        if size < 512 * 2**20:  # a100-sized weights stay in DVC's cache only (an adapter has no unet/)
             data = getattr(params.train, stage).data
+            meta = read_model(out)
+            lineage = _base_lineage(params, meta) if meta["kind"] == "camera-lora" else {}
             version = tracking.register_folder(
                 params,
                 out,
@@ -646,15 +677,44 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any], register: b
                 registry_aliases(params, stage),
                 include=[
                     n
-                    for n in ("unet", "vae", "image_encoder", "feature_extractor", "diffusers", MODEL_FILE)
+                    for n in (
+                        "unet",
+                        "vae",
+                        "image_encoder",
+                        "feature_extractor",
+                        "diffusers",
+                        "adapter.safetensors",
+                        MODEL_FILE,
+                    )
                     if (out / n).exists()
                 ],
                 tags={
                     "svd.stage": stage,
                     "svd.profile": params.profile,
                     "svd.train_data": data,
-                    "svd.kind": read_model(out)["kind"],
-                    "svd.init": read_model(out)["init"],
+                    "svd.kind": meta["kind"],
+                    "svd.init": meta["init"],
+                    **lineage,
                 },
             )
-            mlflow.set_tag("svd.registered", f"{REGISTERED_NAME[stage]}/{version}")
+            mlflow.set_tags({"svd.registered": f"{REGISTERED_NAME[stage]}/{version}", **lineage})
+
+
+def _base_lineage(params: Params, meta: dict[str, Any]) -> dict[str, str]:
+    """An adapter's base in the registry: the version its base stage's alias points at (the pipeline's model it was
+    trained on, registered by that stage), and the base's weight digest the adapter file carries."""
+    import mlflow
+
+    from svd import tracking
+
+    base_stage = read_model(meta["base"])["stage"]
+    lineage = {"svd.base_sha256": meta["base_sha256"], "svd.base_folder": meta["base"]}
+    name = REGISTERED_NAME.get(base_stage)
+    if name:
+        tracking.configure(params)
+        try:
+            version = mlflow.MlflowClient().get_model_version_by_alias(name, base_stage)
+            lineage["svd.base_model"] = f"{name}/{version.version}"
+        except mlflow.exceptions.MlflowException:
+            lineage["svd.base_model"] = f"{name} (not registered)"
+    return lineage
