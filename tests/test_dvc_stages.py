@@ -67,7 +67,7 @@ def test_a_training_stage_reruns_for_its_own_block_only():
     """Editing train.i2v.steps must not re-run Stages I-III: each stage names its own train.<stage> block (plus the
     loop's shared keys), never the whole `train` block."""
     stages = _stages()
-    for name in ("train_image", "train_video", "train_hq", "train_i2v", "train_i2v_xt"):
+    for name in ("train_image", "train_video", "train_hq", "train_i2v", "train_i2v_xt", "train_interp"):
         params = _params(stages[name])
         assert "train" not in params and f"train.{name.removeprefix('train_')}" in params, (name, params)
         others = [
@@ -75,6 +75,7 @@ def test_a_training_stage_reruns_for_its_own_block_only():
             for p in params
             if p.startswith("train.")
             and p.count(".") == 1
-            and p.split(".")[1] in ("image", "video", "hq", "i2v", "i2v_xt", "vae")
+            and p.split(".")[1] in ("image", "video", "hq", "i2v", "i2v_xt", "vae", "interp")
+            or p.startswith("train.lora_")
         ]
         assert others == [f"train.{name.removeprefix('train_')}"], (name, others)
