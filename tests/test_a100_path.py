@@ -1,8 +1,9 @@
-"""The a100 profile takes real steps: every stage (vae, image, video, hq, i2v, i2v_xt) trains one optimizer step and
-samples, in the a100 profile's code path (bf16 autocast, gradient checkpointing, SD 2.1-shaped VAE of 4 latent
-channels loaded from `weights.vae`, a CLIP image tower loaded from `weights.image_encoder`, the paper's UNet block
-structure: 4 levels, attention at the three finest, 2 resnets per level), with only widths and sizes cut down
-through --set. So no shape the paper-size run meets is only ever built on the meta device."""
+"""The a100 profile takes real steps: every stage (vae, image, video, hq, i2v, i2v_xt, a camera LoRA, interpolation)
+trains one optimizer step and samples, in the a100 profile's code path (bf16 autocast, gradient checkpointing, SD
+2.1-shaped VAE of 4 latent channels loaded from `weights.vae`, a CLIP image tower loaded from
+`weights.image_encoder`, the paper's UNet block structure: 4 levels, attention at the three finest, 2 resnets per
+level), with only widths and sizes cut down through --set. So no shape the paper-size run meets is only ever built
+on the meta device."""
 
 import json
 
@@ -52,6 +53,20 @@ REDUCED = [
     "evaluate.image_to_video.motion_buckets=2",
     "evaluate.image_to_video.bootstrap=10",
     "evaluate.image_to_video.t2v_clips=0",
+    "train.lora_static.size=[64,64]",
+    "train.lora_static.batch=1",
+    "train.lora_static.steps=1",
+    "train.lora_static.fps=6.0",
+    "train.lora_static.sample_steps=1",
+    "train.lora_static.lora.min_confidence=0.0",  # the two-video world's static clips, whatever their confidence
+    "evaluate.camera_lora.frames=2",
+    "evaluate.camera_lora.bootstrap=10",
+    "train.interp.size=[64,64]",
+    "train.interp.batch=1",
+    "train.interp.steps=1",
+    "train.interp.sample_steps=1",
+    "evaluate.interpolation.gaps=[4]",
+    "evaluate.interpolation.bootstrap=10",
 ]
 
 
@@ -92,7 +107,7 @@ def test_every_a100_stage_takes_a_step_at_reduced_width(small_curated, tmp_path)
     write_shards(curated, tmp_path / "shards", samples_per_shard=2)  # the a100 profile streams Stages I-III
     paths.append(f"paths.shards={tmp_path / 'shards'}")
     sets = [x for s in [*paths, *REDUCED] for x in ("--set", s)]
-    for stage in ("vae", "image", "video", "hq", "i2v", "i2v_xt"):
+    for stage in ("vae", "image", "video", "hq", "i2v", "i2v_xt", "lora_static", "interp"):
         result = invoke(["--profile", "a100", *sets, "train", "--stage", stage, "--no-track", "--no-progress"])
         assert result.exit_code == 0, (stage, result.output[-2000:])
         summary = json.loads(result.output[result.output.index("{") :])
@@ -110,6 +125,10 @@ def test_every_a100_stage_takes_a_step_at_reduced_width(small_curated, tmp_path)
     assert meta["i2v"]["guidance"] == [1.0, 2.5] and meta["i2v_xt"]["guidance"] == [1.5, 3.0]
     assert meta["i2v"]["image_encoder"] == "image_encoder" and meta["i2v"]["image_encoder_pretrained"]  # bundled
     assert (models / "i2v" / "diffusers" / "model_index.json").is_file()
+    lora = json.loads((models / "lora_static" / "svd_model.json").read_text())
+    assert lora["rank"] == 16 and lora["base"] == str(models / "i2v") and lora["frames"] == 14  # the paper's rank
+    interp = json.loads((models / "interp" / "unet" / "config.json").read_text())
+    assert interp["in_channels"] == 9 and interp["down_block_types"] == unet["video"]["down_block_types"]
 
 
 def _public_pipeline(folder, params):
