@@ -665,42 +665,6 @@ def test_interpolation_stage_writes_evaluates_and_registers(interp_trained):
     assert version.tags["svd.kind"] == "interpolation"
 
 
-def _write_av(path, frames, pts_ms, audio=False):
-    """An H.264 mp4 of RGB frames shown at pts_ms (a variable rate where the gaps are uneven), with a second of
-    440 Hz stereo audio when asked."""
-    from fractions import Fraction
-
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        stream.options = {"crf": "10", "bf": "0"}
-        sound = out.add_stream("aac", rate=8000) if audio else None
-        if sound is not None:
-            sound.layout = "stereo"
-        for image, t in zip(frames, pts_ms):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = t, Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-        if sound is not None:
-            tone = (0.2 * np.sin(2 * np.pi * 440.0 * np.arange(8000) / 8000)).astype(np.float32)
-            for i in range(0, 8000, 1024):
-                block = np.ascontiguousarray(np.stack([tone[i : i + 1024]] * 2))
-                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
-                frame.sample_rate, frame.pts = 8000, i
-                for packet in sound.encode(frame):
-                    out.mux(packet)
-            for packet in sound.encode():
-                out.mux(packet)
-    return path
-
-
 @pytest.mark.slow
 def test_interpolate_raises_the_frame_rate_of_any_video(interp_trained, tmp_path):
     import numpy as np
@@ -723,7 +687,9 @@ def test_interpolate_raises_the_frame_rate_of_any_video(interp_trained, tmp_path
     for i in range(5):  # the input's frames are kept, every 4th
         assert np.abs(got[4 * i].astype(int) - frames[i]).mean() < 3
     # a variable-rate file with audio: resampled to its mean rate, the audio dropped, each said once
-    vfr = _write_av(tmp_path / "vfr.mp4", [frames[i] for i in range(5)], [0, 250, 1000, 1500, 2000], audio=True)
+    from test_video_io import write_vfr
+
+    vfr = write_vfr(tmp_path / "vfr.mp4", frames, [0, 250, 1000, 1500, 2000], audio=True)
     result = svd(params, "interpolate", str(vfr), "--out", str(out), "--steps", "1")
     assert result.exit_code == 0, result.output
     info = json.loads(result.output[result.output.index("{") :])

@@ -112,19 +112,23 @@ def test_same_frames_encode_to_the_same_bytes(tmp_path):
     assert len(digests) == 1
 
 
-def write_vfr(path, frames, pts_ms, gop=10):
-    """An H.264 mp4 whose frame i (RGB uint8, 64 x 96) is shown at pts_ms[i] milliseconds: a variable frame rate
-    where the gaps are (like PySceneDetect's goldeneye-vfr-drop3, frames dropped from a constant-rate source)."""
+def write_vfr(path, frames, pts_ms, gop=10, audio=False):
+    """An H.264 mp4 whose frame i (RGB uint8) is shown at pts_ms[i] milliseconds: a variable frame rate where the
+    gaps are (like PySceneDetect's goldeneye-vfr-drop3, frames dropped from a constant-rate source); with `audio`, a
+    second of 440 Hz stereo beside it."""
     from fractions import Fraction
 
     import av
 
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
         stream.codec_context.time_base = Fraction(1, 1000)
         stream.codec_context.gop_size = gop
         stream.options = {"crf": "10", "bf": "0"}
+        sound = out.add_stream("aac", rate=8000) if audio else None
+        if sound is not None:
+            sound.layout = "stereo"
         for image, t in zip(frames, pts_ms):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = t, Fraction(1, 1000)
@@ -132,6 +136,16 @@ def write_vfr(path, frames, pts_ms, gop=10):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+        if sound is not None:
+            tone = (0.2 * np.sin(2 * np.pi * 440.0 * np.arange(8000) / 8000)).astype(np.float32)
+            for i in range(0, 8000, 1024):
+                block = np.ascontiguousarray(np.stack([tone[i : i + 1024]] * 2))
+                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+                frame.sample_rate, frame.pts = 8000, i
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
     return path
 
 
