@@ -47,7 +47,9 @@ def test_image_to_video_stages_follow_their_parents():
     assert f"models/{raw['train']['i2v']['parent']}" in deps["train_i2v"]
     assert raw["train"]["i2v_xt"]["parent"] == "i2v" and "models/i2v" in deps["train_i2v_xt"]
     for name in deps:
-        assert {"models/fvd_i3d", "src/svd/tasks", "src/svd/evaluation/image_to_video.py"} <= deps[name], name
+        assert {"models/fvd_i3d", "src/svd/tasks/image_to_video.py", "src/svd/evaluation/image_to_video.py"} <= deps[
+            name
+        ], name
 
 
 def test_camera_lora_stages_follow_their_base_and_their_own_block():
@@ -58,9 +60,52 @@ def test_camera_lora_stages_follow_their_base_and_their_own_block():
         stage = stages[f"train_lora@{name}"]
         deps = {str(dep.def_path) for dep in stage.deps}
         assert f"models/{raw['train'][f'lora_{name}']['parent']}" in deps, name
-        assert {"src/svd/tasks", "src/svd/evaluation/camera.py", "src/svd/curation/camera.py"} <= deps, name
+        assert {"src/svd/tasks/camera_lora.py", "src/svd/evaluation/camera.py", "src/svd/curation/camera.py"} <= deps
         params = _params(stage)
         assert f"train.lora_{name}" in params and "evaluate.camera_lora" in params and "train" not in params, params
+
+
+def _svd_imports(module: str, within: tuple[str, ...]) -> set[str]:
+    """The svd modules under `within` (package prefixes) that `module` imports, directly or through each other
+    (module-level and function-level imports alike), `module` included."""
+    import ast
+
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = ROOT / "src" / Path(*name.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            found = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found = [node.module]
+            todo += [f for f in found if f.startswith(within)]
+    return seen
+
+
+def test_task_stages_depend_on_every_task_and_world_module_they_import():
+    """Task and world deps are listed file by file (a new task module or a new world part re-runs nothing else), so
+    every module a stage's task reaches must be listed, or its edits would not re-run the stage."""
+    from svd import tasks
+
+    stages = _stages()
+    checked = 0
+    for stage in stages.values():
+        words = stage.cmd.split() if isinstance(stage.cmd, str) else []
+        if words[:3] != ["svd", "train", "--stage"] or words[3] not in tasks.STAGE_TASKS:
+            continue
+        deps = {str(dep.def_path) for dep in stage.deps}
+        module = f"svd.tasks.{tasks.STAGE_TASKS[words[3]]}"
+        for name in _svd_imports(module, ("svd.tasks", "svd.world")) | {"svd.tasks"}:
+            rel = Path("src", *name.split("."))
+            files = [rel / "__init__.py"] if (ROOT / rel).is_dir() else [rel.with_suffix(".py")]
+            covered = any(str(f) in deps or any(str(p) in deps for p in f.parents) for f in files)
+            assert covered, (stage.addressing, name)
+        checked += 1
+    assert checked >= 9  # Stages I-III, two image-to-video stages, three LoRAs, interpolation
 
 
 def test_a_training_stage_reruns_for_its_own_block_only():

@@ -1,6 +1,6 @@
 """One module per kind of model: what it conditions on, what it trains on, how its UNet is made and how it is judged.
 
-Text-to-video, image-to-video, camera-motion LoRAs, interpolation (and, next, multi-view) share one UNet family, one EDM
+Text-to-video, image-to-video, camera-motion LoRAs, interpolation and multi-view share one UNet family, one EDM
 (svd.diffusion), one sampler (svd.training.denoiser.sample_decoded) and one training loop (svd.training.loop). A task
 module says, in one place:
 - its context (text tokens; a CLIP image embedding), concatenated latents and vector ids, in its `make_step` (the
@@ -12,7 +12,9 @@ module says, in one place:
 - which evaluator judges it (`evaluator`, a "module:function" name the CLI calls after training: training never
   imports evaluation).
 `svd.training.stages` drives any task through the `Task` interface below; a new task is a new module plus its
-params and its stage names in `STAGE_TASKS`.
+params and its stage names in `STAGE_TASKS`. A task whose data is not the curated clips (multi-view: turntable orbits)
+also has `data_root(params, stage) -> Path` (the manifest its lineage hashes) and `own_set(params, stage, vae,
+context) -> (items, info)` in place of `training_set`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ STAGE_TASKS = {
     "lora_zoom": "camera_lora",
     "lora_static": "camera_lora",
     "interp": "interpolation",
+    "mv": "multiview",
 }
 KIND_TASKS = {
     "text-to-image": "text_to_video",
@@ -78,6 +81,7 @@ KIND_TASKS = {
     "image-to-video": "image_to_video",
     "camera-lora": "camera_lora",
     "interpolation": "interpolation",
+    "multi-view": "multiview",
 }
 
 

@@ -106,7 +106,8 @@ def freeze_spatial(unet) -> int:
 class ImageWindows:
     """Encoded windows of the image-to-video task: latents (N, T, C, h, w) (scaled), the distinct conditioning frames
     (F, 3, H, W) in [-1, 1] with their clean CLIP embeddings (F, 1, D), and per window the row of its conditioning
-    frame (`cond_index`, N), fps_id and motion_bucket."""
+    frame (`cond_index`, N), fps_id and motion_bucket; a task with more vector ids (multi-view: the elevation) gives
+    them per window in `extra_ids` (N, k), appended after cond_aug."""
 
     latents: torch.Tensor
     cond_frames: torch.Tensor
@@ -115,6 +116,7 @@ class ImageWindows:
     fps_id: torch.Tensor
     motion_bucket: torch.Tensor
     clip_ids: list[str]
+    extra_ids: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -131,7 +133,7 @@ def encode_image_windows(windows, vae, image_encoder, chunk: int = 64) -> ImageW
 
 
 class ImageItems(Dataset):
-    """Items of ImageWindows for the training loop: latents, cond_index, fps_id, motion_bucket."""
+    """Items of ImageWindows for the training loop: latents, cond_index, fps_id, motion_bucket (and extra_ids)."""
 
     def __init__(self, data: ImageWindows):
         self.data = data
@@ -141,12 +143,15 @@ class ImageItems(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         d = self.data
-        return {
+        item = {
             "latents": d.latents[i],
             "cond_index": d.cond_index[i],
             "fps_id": d.fps_id[i],
             "motion_bucket": d.motion_bucket[i],
         }
+        if d.extra_ids is not None:
+            item["extra_ids"] = d.extra_ids[i]
+        return item
 
 
 def time_ids(fps_id: torch.Tensor, motion_bucket: torch.Tensor, cond_aug: torch.Tensor) -> torch.Tensor:
@@ -202,6 +207,8 @@ def make_step(
         context = data.embeds.to(device)[batch["cond_index"]] * (~drop_embedding).view(-1, 1, 1)
         concat = (z * (~drop_latent).view(-1, 1, 1, 1))[:, None].expand(-1, t, -1, -1, -1)
         ids = time_ids(batch["fps_id"], batch["motion_bucket"], aug_sigma).to(device)
+        if "extra_ids" in batch:
+            ids = torch.cat([ids, batch["extra_ids"].to(device, ids.dtype)], dim=1)
         return edm_loss(
             unet_call(model),
             x0,
@@ -249,11 +256,13 @@ def generate(
     batch: int = 16,
     noise: torch.Tensor | None = None,
     aug_noise: torch.Tensor | None = None,
+    extra_ids: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Videos (N, T, H, W, 3) uint8 from conditioning frames `images` (N, 3, H, W) in [-1, 1] at the model's size.
 
     Sample i uses seed + i for its start noise and its augmentation noise (or the given `noise` (N, T, C, h, w) and
-    `aug_noise` (N, 3, H, W), to match another sampler draw for draw). `motion_bucket` is one value or one per image.
+    `aug_noise` (N, 3, H, W), to match another sampler draw for draw). `motion_bucket` is one value or one per image;
+    `extra_ids` (N, k), the vector ids of a task that takes more (multi-view: the elevation), follow cond_aug.
     Guidance rises linearly over the frames from guidance[0] to guidance[1]; a maximum <= 1 samples without the
     unconditional branch (as diffusers' pipeline)."""
     if images.ndim != 4 or images.shape[1] != 3:
@@ -268,6 +277,8 @@ def generate(
     )
     if buckets.shape != (n_all,):
         raise ValueError(f"{buckets.shape[0]} motion buckets for {n_all} images")
+    if extra_ids is not None and (extra_ids.ndim != 2 or extra_ids.shape[0] != n_all):
+        raise ValueError(f"extra_ids must be (N, k) for {n_all} images, got shape {tuple(extra_ids.shape)}")
     param = next(unet.parameters())
     channels = unet.config.out_channels
     h, w = (
@@ -287,7 +298,10 @@ def generate(
         z = condition_latent(vae, part + float(cond_aug) * a_noise.to(part.dtype))
         z = z[:, None].expand(-1, num_frames, -1, -1, -1)
         embeds = image_encoder.encode(part)
-        ids = time_ids(torch.full((n,), fps - 1.0), buckets[start : start + n], sigma).to(param.device, param.dtype)
+        ids = time_ids(torch.full((n,), fps - 1.0), buckets[start : start + n], sigma)
+        if extra_ids is not None:
+            ids = torch.cat([ids, extra_ids[start : start + n].float()], dim=1)
+        ids = ids.to(param.device, param.dtype)
         cond = {
             "context": embeds.to(param.device, param.dtype),
             "concat": z.to(param.device, param.dtype),

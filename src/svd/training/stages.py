@@ -208,6 +208,9 @@ def per_process_batch(params: Params, stage: str, global_batch: int) -> int:
     return global_batch // (processes * accumulation)
 
 
+IMAGE_CONDITIONED = ("i2v", "lora_", "interp", "mv")  # the stages whose tasks read a CLIP image embedding
+
+
 def fingerprint(params: Params, stage: str) -> str:
     """What a stage's checkpoints depend on besides the step count: its params and its inputs' contents. A
     checkpoint is resumed only under the same fingerprint (a retried or killed run), never after a change."""
@@ -231,9 +234,7 @@ def fingerprint(params: Params, stage: str) -> str:
     }
     if streams(params, stage):  # another data order (kept out of cached runs' fingerprints)
         parts["stream"] = params.train.stream.model_dump()
-    if stage.startswith(
-        ("i2v", "lora_", "interp")
-    ):  # what only image-to-video reads (kept out of the others' fingerprints)
+    if stage.startswith(IMAGE_CONDITIONED):  # what only they read (kept out of the others' fingerprints)
         parts["image_to_video"] = {
             "encoder": [params.weights.image_encoder, params.model.image_encoder.model_dump()],
             "cond_aug": params.diffusion.cond_aug.model_dump(),
@@ -321,7 +322,8 @@ def train_diffusion_stage(
             "train.image.static_weight must be 1 (it weighs the error's mean over frames; images have one)"
         )
     out = stage_dir(params, stage)
-    clips = stage_clips(params, stage)
+    own_data = getattr(task, "data_root", None)  # a task with a data set of its own (multi-view: orbits)
+    clips = None if own_data else stage_clips(params, stage)
     vae_src = task.vae_source(params, stage) or vae_source(params)
     vae, vae_backend = load_frozen_vae(vae_src)
     context = task.load_context(params, stage)
@@ -342,7 +344,9 @@ def train_diffusion_stage(
         motion_score_at_255=params.diffusion.motion_bucket.score_at_255,
         seed=params.seed,
     )
-    if streams(params, stage):
+    if own_data:
+        items, info = task.own_set(params, stage, vae, context)
+    elif streams(params, stage):
         vae.to(distributed().device)  # each batch is encoded when taken: on the accelerator
         items, info = task.streaming_set(window_stream(params, clips, **window_args), vae, context)
     else:
@@ -462,7 +466,7 @@ def train_diffusion_stage(
         "samples_per_s": summary["samples_per_s"],
         "history": summary["history"],
         **info,
-        "clips": len(clips),
+        **({"clips": len(clips)} if clips is not None else {}),
         "parameters": sum(p.numel() for p in unet.parameters()),
         "trainable_parameters": sum(p.numel() for p in unet.parameters() if p.requires_grad),
         "context_encoder": "pretrained" if context.pretrained else "random",
@@ -624,8 +628,16 @@ def registry_aliases(params: Params, stage: str) -> list[str]:
 
 
 def stage_inputs(params: Params, stage: str) -> dict[str, Path]:
-    """The files a stage's lineage tags hash: the curated clip table and the parent stage's weights."""
-    inputs = {"curated": Path(params.paths.curated) / "clips.parquet"}
+    """The files a stage's lineage tags hash: the curated clip table (or the task's own data set's manifest) and
+    the parent stage's weights."""
+    from svd import tasks
+
+    task = tasks.for_stage(stage) if stage in tasks.STAGE_TASKS else None
+    own_data = getattr(task, "data_root", None)
+    if own_data:
+        inputs = {"data": own_data(params, stage)}
+    else:
+        inputs = {"curated": Path(params.paths.curated) / "clips.parquet"}
     public = getattr(params.weights, f"{stage}_pipeline", None)  # a public model finetuned instead of the parent
     if public:
         from svd import tasks
@@ -675,19 +687,7 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any], register: b
                 out,
                 REGISTERED_NAME[stage],
                 registry_aliases(params, stage),
-                include=[
-                    n
-                    for n in (
-                        "unet",
-                        "vae",
-                        "image_encoder",
-                        "feature_extractor",
-                        "diffusers",
-                        "adapter.safetensors",
-                        MODEL_FILE,
-                    )
-                    if (out / n).exists()
-                ],
+                include=model_entries(out),
                 tags={
                     "svd.stage": stage,
                     "svd.profile": params.profile,
@@ -698,6 +698,15 @@ def track_stage(params: Params, stage: str, summary: dict[str, Any], register: b
                 },
             )
             mlflow.set_tags({"svd.registered": f"{REGISTERED_NAME[stage]}/{version}", **lineage})
+
+
+def model_entries(folder: Path) -> list[str]:
+    """What a model folder's model is made of (the registry's copy): every top-level entry but the training run's
+    own (checkpoints, samples), so a part a task adds (interpolation's mask embedding) is never left behind."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in RUN_ENTRIES and not p.name.startswith("."))
+
+
+RUN_ENTRIES = ("checkpoints", "samples")
 
 
 def _base_lineage(params: Params, meta: dict[str, Any]) -> dict[str, str]:
