@@ -572,8 +572,8 @@ class MultiviewAblationParams(Strict):
 
     arms: dict[str, str | None] = {"video": "i2v_xt", "image": "image", "random": None}  # arm -> train.mv.parent
     seeds: list[int] = [0, 1, 2]  # training seeds (at least 3 for a claim about a recipe)
-    steps: int = Field(default=150, ge=1)  # every arm's steps (equal steps: the paper's comparison)
-    probe_every: int = Field(default=25, ge=1)  # held-out orbit metrics every this many steps (the curves)
+    steps: int = Field(default=80, ge=1)  # every arm's steps (equal steps: the paper's comparison)
+    probe_every: int = Field(default=20, ge=1)  # held-out orbit metrics every this many steps (the curves)
     out: str = "models/ablation/multiview"  # seed-S-<arm>/mv (+ links to the parents)
     metrics: str = "metrics/ablation_multiview.json"  # the summary DVC compares (+ .csv beside it: the curves)
     bootstrap: int = Field(default=1000, ge=1)  # resamples of each seed's paired interval (per held-out object)
