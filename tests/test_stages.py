@@ -670,6 +670,14 @@ def test_interpolation_stage_writes_evaluates_and_registers(interp_trained):
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
     version = mlflow.MlflowClient().get_model_version_by_alias("svd-interp", "interp")
     assert version.tags["svd.kind"] == "interpolation"
+    # the registered version is the whole model: its mask embedding included, so it loads as the folder does
+    from svd import tracking
+    from svd.config import load_params
+    from svd.training.stages import load_model
+
+    registered = tracking.download_model(load_params(params), "models:/svd-interp@interp")
+    assert (registered / "mask_embedding.safetensors").is_file()
+    assert load_model(registered)["mask_embedding"].shape == load_model(folder)["mask_embedding"].shape
 
 
 @pytest.mark.slow
@@ -816,6 +824,18 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(trained, tmp_path):
     assert list(killed.step) == list(straight.step) == [2, 4, 6, 8, 9]
     before = killed.step <= runs["killed"]["resumed_from"]
     assert before.any() and (killed.loss[before] == straight.loss[before]).all()
+
+
+def test_a_registered_model_holds_every_part_of_its_folder_but_the_run(tmp_path):
+    from svd.training.stages import model_entries
+
+    for name in ("unet", "vae", "checkpoints", "samples", ".tmp"):
+        (tmp_path / name).mkdir()
+    for name in ("svd_model.json", "mask_embedding.safetensors", "adapter.safetensors"):
+        (tmp_path / name).write_text("x")
+    assert model_entries(tmp_path) == [
+        "adapter.safetensors", "mask_embedding.safetensors", "svd_model.json", "unet", "vae"
+    ]  # fmt: skip
 
 
 def test_fresh_checkpoints_resume_only_under_the_same_fingerprint(tmp_path):

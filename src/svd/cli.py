@@ -976,16 +976,21 @@ def _word_gap_probe(params, logger, rows: list[dict]):
 
 def _task_probe(params, stage: str, logger, rows: list[dict]):
     """A task's own on_probe (its `prober`, "module:Class" built with (params, stage)), its values to MLflow and to
-    `rows` (the .probe.csv curve); None for a task without one. Multi-view: the held-out orbits' metrics."""
+    `rows` (the .probe.csv curve); None for a task without one, with train.probe_every 0, or when the probe cannot be
+    built (a warning: missing weights stop the probe, not the training). Multi-view: the held-out orbits' metrics."""
     import importlib
 
     from svd import tasks
 
     prober = getattr(tasks.for_stage(stage), "prober", None)
-    if prober is None:
+    if prober is None or not params.train.probe_every:
         return None
     module, name = prober.split(":")
-    probe = getattr(importlib.import_module(module), name)(params, stage)
+    try:
+        probe = getattr(importlib.import_module(module), name)(params, stage)
+    except SvdError as err:  # a probe is a view of training, not part of it: train unprobed, and say so
+        typer.secho(f"warning: no {stage} probe in this run: {err}", fg="yellow", err=True)
+        return None
 
     def on_probe(model, step: int, tools: dict) -> None:
         values = probe(model, step, tools)

@@ -289,10 +289,14 @@ class MultiView(ImageToVideo):
             return []
         if init.startswith("video-prior:"):
             return [(unet.add_embedding.linear_1.weight, 1, NUM_IDS * per_id)]
-        return [
+        added = [
             (unet.conv_in.weight, 1, cfg.out_channels),
             (unet.add_embedding.linear_1.weight, 1, (NUM_IDS - 1) * per_id),
         ]
+        if init.startswith("image-prior:"):  # as Stage II: inflation zeroes the vector condition's last layer
+            layer = unet.add_embedding.linear_2
+            added += [(p, 0, 0) for p in (layer.weight, layer.bias) if not p.detach().any()]
+        return added
 
     def training_set(self, windows, vae, context):
         raise NotImplementedError("multi-view trains on orbits (own_set), not on curated windows")
@@ -316,9 +320,12 @@ class MultiView(ImageToVideo):
 
     def save_context(self, out, context, params, stage: str) -> dict:
         """The image-to-video record plus what sampling an orbit needs: views, fps and motion ids, the elevation
-        range it trained on (a sample outside it is warned about)."""
+        range its orbits span (a sample outside it is warned about)."""
+        import pandas as pd
+
         cfg, mv = self._settings(params, stage)
-        lo, hi = params.orbits.elevation
+        elevations = pd.read_parquet(self.data_root(params, stage), columns=["elevation"])["elevation"]
+        lo, hi = float(elevations.min()), float(elevations.max())
         return {
             **super().save_context(out, context, params, stage),
             "views": int(cfg.frames),
