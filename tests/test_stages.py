@@ -1334,3 +1334,47 @@ def test_sample_multiview_writes_the_orbit_and_refuses_bad_input(mv_trained, tmp
     assert result.exit_code == 2 and "--prompt" in result.output, result.output
     result = svd(params, *base, "--elevation", "0", "--model", str(tmp / "models" / "i2v"))
     assert result.exit_code == 2 and "needs a multi-view model" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_multiview_ablation_trains_each_arm_under_one_parent_run_and_reports(mv_trained, tmp_path):
+    """`svd ablate multiview` at one seed and one step per arm: the three arms' runs under one MLflow parent (tagged
+    with their arm), each probed and judged; the summary, the curves and the report; a second call reuses them."""
+    import mlflow
+
+    tmp, params = mv_trained
+    extra = [
+        f"paths.models={tmp / 'models'}",
+        "ablation.multiview.seeds=[0]",
+        "ablation.multiview.steps=1",
+        "ablation.multiview.probe_every=1",
+        f"ablation.multiview.out={tmp_path / 'abl'}",
+        f"ablation.multiview.metrics={tmp_path / 'ablation_multiview.json'}",
+        "ablation.multiview.bootstrap=20",
+    ]
+    result = svd(params, "ablate", "multiview", extra=extra)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "ablation_multiview.json").read_text())
+    for arm in ("video", "image", "random"):
+        assert f"psnr.{arm}.mean" in summary and f"opposite_psnr.{arm}.seed0" in summary, arm
+        meta = json.loads((tmp_path / "abl" / f"seed-0-{arm}" / "mv" / "svd_model.json").read_text())
+        assert meta["init"].startswith({"video": "video-prior:", "image": "image-prior:", "random": "random"}[arm])
+    assert "psnr.video_minus_image.seed0.diff" in summary and "psnr.image_minus_random.effect" in summary
+    rows = (tmp_path / "ablation_multiview.csv").read_text().splitlines()
+    assert rows[0] == "arm,seed,step,psnr,lpips,clip_s,opposite_psnr,silhouette_iou,width_corr" and len(rows) == 4
+    assert "| video (i2v_xt) |" in (tmp_path / "abl" / "report.md").read_text()
+    # the pipeline's models are linked, never written; its aliases never move
+    assert (tmp_path / "abl" / "seed-0-image" / "image").is_symlink()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    client = mlflow.MlflowClient()
+    parent = client.search_runs(
+        [client.get_experiment_by_name("svd").experiment_id], filter_string="tags.`svd.kind` = 'ablation'"
+    )[0]
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    arms = sorted(r.data.tags.get("svd.ablation.arm") for r in children if r.data.tags.get("svd.step") == "train_mv")
+    assert arms == ["image", "random", "video"]
+    assert all("probe.psnr" in r.data.metrics for r in children if r.data.tags.get("svd.step") == "train_mv")
+    again = svd(params, "ablate", "multiview", "--no-track", extra=extra)
+    assert again.exit_code == 0 and again.output.count("done (") == 3, again.output
