@@ -97,6 +97,11 @@ def ray_address():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ["RAY_AUTH_MODE"] = "token"
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if not os.environ.get("RAY_AUTH_TOKEN") and not token_file.is_file():
+        import secrets  # a fresh machine has no token (`ray start` refuses): one for this session, never written
+
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     started = subprocess.run(
         [
             str(ray),

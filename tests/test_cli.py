@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from svd.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["world", "curate", "train", "sample", "doctor", "pipeline", "model-info"]
+COMMANDS = ["world", "orbits", "curate", "train", "sample", "doctor", "pipeline", "model-info"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

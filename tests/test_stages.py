@@ -68,6 +68,12 @@ FAST = [
     "train.interp.windows_per_clip=2",
     "train.interp.sample_steps=2",
     "evaluate.interpolation.bootstrap=20",
+    "orbits.objects=6",
+    "train.mv.steps=2",
+    "train.mv.batch=2",
+    "train.mv.sample_steps=2",
+    "train.mv.multiview.probe_objects=2",
+    "evaluate.multiview.bootstrap=20",
 ]
 
 
@@ -77,6 +83,7 @@ def write_params(tmp: Path, world: Path, curated: Path) -> Path:
         {
             "world": str(world),
             "curated": str(curated),
+            "orbits": str(tmp / "orbits"),
             "models": str(tmp / "models"),
             "metrics": str(tmp / "metrics"),
             "mlflow_uri": f"sqlite:///{tmp}/mlruns/mlflow.db",
@@ -663,6 +670,14 @@ def test_interpolation_stage_writes_evaluates_and_registers(interp_trained):
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
     version = mlflow.MlflowClient().get_model_version_by_alias("svd-interp", "interp")
     assert version.tags["svd.kind"] == "interpolation"
+    # the registered version is the whole model: its mask embedding included, so it loads as the folder does
+    from svd import tracking
+    from svd.config import load_params
+    from svd.training.stages import load_model
+
+    registered = tracking.download_model(load_params(params), "models:/svd-interp@interp")
+    assert (registered / "mask_embedding.safetensors").is_file()
+    assert load_model(registered)["mask_embedding"].shape == load_model(folder)["mask_embedding"].shape
 
 
 @pytest.mark.slow
@@ -809,6 +824,18 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(trained, tmp_path):
     assert list(killed.step) == list(straight.step) == [2, 4, 6, 8, 9]
     before = killed.step <= runs["killed"]["resumed_from"]
     assert before.any() and (killed.loss[before] == straight.loss[before]).all()
+
+
+def test_a_registered_model_holds_every_part_of_its_folder_but_the_run(tmp_path):
+    from svd.training.stages import model_entries
+
+    for name in ("unet", "vae", "checkpoints", "samples", ".tmp"):
+        (tmp_path / name).mkdir()
+    for name in ("svd_model.json", "mask_embedding.safetensors", "adapter.safetensors"):
+        (tmp_path / name).write_text("x")
+    assert model_entries(tmp_path) == [
+        "adapter.safetensors", "mask_embedding.safetensors", "svd_model.json", "unet", "vae"
+    ]  # fmt: skip
 
 
 def test_fresh_checkpoints_resume_only_under_the_same_fingerprint(tmp_path):
@@ -1209,3 +1236,145 @@ def test_curation_ablation_verdicts_compare_the_effect_with_the_seed_spread():
     noisy |= {(s, "uncurated"): arm(1.5, 0.5, 20 + s) for s in seeds}
     out = summarise(noisy, seeds, rounds=200)
     assert out["fvd.effect_exceeds_spread"] == 0 and out["fvd.every_seed_significant"] == 0
+
+
+# ---------------------------------------------------------------- multi-view (svd.tasks.multiview)
+@pytest.fixture(scope="module")
+def mv_trained(i2v_trained):
+    tmp, params = i2v_trained
+    result = svd(params, "orbits", "--no-track")
+    assert result.exit_code == 0, result.output
+    result = svd(params, "train", "--stage", "mv", "--no-progress", extra=["train.probe_every=1"])
+    assert result.exit_code == 0, result.output
+    return tmp, params
+
+
+@pytest.mark.slow
+def test_multiview_stage_trains_on_orbits_probes_evaluates_and_registers(mv_trained):
+    import mlflow
+
+    tmp, params = mv_trained
+    folder = tmp / "models" / "mv"
+    meta = json.loads((folder / "svd_model.json").read_text())
+    assert meta["kind"] == "multi-view" and meta["views"] == 21 and meta["size"] == [32, 32]
+    assert meta["init"].startswith("video-prior:") and "models/i2v_xt" in meta["init"]
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    assert unet["projection_class_embeddings_input_dim"] == 4 * unet["addition_time_embed_dim"]  # + the elevation
+    assert not (folder / "diffusers").exists()  # SVD's pipeline builds three ids: no export
+    metrics = json.loads((tmp / "metrics" / "train_mv.json").read_text())
+    assert metrics["orbits"] == 6 and metrics["views"] == 21
+    for side in ("model", "copy"):
+        for check in ("psnr", "lpips", "clip_s", "opposite_psnr", "silhouette_iou"):
+            assert f"eval.{side}.{check}.mean" in metrics and f"eval.{side}.{check}.lo" in metrics, (side, check)
+    assert "eval.model_minus_copy.psnr.lo" in metrics and metrics["eval.objects"] == 20
+    assert metrics["eval.backbones_pretrained.lpips"] == 0.0  # tiny: random LPIPS and CLIP backbones, marked
+    probe = (tmp / "metrics" / "train_mv.probe.csv").read_text().splitlines()
+    assert probe[0].startswith("step,psnr,lpips,clip_s") and len(probe) == 3  # steps 1 and 2
+    views = sorted((folder / "eval" / "orbits").glob("*/*.png"))
+    assert len(views) == 20 * 21
+    # the GSO protocol scores the written orbits again, to the number the stage reported
+    result = svd(params, "evaluate", "multiview", "--fake", str(folder / "eval" / "orbits"), "--no-track")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["psnr"] == pytest.approx(metrics["eval.model.psnr.mean"], abs=1e-6)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    version = mlflow.MlflowClient().get_model_version_by_alias("svd-mv", "mv")
+    assert version.tags["svd.kind"] == "multi-view"
+
+
+@pytest.mark.slow
+def test_multiview_arms_start_from_the_image_prior_and_from_scratch(mv_trained, tmp_path):
+    """The initialisation ablation's other two arms build the same architecture (one step each, not registered)."""
+    tmp, params = mv_trained
+    for parent, init in (("image", "image-prior:"), ("null", "random")):
+        models = tmp_path / parent
+        models.mkdir()
+        for name in ("vae", "image", "i2v_xt"):  # the pipeline's models, as the ablation links them
+            (models / name).symlink_to(tmp / "models" / name, target_is_directory=True)
+        extra = [f"train.mv.parent={parent}", "train.mv.steps=1", f"paths.models={models}"]
+        result = svd(params, "train", "--stage", "mv", "--no-progress", "--no-eval", "--no-register", extra=extra)
+        assert result.exit_code == 0, result.output
+        meta = json.loads((models / "mv" / "svd_model.json").read_text())
+        assert meta["init"].startswith(init), meta["init"]
+        unet = json.loads((models / "mv" / "unet" / "config.json").read_text())
+        assert unet["in_channels"] == 2 * unet["out_channels"]
+        assert unet["projection_class_embeddings_input_dim"] == 4 * unet["addition_time_embed_dim"]
+
+
+@pytest.mark.slow
+def test_sample_multiview_writes_the_orbit_and_refuses_bad_input(mv_trained, tmp_path):
+    import cv2
+    import numpy as np
+
+    tmp, params = mv_trained
+    front = cv2.imread(str(next((tmp / "orbits" / "objects").glob("*/000.png"))))
+    cv2.imwrite(str(tmp_path / "front.png"), front)  # 64 x 64: resized to the model's 32 x 32
+    out = tmp_path / "orbit.mp4"
+    base = ["sample", "--multiview", "--image", str(tmp_path / "front.png"), "--out", str(out), "--steps", "2"]
+    result = svd(params, *base, "--elevation", "10")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output[result.output.index("{") :])
+    assert info["views"] == 21 and out.is_file() and out.with_suffix(".gif").is_file()
+    views = sorted(Path(info["files"][0]["views"]).glob("*.png"))
+    assert len(views) == 21 and cv2.imread(str(views[0])).shape == (32, 32, 3)
+    assert any("resized 64x64" in w for w in info["warnings"])
+    # an elevation training never saw: a warning; not an elevation at all: an error
+    result = svd(params, *base, "--elevation", "60")
+    assert result.exit_code == 0 and "outside the elevations training saw" in result.output, result.output
+    result = svd(params, *base, "--elevation", "120")
+    assert result.exit_code == 2 and "not an elevation" in result.output, result.output
+    # another aspect ratio: refused, one line
+    cv2.imwrite(str(tmp_path / "wide.png"), np.zeros((32, 64, 3), np.uint8))
+    wide = ["sample", "--multiview", "--image", str(tmp_path / "wide.png"), "--out", str(out), "--elevation", "0"]
+    result = svd(params, *wide)
+    assert result.exit_code == 2 and "aspect ratio" in result.output, result.output
+    result = svd(params, *base)
+    assert result.exit_code == 2 and "needs --elevation" in result.output, result.output
+    result = svd(params, *base, "--elevation", "0", "--prompt", "a cube")
+    assert result.exit_code == 2 and "--prompt" in result.output, result.output
+    result = svd(params, *base, "--elevation", "0", "--model", str(tmp / "models" / "i2v"))
+    assert result.exit_code == 2 and "needs a multi-view model" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_multiview_ablation_trains_each_arm_under_one_parent_run_and_reports(mv_trained, tmp_path):
+    """`svd ablate multiview` at one seed and one step per arm: the three arms' runs under one MLflow parent (tagged
+    with their arm), each probed and judged; the summary, the curves and the report; a second call reuses them."""
+    import mlflow
+
+    tmp, params = mv_trained
+    extra = [
+        f"paths.models={tmp / 'models'}",
+        "ablation.multiview.seeds=[0]",
+        "ablation.multiview.steps=1",
+        "ablation.multiview.probe_every=1",
+        f"ablation.multiview.out={tmp_path / 'abl'}",
+        f"ablation.multiview.metrics={tmp_path / 'ablation_multiview.json'}",
+        "ablation.multiview.bootstrap=20",
+    ]
+    result = svd(params, "ablate", "multiview", extra=extra)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "ablation_multiview.json").read_text())
+    for arm in ("video", "image", "random"):
+        assert f"psnr.{arm}.mean" in summary and f"opposite_psnr.{arm}.seed0" in summary, arm
+        meta = json.loads((tmp_path / "abl" / f"seed-0-{arm}" / "mv" / "svd_model.json").read_text())
+        assert meta["init"].startswith({"video": "video-prior:", "image": "image-prior:", "random": "random"}[arm])
+    assert "psnr.video_minus_image.seed0.diff" in summary and "psnr.image_minus_random.effect" in summary
+    rows = (tmp_path / "ablation_multiview.csv").read_text().splitlines()
+    assert rows[0] == "arm,seed,step,psnr,lpips,clip_s,opposite_psnr,silhouette_iou,width_corr" and len(rows) == 4
+    assert "| video (i2v_xt) |" in (tmp_path / "abl" / "report.md").read_text()
+    # the pipeline's models are linked, never written; its aliases never move
+    assert (tmp_path / "abl" / "seed-0-image" / "image").is_symlink()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    client = mlflow.MlflowClient()
+    parent = client.search_runs(
+        [client.get_experiment_by_name("svd").experiment_id], filter_string="tags.`svd.kind` = 'ablation'"
+    )[0]
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    arms = sorted(r.data.tags.get("svd.ablation.arm") for r in children if r.data.tags.get("svd.step") == "train_mv")
+    assert arms == ["image", "random", "video"]
+    assert all("probe.psnr" in r.data.metrics for r in children if r.data.tags.get("svd.step") == "train_mv")
+    again = svd(params, "ablate", "multiview", "--no-track", extra=extra)
+    assert again.exit_code == 0 and again.output.count("done (") == 3, again.output

@@ -48,11 +48,11 @@ def arm_name(seed: int, arm: str) -> str:
     return f"curation-{arm}-seed{seed}"
 
 
-def link_parents(params: Params, seed_dir: Path) -> None:
-    """seed_dir/{vae,image} -> the pipeline's models (relative links), so `paths.models=seed_dir` trains Stage II
-    from them while its output stays in seed_dir."""
+def link_parents(params: Params, seed_dir: Path, names: tuple[str, ...] = PARENTS) -> None:
+    """seed_dir/{vae,image} (or `names`) -> the pipeline's models (relative links), so `paths.models=seed_dir` trains
+    a stage from them while its output stays in seed_dir."""
     seed_dir.mkdir(parents=True, exist_ok=True)
-    for name in PARENTS:
+    for name in names:
         target = Path(params.paths.models) / name
         if not (target / ("vae" if name == "vae" else "unet")).is_dir():
             raise InputError(

@@ -79,6 +79,48 @@ def world(
 
 
 @app.command()
+def orbits(
+    out: Path | None = typer.Option(
+        None, help="Output folder (default: paths.orbits); the Great Expectations project goes beside it, OUT-gx."
+    ),
+    source: Path | None = typer.Option(
+        None,
+        "--source",
+        help="An Objaverse-style render folder (<object>/000.png ... + cameras.json) to index and validate instead "
+        "of rendering (default: orbits.source); its views are not copied, broken objects go to OUT/quarantine.json.",
+    ),
+    seed: int | None = typer.Option(None, help="Random seed (default: seed)."),
+    track: bool = typer.Option(True, help="Record an MLflow run."),
+) -> None:
+    """Training orbits for the multi-view finetune: render the world's training objects (kinds disjoint from the
+    held-out eval orbits) or read an Objaverse-style render folder; writes OUT/orbits.parquet."""
+    from svd import tracking
+    from svd.world.orbits import import_orbit_folder, orbits_gx_dir, render_training_orbits
+
+    params = _setup()
+    out = out or Path(params.paths.orbits)
+    seed = params.seed if seed is None else seed
+    if source is None and params.orbits.source:
+        source = Path(params.orbits.source)
+    run = tracking.stage_run(params, "orbits", inputs={"source": source} if source else None) if track else _null()
+    with run:
+        if source is not None:
+            summary = import_orbit_folder(source, out, params.world.eval.orbit_frames)
+        else:
+            summary = render_training_orbits(params.orbits, params.world.eval, out, seed)
+        _write_metrics(params, "orbits", summary, out, Path(state.file_params().paths.orbits))
+        if track:
+            tracking.log_metrics(_numeric(summary))
+            for name in ("orbits.json", "orbits.parquet", "quarantine.json", "expectations"):
+                tracking.log_artifacts(out / name, None if name != "expectations" else "expectations")
+            tracking.log_artifacts(orbits_gx_dir(out), "expectations")
+    if summary["quarantined"]:
+        left_out = f"{summary['quarantined']} broken objects left out (see {out / 'quarantine.json'})"
+        typer.echo(f"orbits: {left_out}", err=True)
+    typer.echo(json.dumps(summary, indent=2, default=_jsonable))
+
+
+@app.command()
 def curate(
     input: Path | None = typer.Option(None, "--input", help="Folder of videos (default: <paths.world>/videos)."),
     out: Path | None = typer.Option(
@@ -146,7 +188,8 @@ def train_cmd(
         ...,
         "--stage",
         help="vae | image | video | hq (Stages I-III after the VAE) | i2v | i2v_xt (image-to-video, SVD and SVD-XT) | "
-        "lora_horizontal | lora_zoom | lora_static (camera-motion LoRAs on i2v) | interp (frame interpolation).",
+        "lora_horizontal | lora_zoom | lora_static (camera-motion LoRAs on i2v) | interp (frame interpolation) | "
+        "mv (multi-view, SVD-MV, on `svd orbits`).",
     ),
     track: bool = typer.Option(True, help="Record an MLflow run (and register video models)."),
     register: bool = typer.Option(
@@ -166,8 +209,11 @@ def train_cmd(
     from svd.training import stages as st
 
     params = _setup()
-    if stage not in st.STAGES:
-        raise SvdError(f"--stage must be one of {', '.join(st.STAGES)}, got {stage!r}")
+    from svd import tasks
+
+    known = ("vae", *tasks.STAGE_TASKS)  # the task registry, which names every diffusion stage
+    if stage not in known:
+        raise SvdError(f"--stage must be one of {', '.join(known)}, got {stage!r}")
     from svd.runtime import distributed
 
     dist = distributed()  # under torchrun / accelerate launch: joins the process group (gloo on CPU, NCCL on GPU)
@@ -195,7 +241,11 @@ def train_cmd(
                 if track:
                     tracking.log_artifacts(folder, f"samples/{folder.name}")
 
-            on_probe = _word_gap_probe(params, logger, probe_rows) if stage in ("video", "hq") else None
+            on_probe = (
+                _word_gap_probe(params, logger, probe_rows)
+                if stage in ("video", "hq")
+                else _task_probe(params, stage, logger, probe_rows)
+            )
             summary = st.train_diffusion_stage(
                 params, stage, logger=logger, progress=progress, on_samples=on_samples, on_probe=on_probe
             )
@@ -274,12 +324,44 @@ def sample(
         "--interpolation-model",
         help="With --interpolate: a model folder or models:/NAME@ALIAS (default: models/interp).",
     ),
+    multiview: bool = typer.Option(
+        False,
+        "--multiview",
+        help="Multi-view: each --image is an object's front view; writes its 360-degree orbit (OUT.mp4 and the views "
+        "as OUT_views/NNN.png) with a multi-view model (default: models/mv).",
+    ),
+    elevation: list[float] = typer.Option(
+        [], "--elevation", help="With --multiview: the camera elevation in degrees (one, or one per --image)."
+    ),
     scale: int = typer.Option(4, min=1, help="Nearest-neighbour upscale of the written video (tiny models are small)."),
 ) -> None:
-    """Generate videos from text (text-to-video) or from an image (image-to-video) with a trained model."""
+    """Generate videos from text (text-to-video), from an image (image-to-video) or an orbit around an object from
+    its front view (--multiview) with a trained model."""
     from svd.training import sampling
 
     params = _setup()
+    if multiview or elevation:
+        if not multiview:
+            raise SvdError("--elevation is for --multiview")
+        unused = {
+            "--prompt": prompt, "--frames": frames, "--motion-bucket": motion_bucket, "--fps": fps,
+            "--cond-aug": cond_aug, "--lora": lora, "--interpolate": interpolate,
+        }  # fmt: skip
+        given = [k for k, v in unused.items() if v]
+        if given:
+            raise SvdError(f"--multiview takes --image, --elevation, --model, --seed, --steps, --guidance; not {given}")
+        if not elevation:
+            raise SvdError("--multiview needs --elevation DEG (the camera's elevation of the front view)")
+        from svd.multiview import sample_orbits
+
+        written = sample_orbits(
+            params, images=[str(i) for i in image], elevations=list(elevation), out=out, model=model, seed=seed,
+            steps=steps, guidance=guidance, scale=scale,
+        )  # fmt: skip
+        for line in written["warnings"]:
+            typer.secho(f"warning: {line}", fg="yellow", err=True)
+        typer.echo(json.dumps(written, indent=2, default=_jsonable))
+        return
     written = sampling.sample_to_files(
         params,
         prompts=list(prompt),
@@ -773,13 +855,33 @@ def ablate_curation_cmd(
     from svd.ablation import run_curation_ablation
 
     params = _setup()
-    global_args = ["--params", str(state.params_file)]
-    if state.profile:
-        global_args += ["--profile", state.profile]
-    for item in state.overrides:
-        global_args += ["--set", item]
-    summary = run_curation_ablation(params, global_args, log=lambda m: typer.echo(m, err=True), track=track)
+    summary = run_curation_ablation(params, _global_args(), log=lambda m: typer.echo(m, err=True), track=track)
     typer.echo(json.dumps(summary, indent=2, default=_jsonable))
+
+
+@ablate_app.command("multiview")
+def ablate_multiview_cmd(
+    track: bool = typer.Option(True, help="Record MLflow runs: one parent, the arms' runs as its children."),
+) -> None:
+    """The multi-view finetune (train.mv) from the video prior, the image prior and random weights, for every seed
+    in ablation.multiview.seeds, probed on held-out orbits as it trains and judged at the end; writes
+    ablation.multiview.metrics (+ .csv, the curves) and a report. Resumes: finished arms are kept. DVC stage:
+    ablations/dvc.yaml (multiview)."""
+    from svd.ablation_multiview import run_multiview_ablation
+
+    params = _setup()
+    summary = run_multiview_ablation(params, _global_args(), log=lambda m: typer.echo(m, err=True), track=track)
+    typer.echo(json.dumps(summary, indent=2, default=_jsonable))
+
+
+def _global_args() -> list[str]:
+    """The `svd` options this call was given (--params, --profile, --set ...), to hand on to child calls."""
+    args = ["--params", str(state.params_file)]
+    if state.profile:
+        args += ["--profile", state.profile]
+    for item in state.overrides:
+        args += ["--set", item]
+    return args
 
 
 @app.command()
@@ -868,6 +970,33 @@ def _word_gap_probe(params, logger, rows: list[dict]):
         rows.append({"step": step, **{k.removeprefix("probe."): v for k, v in gaps.items()}})
         if logger is not None:
             logger(gaps, step)
+
+    return on_probe
+
+
+def _task_probe(params, stage: str, logger, rows: list[dict]):
+    """A task's own on_probe (its `prober`, "module:Class" built with (params, stage)), its values to MLflow and to
+    `rows` (the .probe.csv curve); None for a task without one, with train.probe_every 0, or when the probe cannot be
+    built (a warning: missing weights stop the probe, not the training). Multi-view: the held-out orbits' metrics."""
+    import importlib
+
+    from svd import tasks
+
+    prober = getattr(tasks.for_stage(stage), "prober", None)
+    if prober is None or not params.train.probe_every:
+        return None
+    module, name = prober.split(":")
+    try:
+        probe = getattr(importlib.import_module(module), name)(params, stage)
+    except SvdError as err:  # a probe is a view of training, not part of it: train unprobed, and say so
+        typer.secho(f"warning: no {stage} probe in this run: {err}", fg="yellow", err=True)
+        return None
+
+    def on_probe(model, step: int, tools: dict) -> None:
+        values = probe(model, step, tools)
+        rows.append({"step": step, **{k.removeprefix("probe."): v for k, v in values.items()}})
+        if logger is not None:
+            logger(values, step)
 
     return on_probe
 

@@ -23,6 +23,7 @@ class Strict(BaseModel):
 
 class Paths(Strict):
     world: str
+    orbits: str
     curated: str
     metrics: str
     models: str
@@ -98,6 +99,22 @@ class World(Strict):
         for w, h in v:
             if w % 2 or h % 2 or w < 32 or h < 32:
                 raise ValueError(f"video sizes must be even and at least 32 px, got {w}x{h}")
+        return v
+
+
+class OrbitsParams(Strict):
+    """svd.world.orbits: training orbits for the multi-view finetune (views and size: world.eval)."""
+
+    objects: int = Field(ge=1)
+    elevation: tuple[float, float]
+    striped: float = Field(ge=0, le=1)
+    source: str | None = None  # an Objaverse-style render folder to read instead of rendering
+
+    @field_validator("elevation")
+    @classmethod
+    def _elevation_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not -90 <= v[0] <= v[1] <= 90:
+            raise ValueError(f"orbits.elevation must be [low, high] within -90..90 degrees, got {list(v)}")
         return v
 
 
@@ -287,6 +304,15 @@ class LoraParams(Strict):
     min_confidence: float = Field(default=0.0, ge=0, le=1)  # and their `camera_confidence` at least this
 
 
+class MultiviewStage(Strict):
+    """The multi-view stage's own settings (svd.tasks.multiview); views and size: world.eval.orbit_frames / train.mv."""
+
+    motion_bucket: float = Field(ge=0)  # the fixed motion id every orbit is trained and sampled with (ours)
+    encoder_from: str | None = None  # the stage whose bundled image tower every arm shares (when weights.image_encoder
+    # is null)
+    probe_objects: int = Field(default=8, ge=1)  # held-out orbits scored every train.mv probe (convergence curves)
+
+
 class DiffusionStage(Strict):
     data: Literal["curated", "uncurated", "hq"]  # curated: kept clips; uncurated: every clip (the ablation)
     hq_fraction: float = Field(gt=0, le=1)  # share of the curated set Stage III keeps (svd.data.subset_hq)
@@ -312,6 +338,8 @@ class DiffusionStage(Strict):
     sample_steps: int | None = Field(default=None, ge=1)  # EDM Euler steps of its samples (paper: 25 / 30)
     # camera-motion LoRA stages (svd.tasks.camera_lora): the adapter trained on `parent`, an image-to-video model
     lora: LoraParams | None = None
+    # the multi-view stage (svd.tasks.multiview)
+    multiview: MultiviewStage | None = None
 
 
 class Stream(Strict):
@@ -352,6 +380,7 @@ class Train(Strict):
     lora_zoom: DiffusionStage
     lora_static: DiffusionStage
     interp: DiffusionStage
+    mv: DiffusionStage
 
 
 class SampleParams(Strict):
@@ -537,8 +566,29 @@ class CurationAblationParams(Strict):
         return v
 
 
+class MultiviewAblationParams(Strict):
+    """`svd ablate multiview` (svd.ablation_multiview): the multi-view finetune (train.mv) from the video prior, the
+    image prior and random weights, same orbits, steps and seeds, each arm probed on held-out orbits as it trains."""
+
+    arms: dict[str, str | None] = {"video": "i2v_xt", "image": "image", "random": None}  # arm -> train.mv.parent
+    seeds: list[int] = [0, 1, 2]  # training seeds (at least 3 for a claim about a recipe)
+    steps: int = Field(default=80, ge=1)  # every arm's steps (equal steps: the paper's comparison)
+    probe_every: int = Field(default=20, ge=1)  # held-out orbit metrics every this many steps (the curves)
+    out: str = "models/ablation/multiview"  # seed-S-<arm>/mv (+ links to the parents)
+    metrics: str = "metrics/ablation_multiview.json"  # the summary DVC compares (+ .csv beside it: the curves)
+    bootstrap: int = Field(default=1000, ge=1)  # resamples of each seed's paired interval (per held-out object)
+
+    @field_validator("seeds")
+    @classmethod
+    def _enough_seeds(cls, v: list[int]) -> list[int]:
+        if len(v) < 1 or len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct and at least one (three for a claim about a recipe)")
+        return v
+
+
 class AblationParams(Strict):
     curation: CurationAblationParams = CurationAblationParams()
+    multiview: MultiviewAblationParams = MultiviewAblationParams()
 
 
 # the `register` block's field shadows BaseModel.register (ABCMeta's, class level only): instances read the field
@@ -552,6 +602,7 @@ class Params(Strict):
     paths: Paths
     weights: Weights
     world: World
+    orbits: OrbitsParams
     curate: Curate
     shards: Shards
     diffusion: Diffusion
