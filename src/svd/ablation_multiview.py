@@ -93,7 +93,8 @@ def summarise(params: Params, arms: dict[tuple[int, str], dict], seeds: list[int
     for check in CHECKS:
         values = {a: [float(arms[(s, a)]["scores"][f"eval.model.{check}.mean"]) for s in seeds] for a in names}
         for a in names:
-            out[f"{check}.{a}.mean"] = float(np.nanmean(values[a]))
+            finite = [v for v in values[a] if np.isfinite(v)]
+            out[f"{check}.{a}.mean"] = float(np.mean(finite)) if finite else float("nan")
             out[f"{check}.{a}.seed_spread"] = float(np.ptp(values[a])) if len(seeds) > 1 else float("nan")
             for s, v in zip(seeds, values[a]):
                 out[f"{check}.{a}.seed{s}"] = v
@@ -116,6 +117,7 @@ def summarise(params: Params, arms: dict[tuple[int, str], dict], seeds: list[int
             consistent = len(sides) == 1 and 0 not in sides and len(diffs) == len(seeds)
             exceeds = bool(np.isfinite(spread) and abs(effect) > spread)
             better = (a if effect > 0 else b) if check not in LOWER_IS_BETTER else (a if effect < 0 else b)
+            better = better if np.isfinite(effect) else "neither"
             out.update({f"{key}.effect": effect, f"{key}.exceeds_spread": int(exceeds)})
             out[f"{key}.every_seed_significant"] = int(consistent)
             verdicts[key] = {
@@ -163,14 +165,20 @@ def markdown(params: Params, arms: dict, seeds: list[int], summary: dict[str, An
         "|---|---|---|---|---|---|---|---|",
     ]
     for a in names:
-        cells = [f"{summary[f'{c}.{a}.mean']:.3f} ± {summary[f'{c}.{a}.seed_spread'] / 2:.3f}" for c in CHECKS]
+        cells = [
+            f"{summary[f'{c}.{a}.mean']:.3f}"
+            + (f" ± {summary[f'{c}.{a}.seed_spread'] / 2:.3f}" if len(seeds) > 1 else "")
+            for c in CHECKS
+        ]
         paper = PAPER_ROWS.get(PAPER.get(a, ""), None)
         ref = f"{PAPER[a]} {paper['psnr']} / {paper['lpips']} / {paper['clip_s']}" if paper else ""
-        lines.append(f"| {a} ({params.ablation.multiview.arms[a]}) | " + " | ".join(cells) + f" | {ref} |")
+        parent = params.ablation.multiview.arms[a] or "random init"
+        lines.append(f"| {a} ({parent}) | " + " | ".join(cells) + f" | {ref} |")
     lines += [
         "",
-        "Mean over seeds ± half the seed range; paper: Fig. 10a's PSNR / LPIPS / CLIP-S. Not comparable with the "
-        "paper: the world's orbits, 32 px, random LPIPS and CLIP backbones in tiny (not the paper's metrics).",
+        "Mean over seeds ± half the seed range (one seed: its value); paper: Fig. 10a's PSNR / LPIPS / CLIP-S. "
+        "Not comparable with the paper: the world's orbits, 32 px, random LPIPS and CLIP backbones in tiny (not "
+        "the paper's metrics).",
         "",
         "| comparison | check | effect | seed spread | per-seed paired difference [95%] | verdict |",
         "|---|---|---|---|---|---|",
@@ -182,14 +190,24 @@ def markdown(params: Params, arms: dict, seeds: list[int], summary: dict[str, An
             f"{summary.get(f'{key}.seed{s}.hi', float('nan')):+.3f}]"
             for s in seeds
         )
-        word = "exceeds" if v["exceeds"] else "does not exceed"
-        agree = "; every seed agrees" if v["consistent"] else ""
-        verdict = "no difference" if v["better"] == "neither" else f"{v['better']} better; {word} the spread{agree}"
+        verdict = verdict_text(v)
         lines.append(
             f"| {pair.replace('_minus_', ' - ')} | {check} | {v['effect']:+.3f} | {v['spread']:.3f} | {per_seed} | "
             f"{verdict} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def verdict_text(v: dict[str, Any]) -> str:
+    if not np.isfinite(v["effect"]):
+        return "not measured (no finite values)"
+    if v["better"] == "neither":
+        return "no difference"
+    agree = "every seed's interval agrees" if v["consistent"] else "the seeds' intervals disagree or reach 0"
+    if not np.isfinite(v["spread"]):
+        return f"{v['better']} better; one seed: no seed spread to beat (not a recipe claim); {agree}"
+    word = "exceeds" if v["exceeds"] else "does not exceed"
+    return f"{v['better']} better; {word} the seed spread; {agree}"
 
 
 def run_multiview_ablation(params: Params, global_args: list[str], log: Log, track: bool = True) -> dict[str, Any]:
