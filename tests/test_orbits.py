@@ -281,3 +281,21 @@ def test_cli_renders_or_indexes_a_source_folder(tmp_path, monkeypatch):
     (tmp_path / "nothing").mkdir()
     result = _svd("--out", "none", "--source", str(tmp_path / "nothing"))
     assert result.exit_code != 0 and isinstance(result.exception, InputError)
+
+
+def test_held_out_orbits_from_a_gso_style_folder_take_elevations_from_cameras_json(tmp_path):
+    """evaluate.multiview.gso_root: real renders (views + cameras.json per object, either schema) are the held-out
+    orbits, each at the mean elevation of its cameras."""
+    from svd.evaluation.multiview_model import held_out_orbits
+
+    root = tmp_path / "gso"
+    _object(root / "mug", angles=[(90.0 * f, 20.0) for f in range(4)], schema="nerf")
+    _object(root / "shoe", angles=[(90.0 * f, 10.0) for f in range(4)])
+    params = load_params(PARAMS, overrides=["evaluate.multiview.frames=4", f"evaluate.multiview.gso_root={root}"])
+    truth = held_out_orbits(params, (8, 8))
+    assert truth["names"] == ["mug", "shoe"] and truth["orbits"].shape == (2, 4, 8, 8, 3)
+    np.testing.assert_allclose(truth["elevations"], [20.0, 10.0], atol=1e-5)
+    np.testing.assert_array_equal(truth["orbits"][1, 2], 80)  # the third view's grey, area-resized
+    (root / "shoe" / "cameras.json").unlink()
+    with pytest.raises(InputError, match="shoe"):
+        held_out_orbits(params, (8, 8))

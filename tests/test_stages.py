@@ -1263,10 +1263,13 @@ def test_multiview_stage_trains_on_orbits_probes_evaluates_and_registers(mv_trai
     assert not (folder / "diffusers").exists()  # SVD's pipeline builds three ids: no export
     metrics = json.loads((tmp / "metrics" / "train_mv.json").read_text())
     assert metrics["orbits"] == 6 and metrics["views"] == 21
-    for side in ("model", "copy"):
+    for side in ("model", "copy", "roundtrip", "copy_roundtrip"):
         for check in ("psnr", "lpips", "clip_s", "opposite_psnr", "silhouette_iou"):
             assert f"eval.{side}.{check}.mean" in metrics and f"eval.{side}.{check}.lo" in metrics, (side, check)
     assert "eval.model_minus_copy.psnr.lo" in metrics and metrics["eval.objects"] == 20
+    assert "eval.model_minus_copy_roundtrip.psnr.lo" in metrics
+    # the round trip is the ceiling of a latent model; copying it repeats the front view's round trip
+    assert metrics["eval.roundtrip.psnr.mean"] > metrics["eval.copy_roundtrip.psnr.mean"]
     assert metrics["eval.backbones_pretrained.lpips"] == 0.0  # tiny: random LPIPS and CLIP backbones, marked
     probe = (tmp / "metrics" / "train_mv.probe.csv").read_text().splitlines()
     assert probe[0].startswith("step,psnr,lpips,clip_s") and len(probe) == 3  # steps 1 and 2

@@ -34,6 +34,11 @@ from svd.errors import InputError
 CHECKS = ("psnr", "lpips", "clip_s", "opposite_psnr", "silhouette_iou", "width_corr")
 LOWER_IS_BETTER = ("lpips",)
 PAPER = {"video": "SVD-MV", "image": "SD2.1-MV", "random": "Scratch-MV"}  # Fig. 10a's rows for our arms
+REFERENCES = {
+    "copy": "copy the front view",
+    "roundtrip": "the VAE's round trip of every view (a latent model's ceiling)",
+    "copy_roundtrip": "copy the front view's round trip (a latent model's copy)",
+}
 
 
 def arm_dir(params: Params, seed: int, arm: str) -> Path:
@@ -128,6 +133,14 @@ def summarise(params: Params, arms: dict[tuple[int, str], dict], seeds: list[int
                 "consistent": consistent,
             }
     out["verdicts"] = verdicts
+    # the references (copying the front view; the VAE's round trip of the truth, a latent model's ceiling; copying
+    # the front view's round trip) depend on the VAE and the truth alone: the same for every arm and seed
+    first = arms[(seeds[0], names[0])]["scores"]
+    for side in REFERENCES:
+        for check in CHECKS:
+            key = f"eval.{side}.{check}.mean"
+            if key in first:
+                out[f"reference.{side}.{check}"] = float(first[key])
     return out
 
 
@@ -174,6 +187,10 @@ def markdown(params: Params, arms: dict, seeds: list[int], summary: dict[str, An
         ref = f"{PAPER[a]} {paper['psnr']} / {paper['lpips']} / {paper['clip_s']}" if paper else ""
         parent = params.ablation.multiview.arms[a] or "random init"
         lines.append(f"| {a} ({parent}) | " + " | ".join(cells) + f" | {ref} |")
+    for side, label in REFERENCES.items():
+        if f"reference.{side}.psnr" in summary:
+            cells = [f"{summary.get(f'reference.{side}.{c}', float('nan')):.3f}" for c in CHECKS]
+            lines.append(f"| {label} | " + " | ".join(cells) + " | |")
     lines += [
         "",
         "Mean over seeds ± half the seed range (one seed: its value); paper: Fig. 10a's PSNR / LPIPS / CLIP-S. "

@@ -6,12 +6,16 @@ For every held-out object (the world's eval orbits, whose kinds never appear in 
 against the truth at the model's size (area-downsampled, as the protocol resizes):
 - psnr / lpips / clip_s: the GSO protocol's per-frame metrics (svd.evaluation.multiview), mean over the views;
 - opposite_psnr: PSNR of the view nearest 180 degrees from the front, the one the front view says least about;
-- silhouette_iou: IoU of the object masks (pixels more than SILHOUETTE_THRESHOLD grey levels from the renders'
-  background in some channel), mean over the views;
+- silhouette_iou: IoU of the object masks (pixels more than SILHOUETTE_THRESHOLD grey levels, in some channel, from
+  the view's own background: the median of its border pixels, so that a generated orbit whose background is another
+  grey than the renders' is judged by its object), mean over the views;
 - width_corr: Pearson correlation over the orbit of the silhouette's width (columns the object covers) against the
   truth's: does the generated object turn as the real one does (a box is wide face-on, narrow edge-on)?
 Each is a mean over objects with a 95% bootstrap interval over objects. The `copy` baseline repeats the front view
-for every view (a model that learned nothing about 3D scores this); model_minus_copy is the paired difference.
+for every view (a model that learned nothing about 3D scores this); model_minus_copy is the paired difference. A
+latent model's views pass the VAE, so two references are judged the same way: `roundtrip`, the VAE's round trip of
+every true view (what a perfect latent model gives back: its ceiling), and `copy_roundtrip`, the front view's round
+trip repeated (the copy baseline a latent model can reach); model_minus_copy_roundtrip is the paired difference.
 In tiny, LPIPS and CLIP-S run on random backbones (no weights can be downloaded): their values are marked so.
 The generated orbits are written as <folder>/eval/orbits/<object>/NN.png (`svd evaluate multiview --fake` scores
 them again) and a few, beside the truth, as GIFs in <folder>/samples/orbits/.
@@ -28,6 +32,7 @@ import numpy as np
 
 from svd.config import Params
 from svd.errors import InputError
+from svd.evaluation.image_to_video import roundtrip
 from svd.evaluation.intervals import mean_interval, paired_mean_difference
 from svd.evaluation.multiview import (
     ClipSimilarity,
@@ -94,9 +99,17 @@ def _elevations(path: Path, views: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- 3D checks
-def silhouettes(orbit: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
-    """(V, H, W) bool: the object's pixels in each view."""
-    diff = np.abs(orbit.astype(np.int16) - np.asarray(background, np.int16)).max(axis=-1)
+def border_colours(orbit: np.ndarray) -> np.ndarray:
+    """(V, 3) each view's background: the median colour of its outermost ring of pixels (the object is framed
+    inside it)."""
+    ring = np.concatenate([orbit[:, 0], orbit[:, -1], orbit[:, 1:-1, 0], orbit[:, 1:-1, -1]], axis=1)
+    return np.median(ring, axis=1)
+
+
+def silhouettes(orbit: np.ndarray) -> np.ndarray:
+    """(V, H, W) bool: the object's pixels in each (V, H, W, 3) view, against the view's own background."""
+    background = border_colours(orbit).round().astype(np.int16)[:, None, None, :]
+    diff = np.abs(orbit.astype(np.int16) - background).max(axis=-1)
     return diff > SILHOUETTE_THRESHOLD
 
 
@@ -126,7 +139,7 @@ def opposite_view(views: int) -> int:
     return int(np.argmin(np.abs(angles - 180.0)))
 
 
-def check_orbit(real: np.ndarray, fake: np.ndarray, background, lpips_fn=None, clip_fn=None) -> dict[str, float]:
+def check_orbit(real: np.ndarray, fake: np.ndarray, lpips_fn=None, clip_fn=None) -> dict[str, float]:
     """One object's checks (see the module doc); lpips and clip_s only where their scorers are given."""
     if lpips_fn is not None:
         out = score_orbit(real, fake, lpips_fn, clip_fn)
@@ -135,16 +148,10 @@ def check_orbit(real: np.ndarray, fake: np.ndarray, background, lpips_fn=None, c
         out = {"psnr": float(psnr(real, fake).mean())}
     k = opposite_view(len(real))
     out["opposite_psnr"] = float(psnr(real[k : k + 1], fake[k : k + 1])[0])
-    a, b = silhouettes(real, background), silhouettes(fake, background)
+    a, b = silhouettes(real), silhouettes(fake)
     out["silhouette_iou"] = float(silhouette_iou(a, b).mean())
     out["width_corr"] = width_correlation(a, b)
     return out
-
-
-def background_of(orbits: np.ndarray) -> tuple[int, int, int]:
-    """The renders' background: the median colour of the truth's corner pixels."""
-    corners = orbits[..., [0, 0, -1, -1], [0, -1, 0, -1], :].reshape(-1, 3)
-    return tuple(int(c) for c in np.median(corners, axis=0))
 
 
 def _interval(values, rounds: int, seed: int) -> dict[str, float]:
@@ -200,22 +207,31 @@ def evaluate_model(params: Params, folder: Path, *, model: dict | None = None) -
         raise InputError(f"{folder} makes {meta['views']}-view orbits, evaluate.multiview.frames is {mv.frames}")
     truth = held_out_orbits(params, tuple(meta["size"]))
     fake = generate_for(model, params, truth, params.sample.seed)
-    copy = np.repeat(truth["orbits"][:, :1], truth["orbits"].shape[1], axis=1)
-    background = background_of(truth["orbits"])
+    views = truth["orbits"].shape[1]
+    through_vae = np.stack([roundtrip(model["vae"], orbit) for orbit in truth["orbits"]])
+    sides = {
+        "model": fake,
+        "copy": np.repeat(truth["orbits"][:, :1], views, axis=1),
+        "roundtrip": through_vae,
+        "copy_roundtrip": np.repeat(through_vae[:, :1], views, axis=1),
+    }
     lpips_fn = LpipsScorer(mv.lpips_alexnet, seed=params.seed, batch=mv.batch)
     clip_fn = ClipSimilarity(params.weights, seed=params.seed, batch=mv.batch)
-    rows = {"model": [], "copy": []}
-    for real, gen, cp in zip(truth["orbits"], fake, copy):
-        rows["model"].append(check_orbit(real, gen, background, lpips_fn, clip_fn))
-        rows["copy"].append(check_orbit(real, cp, background, lpips_fn, clip_fn))
+    rows = {
+        side: [check_orbit(real, gen, lpips_fn, clip_fn) for real, gen in zip(truth["orbits"], orbits)]
+        for side, orbits in sides.items()
+    }
     rounds, seed = mv.bootstrap, params.seed
     out: dict[str, Any] = {"objects": len(truth["names"]), "views": int(fake.shape[1]), "size": list(fake.shape[2:4])}
     for side, values in rows.items():
         out[side] = {k: _interval([r[k] for r in values], rounds, seed) for k in CHECKS}
-    out["model_minus_copy"] = {
-        k: paired_mean_difference([r[k] for r in rows["model"]], [r[k] for r in rows["copy"]], rounds=rounds, seed=seed)
-        for k in CHECKS
-    }
+    for baseline in ("copy", "copy_roundtrip"):
+        out[f"model_minus_{baseline}"] = {
+            k: paired_mean_difference(
+                [r[k] for r in rows["model"]], [r[k] for r in rows[baseline]], rounds=rounds, seed=seed
+            )
+            for k in CHECKS
+        }
     out["backbones_pretrained"] = {"lpips": float(lpips_fn.pretrained), "clip": float(clip_fn.pretrained)}
     _write_orbits(folder / "eval" / "orbits", truth["names"], fake)
     n = min(4, len(fake))
@@ -247,7 +263,6 @@ class OrbitProbe:
         mv = params.evaluate.multiview
         self.params, self.stage = params, stage
         self.truth = held_out_orbits(params, tuple(cfg.size), limit=cfg.multiview.probe_objects)
-        self.background = background_of(self.truth["orbits"])
         self.lpips_fn = LpipsScorer(mv.lpips_alexnet, seed=params.seed, batch=mv.batch)
         self.clip_fn = ClipSimilarity(params.weights, seed=params.seed, batch=mv.batch)
 
@@ -266,15 +281,13 @@ class OrbitProbe:
                 guidance=tuple(guidance), cond_aug=params.diffusion.cond_aug.inference_sigma,
                 seed=params.sample.seed, sigma_data=params.diffusion.sigma_data,
             )  # fmt: skip
-        rows = [
-            check_orbit(real, gen, self.background, self.lpips_fn, self.clip_fn)
-            for real, gen in zip(self.truth["orbits"], fake)
-        ]
+        rows = [check_orbit(real, gen, self.lpips_fn, self.clip_fn) for real, gen in zip(self.truth["orbits"], fake)]
         return {f"probe.{k}": float(np.nanmean([r[k] for r in rows])) for k in CHECKS}
 
 
 __all__ = [
     "OrbitProbe",
+    "border_colours",
     "check_orbit",
     "evaluate_model",
     "held_out_orbits",
