@@ -1268,8 +1268,6 @@ def test_multiview_stage_trains_on_orbits_probes_evaluates_and_registers(mv_trai
             assert f"eval.{side}.{check}.mean" in metrics and f"eval.{side}.{check}.lo" in metrics, (side, check)
     assert "eval.model_minus_copy.psnr.lo" in metrics and metrics["eval.objects"] == 20
     assert "eval.model_minus_copy_roundtrip.psnr.lo" in metrics
-    # the round trip is the ceiling of a latent model; copying it repeats the front view's round trip
-    assert metrics["eval.roundtrip.psnr.mean"] > metrics["eval.copy_roundtrip.psnr.mean"]
     assert metrics["eval.backbones_pretrained.lpips"] == 0.0  # tiny: random LPIPS and CLIP backbones, marked
     probe = (tmp / "metrics" / "train_mv.probe.csv").read_text().splitlines()
     assert probe[0].startswith("step,psnr,lpips,clip_s") and len(probe) == 3  # steps 1 and 2

@@ -168,22 +168,33 @@ def summarise(arms: dict[tuple[int, str], dict[str, Any]], seeds: list[int], rou
 
 def write_outputs(params: Params, arms: dict, seeds: list[int], summary: dict[str, Any]) -> dict[str, Path]:
     cfg = params.ablation.curation
-    js = Path(cfg.metrics)
-    js.parent.mkdir(parents=True, exist_ok=True)
-    numbers = {k: v for k, v in summary.items() if k != "verdicts"}
-    js.write_text(json.dumps(numbers, indent=2, sort_keys=True) + "\n")
-    table = js.with_suffix(".csv")
+    header = ["arm", "seed"] + [f"{s}{x}" for s in SCORES for x in ("", "_lo", "_hi")]
+    rows = [
+        [arm, s] + [_fmt(arms[(s, arm)]["scores"].get(f"{k}{x}")) for k in SCORES for x in ("", "_lo", "_hi")]
+        for arm in ARMS
+        for s in seeds
+    ]
+    return write_files(Path(cfg.metrics), Path(cfg.out), summary, header, rows, markdown(arms, seeds, summary))
+
+
+def write_files(
+    metrics: Path, out: Path, summary: dict[str, Any], header: list[str], rows: list[list], report: str
+) -> dict[str, Path]:
+    """An ablation's outputs: the summary's numbers as `metrics` (JSON, its verdicts left out), the plot table beside
+    it (.csv) and the report (`out`/report.md)."""
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(
+        json.dumps({k: v for k, v in summary.items() if k != "verdicts"}, indent=2, sort_keys=True) + "\n"
+    )
+    table = metrics.with_suffix(".csv")
     with table.open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        header = ["arm", "seed"] + [f"{s}{x}" for s in SCORES for x in ("", "_lo", "_hi")]
         writer.writerow(header)
-        for arm in ARMS:
-            for s in seeds:
-                sc = arms[(s, arm)]["scores"]
-                writer.writerow([arm, s] + [_fmt(sc.get(f"{k}{x}")) for k in SCORES for x in ("", "_lo", "_hi")])
-    report = Path(cfg.out) / "report.md"
-    report.write_text(markdown(arms, seeds, summary))
-    return {"metrics": js, "plot": table, "report": report}
+        writer.writerows(rows)
+    page = out / "report.md"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(report)
+    return {"metrics": metrics, "plot": table, "report": page}
 
 
 def _fmt(v) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from svd.ablation import Log, _nothing, _svd, link_parents
+from svd.ablation import Log, _nothing, _svd, link_parents, write_files
 from svd.config import Params
 from svd.errors import InputError
 
@@ -146,21 +146,13 @@ def summarise(params: Params, arms: dict[tuple[int, str], dict], seeds: list[int
 
 def write_outputs(params: Params, arms: dict, seeds: list[int], summary: dict[str, Any]) -> dict[str, Path]:
     cfg = params.ablation.multiview
-    js = Path(cfg.metrics)
-    js.parent.mkdir(parents=True, exist_ok=True)
-    numbers = {k: v for k, v in summary.items() if k != "verdicts"}
-    js.write_text(json.dumps(numbers, indent=2, sort_keys=True) + "\n")
-    table = js.with_suffix(".csv")
-    with table.open("w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["arm", "seed", "step", *CHECKS])
-        for (s, arm), data in sorted(arms.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            for row in data["curve"]:
-                writer.writerow([arm, s, int(row["step"]), *(f"{row.get(c, float('nan')):.6g}" for c in CHECKS)])
-    report = Path(cfg.out) / "report.md"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(markdown(params, arms, seeds, summary))
-    return {"metrics": js, "plot": table, "report": report}
+    rows = [
+        [arm, s, int(row["step"]), *(f"{row.get(c, float('nan')):.6g}" for c in CHECKS)]
+        for (s, arm), data in sorted(arms.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        for row in data["curve"]
+    ]
+    report = markdown(params, arms, seeds, summary)
+    return write_files(Path(cfg.metrics), Path(cfg.out), summary, ["arm", "seed", "step", *CHECKS], rows, report)
 
 
 def markdown(params: Params, arms: dict, seeds: list[int], summary: dict[str, Any]) -> str:

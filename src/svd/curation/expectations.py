@@ -90,11 +90,38 @@ def build_suite(gx, cfg: Curate):
 def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path, gx_dir: Path) -> dict:
     """Run the suite in a fresh GX project at gx_dir (data docs included); write report.txt into out_dir; raise
     ExpectationsFailed with a readable report on failure."""
+    return run_suite(
+        lambda gx: build_suite(gx, cfg),
+        clips,
+        names=("curation", "clips", "all_clips", "clips"),
+        title="Clip metadata",
+        unit="clips",
+        module="svd.curation.expectations",
+        out_dir=out_dir,
+        gx_dir=gx_dir,
+    )
+
+
+def run_suite(
+    build,
+    table: pd.DataFrame,
+    *,
+    names: tuple[str, str, str, str],
+    title: str,
+    unit: str,
+    module: str,
+    out_dir: Path,
+    gx_dir: Path,
+) -> dict:
+    """Run the suite `build(gx)` makes on `table` in a fresh GX project at gx_dir (data docs and an offline
+    report.html included); write report.txt into out_dir; raise ExpectationsFailed naming `title` on failure.
+    names: the GX data source, asset, batch definition and validation (and checkpoint) names."""
     import logging
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
 
+    source, asset_name, batch_name, name = names
     out_dir, gx_dir = Path(out_dir), Path(gx_dir)
     for folder in (out_dir, gx_dir):
         if folder.exists():
@@ -105,18 +132,18 @@ def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path, gx_dir: Path
         context.variables.progress_bars = {"globally": False}
     except Exception:  # noqa: BLE001 - progress bars are cosmetic; older/newer GX shapes differ
         pass
-    asset = context.data_sources.add_pandas("curation").add_dataframe_asset("clips")
-    batch = asset.add_batch_definition_whole_dataframe("all_clips")
-    suite = context.suites.add(build_suite(gx, cfg))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name="clips", data=batch, suite=suite))
+    asset = context.data_sources.add_pandas(source).add_dataframe_asset(asset_name)
+    batch = asset.add_batch_definition_whole_dataframe(batch_name)
+    suite = context.suites.add(build(gx))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
-            name="clips",
+            name=name,
             validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
         )
     )
-    result = checkpoint.run(batch_parameters={"dataframe": clips})
+    result = checkpoint.run(batch_parameters={"dataframe": table})
     failures = []
     rows = []
     checked = 0
@@ -140,7 +167,7 @@ def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path, gx_dir: Path
                     f"{cfg_.type}({_kwargs(cfg_.kwargs)}): unexpected={detail.get('unexpected_count', '?')} "
                     f"e.g. {str(sample)[:120]}"
                 )
-    (gx_dir / "report.html").write_text(offline_report(rows, len(clips)))
+    (gx_dir / "report.html").write_text(offline_report(rows, len(table), title=title, unit=unit, module=module))
     docs = next(gx_dir.rglob("local_site/index.html"), None)
     report = {"expectations": checked, "failed": len(failures), "data_docs": str(docs) if docs else ""}
     (out_dir / "report.txt").write_text(
@@ -148,13 +175,20 @@ def validate_clips(clips: pd.DataFrame, cfg: Curate, out_dir: Path, gx_dir: Path
     )
     if failures:
         raise ExpectationsFailed(
-            f"clip metadata failed {len(failures)} of {checked} expectations (report: {out_dir / 'report.txt'}): "
+            f"{title.lower()} failed {len(failures)} of {checked} expectations (report: {out_dir / 'report.txt'}): "
             + "; ".join(failures[:5])
         )
     return report
 
 
-def offline_report(rows: list[tuple], n_clips: int) -> str:
+def offline_report(
+    rows: list[tuple],
+    n_rows: int,
+    *,
+    title: str = "Clip metadata",
+    unit: str = "clips",
+    module: str = "svd.curation.expectations",
+) -> str:
     """One self-contained HTML page (inline style, no script, no external asset) of the suite's results: rows of
     (expectation, settings, passed, unexpected count, observed or sample)."""
     from html import escape
@@ -166,12 +200,12 @@ def offline_report(rows: list[tuple], n_clips: int) -> str:
         for kind, kw, ok, n, seen in rows
     )
     return (
-        "<!doctype html><html><head><meta charset=utf-8><title>clip metadata expectations</title><style>"
+        f"<!doctype html><html><head><meta charset=utf-8><title>{title.lower()} expectations</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         "padding:4px 8px;text-align:left;vertical-align:top}tr.ok td:nth-child(3){color:#060}"
         "tr.bad td{background:#fdd}</style></head><body>"
-        f"<h1>Clip metadata: {len(rows) - failed} of {len(rows)} expectations passed</h1>"
-        f"<p>{n_clips} clips, validated by Great Expectations (svd.curation.expectations). This page needs no "
+        f"<h1>{title}: {len(rows) - failed} of {len(rows)} expectations passed</h1>"
+        f"<p>{n_rows} {unit}, validated by Great Expectations ({module}). This page needs no "
         f"network; GX's own data docs (gx/uncommitted/data_docs) load their styles from CDNs.</p>"
         "<table><tr><th>expectation</th><th>settings</th><th>verdict</th><th>unexpected</th>"
         f"<th>observed / sample</th></tr>\n{body}</table></body></html>\n"

@@ -465,75 +465,19 @@ def build_orbit_suite(gx, views: int):
 
 def validate_orbit_manifest(df: pd.DataFrame, views: int, out_dir: Path, gx_dir: Path) -> dict:
     """Run the "orbit_manifest" suite in a fresh GX project at gx_dir (data docs and report.html included); write
-    report.txt into out_dir; raise ExpectationsFailed with a readable report on failure. Mirrors
-    svd.curation.expectations.validate_clips."""
-    import logging
+    report.txt into out_dir; raise ExpectationsFailed with a readable report on failure (curation's runner)."""
+    from svd.curation.expectations import run_suite
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    import great_expectations as gx
-
-    from svd.curation.expectations import ExpectationsFailed, _kwargs, offline_report
-
-    out_dir, gx_dir = Path(out_dir), Path(gx_dir)
-    for folder in (out_dir, gx_dir):
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
     table = df.copy()
     if "object" in table.columns:
         table["object_views"] = table.groupby("object", dropna=False)["object"].transform("size").astype("int64")
-    context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
-    try:
-        context.variables.progress_bars = {"globally": False}
-    except Exception:  # noqa: BLE001 - progress bars are cosmetic; older/newer GX shapes differ
-        pass
-    asset = context.data_sources.add_pandas("orbits").add_dataframe_asset("manifest")
-    batch = asset.add_batch_definition_whole_dataframe("all_views")
-    suite = context.suites.add(build_orbit_suite(gx, views))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name="orbits", data=batch, suite=suite))
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name="orbits",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-        )
+    return run_suite(
+        lambda gx: build_orbit_suite(gx, views),
+        table,
+        names=("orbits", "manifest", "all_views", "orbits"),
+        title="Orbit manifest",
+        unit="views",
+        module="svd.world.orbits",
+        out_dir=out_dir,
+        gx_dir=gx_dir,
     )
-    result = checkpoint.run(batch_parameters={"dataframe": table})
-    failures, rows, checked = [], [], 0
-    for run in result.run_results.values():
-        for item in run.results:
-            checked += 1
-            cfg_ = item.expectation_config
-            detail = item.result or {}
-            sample = detail.get("partial_unexpected_list") or detail.get("observed_value")
-            rows.append(
-                (
-                    cfg_.type,
-                    _kwargs(cfg_.kwargs),
-                    bool(item.success),
-                    detail.get("unexpected_count", ""),
-                    str(sample)[:200] if sample is not None else "",
-                )
-            )
-            if not item.success:
-                failures.append(
-                    f"{cfg_.type}({_kwargs(cfg_.kwargs)}): unexpected={detail.get('unexpected_count', '?')} "
-                    f"e.g. {str(sample)[:120]}"
-                )
-    html = offline_report(rows, len(table))
-    html = html.replace("clip metadata expectations", "orbit manifest expectations")
-    html = html.replace("<h1>Clip metadata:", "<h1>Orbit manifest:")
-    html = html.replace(f"<p>{len(table)} clips,", f"<p>{len(table)} views,")
-    html = html.replace("(svd.curation.expectations)", "(svd.world.orbits)")
-    (gx_dir / "report.html").write_text(html)
-    docs = next(gx_dir.rglob("local_site/index.html"), None)
-    report = {"expectations": checked, "failed": len(failures), "data_docs": str(docs) if docs else ""}
-    (out_dir / "report.txt").write_text(
-        f"{checked} expectations, {len(failures)} failed\n" + "".join(f"  FAILED {f}\n" for f in failures)
-    )
-    if failures:
-        raise ExpectationsFailed(
-            f"orbit manifest failed {len(failures)} of {checked} expectations (report: {out_dir / 'report.txt'}): "
-            + "; ".join(failures[:5])
-        )
-    return report
